@@ -1,0 +1,142 @@
+import { Readable } from 'node:stream'
+import { InvalidRequestError } from './errors'
+import type { CallSignal } from './call-signal'
+import type { CallOptions } from './client-types'
+import type { CallContext, Logger, RequestBody, ServiceRuntime } from './pipeline/types'
+import { encodeQuery } from './request-target'
+
+// RFC 9110 token characters for header names.
+const kHeaderName = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+const kBadHeaderValue = /[\r\n\0]/
+
+/** What binds a client to where its calls come from: an inbound Fastify request, or nothing. */
+export interface ClientScope {
+  /** Logger the calls log with (the request's, carrying `reqId`). */
+  readonly log: Logger
+  /** Aborts every call of the scope (the inbound request's client went away); created on first use. */
+  signal: () => CallSignal | undefined
+  /** `performance.now()` time by which calls must end; `Infinity` when none. */
+  readonly deadline: number
+  /** Headers to copy from the inbound request: the request id and the service's `forwardHeaders`. */
+  headersFor: (forward: string[]) => Record<string, string> | undefined
+}
+
+/** Throws `InvalidRequestError` for a header name that is not a token or a value holding CR, LF or NUL. */
+export function checkHeader (service: string, name: string, value: string): void {
+  if (!kHeaderName.test(name)) {
+    throw new InvalidRequestError(`${service}: invalid header name ${JSON.stringify(name)}`)
+  }
+  if (kBadHeaderValue.test(value)) {
+    throw new InvalidRequestError(`${service}: header ${name} holds a CR, LF or NUL character`)
+  }
+}
+
+/** One logical call through a service's pipeline. */
+export class Call implements CallContext {
+  readonly service: ServiceRuntime
+  method: string
+  path: string
+  readonly route: string
+  headers: Record<string, string>
+  body: RequestBody
+  readonly replayable: boolean
+  signal: CallSignal | undefined
+  deadline: number
+  attempt = 1
+  headersTimeout: number
+  bodyTimeout: number
+  readonly options: CallOptions
+  private ownHeaders: boolean
+  private logger: Logger | undefined = undefined
+  private readonly parentLog: Logger
+
+  constructor (
+    service: ServiceRuntime, method: string, path: string, route: string, headers: Record<string, string>,
+    ownHeaders: boolean, body: RequestBody, options: CallOptions, parentLog: Logger
+  ) {
+    this.service = service
+    this.method = method
+    this.path = path
+    this.route = route
+    this.headers = headers
+    this.ownHeaders = ownHeaders
+    this.body = body
+    this.replayable = !(body instanceof Readable)
+    this.signal = undefined
+    this.deadline = Infinity
+    const t = service.options.timeout
+    this.headersTimeout = t.headers
+    this.bodyTimeout = t.body
+    this.options = options
+    this.parentLog = parentLog
+  }
+
+  get log (): Logger {
+    if (this.logger === undefined) this.logger = this.parentLog.child({ service: this.service.name })
+    return this.logger
+  }
+
+  setHeader (name: string, value: string): void {
+    if (!this.ownHeaders) {
+      this.headers = { ...this.headers }
+      this.ownHeaders = true
+    }
+    this.headers[name] = value
+  }
+}
+
+/** Merges the caller's headers over `base`, checking each. Returns `base` itself when there is nothing to add. */
+export function mergeHeaders (
+  service: string, base: Record<string, string>, extra: Record<string, string | number | undefined> | undefined
+): { headers: Record<string, string>, copied: boolean } {
+  if (extra === undefined) return { headers: base, copied: false }
+  const headers = { ...base }
+  for (const key of Object.keys(extra)) {
+    const value = extra[key]
+    if (value === undefined) continue
+    const name = key.toLowerCase()
+    const text = String(value)
+    checkHeader(service, name, text)
+    headers[name] = text
+  }
+  return { headers, copied: true }
+}
+
+/**
+ * Encodes `json`, `form` or `body` of the call options. Sets `content-type` (and copies the headers) unless the
+ * caller set one. Only one of the three may be given.
+ */
+export function encodeBody (
+  service: string, options: CallOptions, headers: Record<string, string>, copied: boolean
+): { body: RequestBody, headers: Record<string, string>, copied: boolean } {
+  let body: RequestBody = null
+  let type: string | undefined
+  let given = 0
+  if (options.json !== undefined) {
+    given++
+    body = JSON.stringify(options.json)
+    type = 'application/json'
+  }
+  if (options.form !== undefined) {
+    given++
+    body = encodeQuery(options.form)
+    type = 'application/x-www-form-urlencoded'
+  }
+  if (options.body !== undefined) {
+    given++
+    const b = options.body
+    if (typeof b !== 'string' && !(b instanceof Uint8Array) && !(b instanceof Readable)) {
+      throw new InvalidRequestError(`${service}: body must be a string, Buffer, Uint8Array or Readable stream`)
+    }
+    body = b
+  }
+  if (given > 1) throw new InvalidRequestError(`${service}: give only one of json, form and body`)
+  if (type !== undefined && headers['content-type'] === undefined) {
+    if (!copied) {
+      headers = { ...headers }
+      copied = true
+    }
+    headers['content-type'] = type
+  }
+  return { body, headers, copied }
+}

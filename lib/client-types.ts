@@ -1,0 +1,34 @@
+import type { Readable } from 'node:stream'
+import type { Fallback, RetryOptions, TimeoutOptions } from './config/types'
+
+/** A query string value; arrays repeat the key, `undefined` and `null` drop it. */
+export type QueryValue = string | number | boolean | null | undefined | ReadonlyArray<string | number | boolean>
+
+/** Options of one call. Each overrides the service option of the same name. */
+export interface CallOptions {
+  /** Query parameters, encoded and appended to the path. */
+  query?: Record<string, QueryValue> | URLSearchParams
+  /** Values for `:name` placeholders in the path, percent-encoded. Every placeholder needs a value. */
+  params?: Record<string, string | number>
+  /** Extra request headers; `undefined` values are dropped. Values with CR or LF are refused. */
+  headers?: Record<string, string | number | undefined>
+  /** A value sent as JSON (`content-type: application/json`). */
+  json?: unknown
+  /** Fields sent as `application/x-www-form-urlencoded`. */
+  form?: Record<string, QueryValue> | URLSearchParams
+  /** A raw body. A stream body is sent once and never retried. */
+  body?: string | Buffer | Uint8Array | Readable
+  /** Timeouts for this call; a number means `total`. */
+  timeout?: number | TimeoutOptions
+  /** Aborts the call; the call then fails with `RequestAbortedError` (its `cause` is the signal's reason). */
+  signal?: AbortSignal
+  /** Reject a status >= 400 with `HttpStatusError` (default: the service's `throwHttpErrors`, itself `true`). */
+  throwHttpErrors?: boolean
+  /** Retries for this call: a number means `attempts`; `false` or `0` disables them. */
+  retry?: number | false | RetryOptions
+  /** Runs instead of failing (breaker open or final failure). */
+  fallback?: Fallback
+}
+
+/** Options of the `*Json` helpers: the body is given as an argument instead of `json`. */
+export type JsonCallOptions = Omit<CallOptions, 'json' | 'body' | 'form'>

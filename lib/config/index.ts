@@ -1,0 +1,5 @@
+export { resolveOptions, mergeOptions, builtInDefaults } from './resolve'
+export { loadConfigFile } from './load-file'
+export { validateOptions } from './validate'
+export type * from './types'
+export type * from './resolved'

@@ -1,0 +1,247 @@
+import { readFileSync } from 'node:fs'
+import type { ResolvedOptions, ResolvedRateLimit, ResolvedRetry, ResolvedService, ResolvedTls } from './resolved'
+import type { CommonServiceOptions, HttpServicesOptions, ServiceOptions } from './types'
+import { loadConfigFile } from './load-file'
+import { basePathOf, invalid, isPlainObject, validateOptions } from './validate'
+
+/** The built-in defaults, as documented by the `@default` tags of `types.ts`. */
+export const builtInDefaults = Object.freeze({
+  connections: 64,
+  pipelining: 1,
+  keepAliveTimeout: 4000,
+  keepAliveMaxTimeout: 60000,
+  allowH2: false,
+  timeout: { connect: 5000, headers: 30000, body: 30000, total: 0 },
+  tls: { rejectUnauthorized: true },
+  dns: { ttl: 10000, maxItems: 100, dualStack: true },
+  maxResponseSize: 10 * 1024 * 1024,
+  followRedirects: 0,
+  throwHttpErrors: true,
+  passthroughStatus: false,
+  retry: {
+    attempts: 3,
+    baseDelay: 500,
+    maxDelay: 30000,
+    factor: 2,
+    jitter: 'full' as const,
+    statusCodes: [408, 429, 500, 502, 503, 504],
+    methods: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'],
+    maxRetryAfter: 60000,
+    idempotencyKey: false
+  },
+  retryBudget: { ratio: 0.2, minPerSecond: 3, window: 10000 },
+  breaker: { errorPercentage: 50, minimumRequests: 20, window: 10000, windowBuckets: 10, resetAfter: 30000 },
+  bulkhead: { maxQueue: 0, queueTimeout: 10000 },
+  rateLimit: { interval: 1000, maxWait: 0 },
+  adaptive: { floor: 0.1, ceiling: 1, increase: 0.05 },
+  hedge: { maxHedges: 1 },
+  deadlineHeaders: { remaining: 'x-request-timeout-ms', attempt: 'x-attempt' },
+  critical: false,
+  closeTimeout: 10000,
+  requestIdHeader: 'x-request-id',
+  requestDeadline: 0,
+  deadlineHeader: false as const
+})
+
+/**
+ * Deep-merges `override` onto `base` without touching either: plain objects merge key by key, everything else
+ * (arrays, functions, Buffers, class instances such as a dispatcher) replaces; `undefined` in `override` keeps
+ * the base value.
+ */
+export function mergeOptions<T> (base: T, override: unknown): T {
+  if (!isPlainObject(base) || !isPlainObject(override)) return (override === undefined ? base : override) as T
+  const out: Record<string, unknown> = { ...base }
+  for (const [k, v] of Object.entries(override)) out[k] = mergeOptions(out[k], v)
+  return out as T
+}
+
+/**
+ * Turns plugin options into the resolved option set: loads `configFile` (inline options win over it),
+ * validates, merges `defaults` under every service and fills the built-in defaults.
+ *
+ * @throws InvalidOptionsError naming the dotted key of the first bad option.
+ */
+export function resolveOptions (options: HttpServicesOptions = {}): ResolvedOptions {
+  let merged: unknown = options
+  const configFile: unknown = isPlainObject(options) ? options.configFile : undefined
+  if (configFile !== undefined) {
+    validateOptions({ configFile })
+    merged = mergeOptions(loadConfigFile(configFile as string), options)
+  }
+  validateOptions(merged)
+  const files = new Map<string, Buffer>()
+  const services = new Map<string, ResolvedService>()
+  for (const [name, service] of Object.entries(merged.services ?? {})) {
+    services.set(name, resolveService(name, merged.defaults ?? {}, service, files))
+  }
+  const d = builtInDefaults
+  return {
+    services,
+    closeTimeout: merged.closeTimeout ?? d.closeTimeout,
+    requestIdHeader: lowerOrFalse(merged.requestIdHeader ?? d.requestIdHeader),
+    requestDeadline: merged.requestDeadline ?? d.requestDeadline,
+    deadlineHeader: lowerOrFalse(merged.deadlineHeader ?? d.deadlineHeader),
+    dispatcher: merged.dispatcher
+  }
+}
+
+function resolveService (name: string, defaults: CommonServiceOptions, service: ServiceOptions, files: Map<string, Buffer>): ResolvedService {
+  const o = mergeService(defaults, service)
+  const d = builtInDefaults
+  const key = `services.${name}`
+  const urls = (Array.isArray(o.baseUrl) ? o.baseUrl : [o.baseUrl]).map((u) => new URL(u))
+  return {
+    name,
+    origins: urls.map((u) => u.origin),
+    basePath: basePathOf(urls[0]),
+    connections: o.connections ?? d.connections,
+    pipelining: o.pipelining ?? d.pipelining,
+    keepAliveTimeout: o.keepAliveTimeout ?? d.keepAliveTimeout,
+    keepAliveMaxTimeout: o.keepAliveMaxTimeout ?? d.keepAliveMaxTimeout,
+    allowH2: o.allowH2 ?? d.allowH2,
+    headers: lowerKeys(o.headers),
+    timeout: { ...d.timeout, ...(o.timeout as object) },
+    tls: o.tls === undefined ? undefined : resolveTls(o.tls, `${key}.tls`, files),
+    dns: o.dns === undefined || o.dns === false ? undefined : { ...d.dns, ...(o.dns === true ? {} : o.dns) },
+    maxResponseSize: o.maxResponseSize ?? d.maxResponseSize,
+    followRedirects: o.followRedirects ?? d.followRedirects,
+    forwardHeaders: [...new Set((o.forwardHeaders ?? []).map((h) => h.toLowerCase()))],
+    throwHttpErrors: o.throwHttpErrors ?? d.throwHttpErrors,
+    passthroughStatus: o.passthroughStatus ?? d.passthroughStatus,
+    retry: resolveRetry(o.retry),
+    breaker: o.breaker === undefined || o.breaker === false ? undefined : { ...d.breaker, ...(o.breaker === true ? {} : o.breaker) },
+    bulkhead: o.bulkhead === undefined || o.bulkhead === false ? undefined : { ...d.bulkhead, ...o.bulkhead },
+    rateLimit: resolveRateLimit(o.rateLimit),
+    hedge: o.hedge === undefined || o.hedge === false ? undefined : { ...d.hedge, ...o.hedge },
+    fallback: o.fallback,
+    deadlineHeaders: resolveDeadlineHeaders(o.deadlineHeaders),
+    critical: o.critical ?? d.critical
+  }
+}
+
+/** Object options whose keys merge one level deep between `defaults` and a service (the service's win). */
+const kMergedOneLevel = ['timeout', 'tls', 'retry', 'breaker', 'dns', 'bulkhead', 'rateLimit', 'hedge', 'deadlineHeaders'] as const
+
+/**
+ * `defaults` under a service. Shorthands are expanded first (`timeout: n` is `{ total: n }`, `retry: n` is
+ * `{ attempts: n }`, `true` is `{}`) so `defaults.timeout.connect` survives a service's `timeout: 2000`;
+ * `false` on either side replaces.
+ */
+function mergeService (defaults: CommonServiceOptions, service: ServiceOptions): ServiceOptions {
+  const out: Record<string, unknown> = { ...defaults, ...definedOnly(service) }
+  for (const k of kMergedOneLevel) {
+    const base = expand(k, defaults[k])
+    const own = expand(k, service[k])
+    if (isPlainObject(base) && isPlainObject(own)) out[k] = { ...base, ...own }
+    else out[k] = own ?? base
+  }
+  if (isPlainObject(out.rateLimit) && isPlainObject(service.rateLimit)) {
+    // A service that picks a rate limit algorithm drops the other algorithm's keys inherited from defaults.
+    const own = service.rateLimit
+    const drop = own.rate !== undefined ? ['limit', 'window'] : own.limit !== undefined ? ['rate', 'interval', 'burst'] : []
+    const merged = out.rateLimit as Record<string, unknown>
+    for (const k of drop) if (own[k as keyof typeof own] === undefined) delete merged[k]
+  }
+  out.headers = { ...lowerKeys(defaults.headers), ...lowerKeys(service.headers) }
+  return out as unknown as ServiceOptions
+}
+
+function expand (key: string, value: unknown): unknown {
+  if (value === true) return {}
+  if (isPlainObject(value)) return definedOnly(value)
+  if (typeof value === 'number') return key === 'timeout' ? { total: value } : { attempts: value }
+  return value
+}
+
+function definedOnly<T extends object> (value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+function resolveRetry (retry: ServiceOptions['retry']): ResolvedRetry | undefined {
+  if (retry === false) return undefined
+  const r = { ...builtInDefaults.retry, ...(retry as object | undefined) } as Required<Exclude<ServiceOptions['retry'], number | false | undefined>>
+  if (r.attempts === 0) return undefined
+  return {
+    attempts: r.attempts,
+    baseDelay: r.baseDelay,
+    maxDelay: r.maxDelay,
+    factor: r.factor,
+    jitter: r.jitter,
+    delay: r.delay,
+    statusCodes: [...r.statusCodes],
+    methods: [...new Set(r.methods.map((m) => m.toUpperCase()))],
+    maxRetryAfter: r.maxRetryAfter,
+    idempotencyKey: r.idempotencyKey,
+    budget: r.budget === false ? undefined : { ...builtInDefaults.retryBudget, ...definedOnly(r.budget ?? {}) }
+  }
+}
+
+function resolveRateLimit (rateLimit: ServiceOptions['rateLimit']): ResolvedRateLimit | undefined {
+  if (rateLimit === undefined || rateLimit === false) return undefined
+  const d = builtInDefaults
+  const adaptive = rateLimit.adaptive === undefined || rateLimit.adaptive === false
+    ? undefined
+    : { ...d.adaptive, ...(rateLimit.adaptive === true ? {} : rateLimit.adaptive) }
+  const maxWait = rateLimit.maxWait ?? d.rateLimit.maxWait
+  if (rateLimit.rate !== undefined) {
+    return {
+      kind: 'token-bucket',
+      rate: rateLimit.rate,
+      interval: rateLimit.interval ?? d.rateLimit.interval,
+      burst: rateLimit.burst ?? rateLimit.rate,
+      maxWait,
+      adaptive
+    }
+  }
+  // Validation guarantees a sliding window has both `limit` and `window`.
+  const limit = rateLimit.limit as number
+  return { kind: 'sliding-window', rate: limit, interval: rateLimit.window as number, burst: limit, maxWait, adaptive }
+}
+
+function resolveDeadlineHeaders (value: ServiceOptions['deadlineHeaders']): ResolvedService['deadlineHeaders'] {
+  if (value === undefined || value === false) return undefined
+  const h = { ...builtInDefaults.deadlineHeaders, ...(value === true ? {} : definedOnly(value)) }
+  const remaining = lowerOrFalse(h.remaining)
+  const attempt = lowerOrFalse(h.attempt)
+  // Both headers off is no policy at all, and a policy that is off is not in the chain.
+  return remaining === false && attempt === false ? undefined : { remaining, attempt }
+}
+
+function resolveTls (tls: NonNullable<ServiceOptions['tls']>, key: string, files: Map<string, Buffer>): ResolvedTls {
+  const out: ResolvedTls = { rejectUnauthorized: tls.rejectUnauthorized ?? builtInDefaults.tls.rejectUnauthorized }
+  if (tls.ca !== undefined) {
+    out.ca = Array.isArray(tls.ca)
+      ? tls.ca.map((ca, i) => readPem(ca, `${key}.ca[${i}]`, files))
+      : [readPem(tls.ca, `${key}.ca`, files)]
+  }
+  if (tls.cert !== undefined) out.cert = readPem(tls.cert, `${key}.cert`, files)
+  if (tls.key !== undefined) out.key = readPem(tls.key, `${key}.key`, files)
+  if (tls.passphrase !== undefined) out.passphrase = tls.passphrase
+  if (tls.servername !== undefined) out.servername = tls.servername
+  return out
+}
+
+/** PEM text and Buffers pass through; any other string is a file path, read once per resolution. */
+function readPem (value: string | Buffer, key: string, files: Map<string, Buffer>): string | Buffer {
+  if (typeof value !== 'string' || value.includes('-----BEGIN')) return value
+  let content = files.get(value)
+  if (content === undefined) {
+    try {
+      content = readFileSync(value)
+    } catch (err) {
+      throw invalid(key, `cannot read the file ${JSON.stringify(value)}: ${(err as Error).message}`)
+    }
+    files.set(value, content)
+  }
+  return content
+}
+
+function lowerKeys (headers: Record<string, string> | undefined): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [k, v] of Object.entries(headers ?? {})) out[k.toLowerCase()] = v
+  return out
+}
+
+function lowerOrFalse (value: string | false): string | false {
+  return value === false ? false : value.toLowerCase()
+}

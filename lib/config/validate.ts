@@ -1,0 +1,385 @@
+import { InvalidOptionsError } from '../errors'
+import type { HttpServicesOptions } from './types'
+
+/**
+ * Checks the value found at a dotted key and throws an `InvalidOptionsError` on the first problem.
+ * `expected` says what the checker accepts, in words, so unions can compose their message.
+ */
+export interface Checker {
+  (value: unknown, key: string): void
+  readonly expected: string
+}
+
+/** Throws `InvalidOptionsError` with the message `<key>: expected <what>, got <value>`. */
+export function fail (key: string, expected: string, value: unknown): never {
+  throw invalid(key, `expected ${expected}, got ${show(value)}`)
+}
+
+/** An `InvalidOptionsError` whose message is `<key>: <problem>` and whose `key` is set. */
+export function invalid (key: string, problem: string): InvalidOptionsError {
+  const err = new InvalidOptionsError(`${key === '' ? 'options' : key}: ${problem}`)
+  err.key = key
+  return err
+}
+
+/** The value as it reads in a message: JSON for data, a word for what JSON cannot show. */
+export function show (value: unknown): string {
+  switch (typeof value) {
+    case 'string': return truncate(JSON.stringify(value))
+    case 'number': return String(value)
+    case 'undefined': return 'undefined'
+    case 'function': return 'a function'
+    case 'bigint': return `${value}n`
+    case 'symbol': return value.toString()
+    case 'boolean': return String(value)
+  }
+  if (value === null) return 'null'
+  if (Buffer.isBuffer(value)) return 'a Buffer'
+  if (!Array.isArray(value) && !isPlainObject(value)) {
+    return `an instance of ${(value as object).constructor?.name ?? 'an unknown class'}`
+  }
+  try {
+    return truncate(JSON.stringify(value))
+  } catch {
+    return Array.isArray(value) ? 'an array' : 'an object'
+  }
+}
+
+function truncate (text: string): string {
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text
+}
+
+/** `true` for `{}` literals, `Object.create(null)` and parsed YAML/JSON objects. */
+export function isPlainObject (value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+/** A checker from a description and a test. */
+export function rule (expected: string, test: (value: unknown) => boolean): Checker {
+  return Object.assign((value: unknown, key: string) => {
+    if (!test(value)) fail(key, expected, value)
+  }, { expected })
+}
+
+const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v)
+const isString = (v: unknown): v is string => typeof v === 'string'
+const isBoolean = (v: unknown): v is boolean => typeof v === 'boolean'
+const isFalse = (v: unknown): v is false => v === false
+
+/** An integer in `[min, max]`. */
+export function integer (min: number, max = Infinity): Checker {
+  const expected = max === Infinity ? `an integer >= ${min}` : `an integer between ${min} and ${max}`
+  return rule(expected, (v) => Number.isInteger(v) && (v as number) >= min && (v as number) <= max)
+}
+
+/** A finite number that passes `test`. */
+export function number (expected: string, test: (n: number) => boolean): Checker {
+  return rule(expected, (v) => isNumber(v) && test(v))
+}
+
+export const positiveMs = number('a positive number of milliseconds', (n) => n > 0)
+export const ms = number('a number of milliseconds >= 0', (n) => n >= 0)
+export const positive = number('a positive number', (n) => n > 0)
+export const boolean = rule('a boolean', isBoolean)
+export const string = rule('a non-empty string', (v) => isString(v) && v !== '')
+export const fn = rule('a function', (v) => typeof v === 'function')
+
+const kToken = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+const kBadHeaderValue = /[\r\n\0]/
+export const headerName = rule('a header name (an HTTP token)', (v) => isString(v) && kToken.test(v))
+export const headerValue = rule('a string without CR, LF or NUL', (v) => isString(v) && !kBadHeaderValue.test(v))
+export const pem = rule('PEM text, a file path or a Buffer', (v) => (isString(v) && v !== '') || Buffer.isBuffer(v))
+
+/** One of the listed values. */
+export function oneOf (...values: unknown[]): Checker {
+  return rule(`one of ${values.map(show).join(', ')}`, (v) => values.includes(v))
+}
+
+/** An array whose every item passes `item`; `[i]` is appended to the key of an item. */
+export function arrayOf (item: Checker, expected = `an array of ${item.expected.replace(/^an? /, '')}s`, minLength = 0): Checker {
+  return Object.assign((value: unknown, key: string) => {
+    if (!Array.isArray(value) || value.length < minLength) fail(key, expected, value)
+    value.forEach((v, i) => item(v, `${key}[${i}]`))
+  }, { expected })
+}
+
+/** A plain object of any keys: `name` checks each key (given the dotted key), `item` each value. */
+export function record (name: Checker | undefined, item: Checker): Checker {
+  return Object.assign((value: unknown, key: string) => {
+    if (!isPlainObject(value)) fail(key, 'an object', value)
+    for (const k of Object.keys(value)) {
+      const at = join(key, k)
+      if (name !== undefined) name(k, at)
+      item(value[k], at)
+    }
+  }, { expected: 'an object' })
+}
+
+export interface ObjectRules {
+  /** Keys that must be present. */
+  required?: string[]
+  /** Extra words after "unknown option" for keys that are known elsewhere. */
+  hints?: Record<string, string>
+  /** Checks across keys, run after each key passed. */
+  refine?: (value: Record<string, unknown>, key: string) => void
+}
+
+/** A plain object with exactly the keys of `spec`; `undefined` values count as absent. */
+export function object (spec: Record<string, Checker>, rules: ObjectRules = {}): Checker {
+  const known = Object.keys(spec)
+  return Object.assign((value: unknown, key: string) => {
+    if (!isPlainObject(value)) fail(key, 'an object', value)
+    for (const k of Object.keys(value)) {
+      const at = join(key, k)
+      if (!Object.hasOwn(spec, k)) throw invalid(at, unknownOption(k, known, rules.hints?.[k]))
+      if (value[k] !== undefined) spec[k](value[k], at)
+    }
+    for (const k of rules.required ?? []) {
+      if (value[k] === undefined) spec[k](undefined, join(key, k))
+    }
+    rules.refine?.(value, key)
+  }, { expected: 'an object' })
+}
+
+/**
+ * A union: the first branch whose `test` matches checks the value (so its message is the precise one);
+ * when none matches, the message lists what every branch accepts.
+ */
+export function variants (...branches: Branch[]): Checker {
+  const words = branches.map(([, c]) => c.expected)
+  return variantsAs(`${words.slice(0, -1).join(', ')} or ${words[words.length - 1]}`, ...branches)
+}
+
+type Branch = [test: (v: unknown) => boolean, check: Checker]
+
+/** `variants` with its own wording for the value that matches no branch. */
+export function variantsAs (expected: string, ...branches: Branch[]): Checker {
+  return Object.assign((value: unknown, key: string) => {
+    for (const [test, check] of branches) {
+      if (test(value)) return check(value, key)
+    }
+    fail(key, expected, value)
+  }, { expected })
+}
+
+const ok = (expected: string): Checker => rule(expected, () => true)
+const falseBranch: [typeof isFalse, Checker] = [isFalse, ok('false')]
+
+/** `false` or what `check` accepts (`test` tells which of the two the value is meant to be). */
+export function falseOr (check: Checker, test: (v: unknown) => boolean = isPlainObject): Checker {
+  return variants(falseBranch, [test, check])
+}
+
+/** A boolean (on with defaults / off) or the object `check` accepts. */
+export function booleanOr (check: Checker): Checker {
+  return variants([isBoolean, boolean], [isPlainObject, check])
+}
+
+function join (key: string, k: string): string {
+  return key === '' ? k : `${key}.${k}`
+}
+
+function unknownOption (name: string, known: string[], hint: string | undefined): string {
+  if (hint !== undefined) return `unknown option (${hint})`
+  const close = suggest(name, known)
+  return close === undefined
+    ? `unknown option (expected one of: ${known.join(', ')})`
+    : `unknown option (did you mean "${close}"?)`
+}
+
+/** The known name closest to `name` when it is close enough to be a typo (case-insensitive edit distance). */
+export function suggest (name: string, known: string[]): string | undefined {
+  const limit = Math.max(1, Math.floor(name.length / 3))
+  let best: string | undefined
+  let bestDistance = Infinity
+  for (const candidate of known) {
+    const d = distance(name.toLowerCase(), candidate.toLowerCase())
+    if (d <= limit && d < bestDistance) {
+      best = candidate
+      bestDistance = d
+    }
+  }
+  return best
+}
+
+function distance (a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i]
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    prev = row
+  }
+  return prev[b.length]
+}
+
+// ---- URLs -------------------------------------------------------------------------------------
+
+function parseHttpUrl (value: unknown, key: string): URL {
+  const expected = 'an http(s) URL'
+  if (!isString(value)) fail(key, expected, value)
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    fail(key, expected, value)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(key, expected, value)
+  if (url.username !== '' || url.password !== '') {
+    if (url.password !== '') url.password = '***'
+    fail(key, 'an http(s) URL without credentials (send them with headers or auth)', url.href)
+  }
+  if (value.includes('?') || value.includes('#')) fail(key, 'an http(s) URL without query or fragment', value)
+  return url
+}
+
+/** The base path of a parsed `baseUrl`: its pathname without trailing slashes (`''` for `/`). */
+export function basePathOf (url: URL): string {
+  return url.pathname.replace(/\/+$/, '')
+}
+
+const httpUrl = Object.assign((v: unknown, key: string) => { parseHttpUrl(v, key) }, { expected: 'an http(s) URL' })
+
+const httpUrlList = Object.assign((value: unknown, key: string) => {
+  if (!Array.isArray(value) || value.length === 0) fail(key, httpUrlList.expected, value)
+  const first = basePathOf(parseHttpUrl(value[0], `${key}[0]`))
+  for (let i = 1; i < value.length; i++) {
+    const path = basePathOf(parseHttpUrl(value[i], `${key}[${i}]`))
+    if (path !== first) fail(`${key}[${i}]`, `the same base path as ${key}[0] (${show(first)})`, value[i])
+  }
+}, { expected: 'a non-empty list of http(s) URLs' })
+
+// ---- The option table -------------------------------------------------------------------------
+
+const fraction = number('a number > 0 and <= 1', (n) => n > 0 && n <= 1)
+
+const timeout = object({ connect: positiveMs, headers: positiveMs, body: positiveMs, total: ms })
+
+const tls = object({
+  rejectUnauthorized: boolean,
+  ca: variantsAs('PEM text, a file path, a Buffer or a non-empty list of them',
+    [(v) => isString(v) || Buffer.isBuffer(v), pem],
+    [Array.isArray, arrayOf(pem, 'a non-empty list of PEM texts, file paths or Buffers', 1)]),
+  cert: pem,
+  key: pem,
+  passphrase: rule('a string', isString),
+  servername: string
+})
+
+const dns = object({ ttl: positiveMs, maxItems: integer(1), dualStack: boolean })
+
+const retryBudget = object({ ratio: number('a number >= 0', (n) => n >= 0), minPerSecond: number('a number >= 0', (n) => n >= 0), window: positiveMs })
+
+const retry = object({
+  attempts: integer(0),
+  baseDelay: ms,
+  maxDelay: ms,
+  factor: number('a number >= 1', (n) => n >= 1),
+  jitter: oneOf('full', 'equal', 'none'),
+  delay: fn,
+  statusCodes: arrayOf(integer(100, 599), 'an array of status codes (integers between 100 and 599)'),
+  methods: arrayOf(headerName, 'an array of HTTP methods'),
+  maxRetryAfter: ms,
+  idempotencyKey: boolean,
+  budget: falseOr(retryBudget)
+})
+
+const breaker = object({
+  errorPercentage: number('a number between 1 and 100', (n) => n >= 1 && n <= 100),
+  minimumRequests: integer(1),
+  window: positiveMs,
+  windowBuckets: integer(1),
+  resetAfter: positiveMs
+})
+
+const bulkhead = object({ maxConcurrent: integer(1), maxQueue: integer(0), queueTimeout: positiveMs }, { required: ['maxConcurrent'] })
+
+const kTokenBucketKeys = ['rate', 'interval', 'burst']
+const kSlidingWindowKeys = ['limit', 'window']
+
+const rateLimit = object({
+  rate: positive,
+  interval: positiveMs,
+  burst: number('a number >= 1', (n) => n >= 1),
+  limit: integer(1),
+  window: positiveMs,
+  maxWait: ms,
+  adaptive: booleanOr(object({ floor: fraction, ceiling: positive, increase: fraction }))
+}, {
+  refine (value, key) {
+    const bucket = kTokenBucketKeys.some((k) => value[k] !== undefined)
+    const sliding = kSlidingWindowKeys.some((k) => value[k] !== undefined)
+    if (bucket && sliding) fail(key, 'either rate (token bucket) or limit and window (sliding window), not both', value)
+    if (!bucket && !sliding) fail(key, 'rate (token bucket) or limit and window (sliding window)', value)
+    if (bucket && value.rate === undefined) fail(`${key}.rate`, 'a positive number (interval and burst need it)', undefined)
+    if (sliding && value.limit === undefined) fail(`${key}.limit`, 'an integer >= 1 (window needs it)', undefined)
+    if (sliding && value.window === undefined) fail(`${key}.window`, 'a positive number of milliseconds (limit needs it)', undefined)
+  }
+})
+
+const hedge = object({ delay: ms, maxHedges: integer(1) }, { required: ['delay'] })
+
+const deadlineHeaders = object({ remaining: falseOr(headerName, isString), attempt: falseOr(headerName, isString) })
+
+const dispatcher = rule('an undici Dispatcher (an object with a dispatch function)',
+  (v) => typeof v === 'object' && v !== null && typeof (v as { dispatch?: unknown }).dispatch === 'function')
+
+/** Checkers of `CommonServiceOptions`, the keys allowed both in `defaults` and per service. */
+export const commonServiceSpec: Record<string, Checker> = {
+  connections: integer(1),
+  pipelining: integer(1),
+  keepAliveTimeout: positiveMs,
+  keepAliveMaxTimeout: positiveMs,
+  allowH2: boolean,
+  headers: record(headerName, headerValue),
+  timeout: variants([(v) => typeof v === 'number', ms], [isPlainObject, timeout]),
+  tls,
+  dns: booleanOr(dns),
+  maxResponseSize: integer(1),
+  followRedirects: integer(0),
+  forwardHeaders: arrayOf(headerName, 'an array of header names'),
+  throwHttpErrors: boolean,
+  passthroughStatus: boolean,
+  retry: variants([(v) => typeof v === 'number', integer(0)], falseBranch, [isPlainObject, retry]),
+  breaker: booleanOr(breaker),
+  bulkhead: falseOr(bulkhead),
+  rateLimit: falseOr(rateLimit),
+  hedge: falseOr(hedge),
+  fallback: fn,
+  deadlineHeaders: booleanOr(deadlineHeaders)
+}
+
+/** Checkers of `ServiceOptions`. */
+export const serviceSpec: Record<string, Checker> = {
+  baseUrl: variants([isString, httpUrl], [Array.isArray, httpUrlList]),
+  ...commonServiceSpec,
+  critical: boolean
+}
+
+const perServiceOnly = 'only a service may set it, under services.<name>'
+
+const serviceName = rule('a service name (a letter, then letters, digits, "_", "." or "-")',
+  (v) => isString(v) && /^[A-Za-z][\w.-]*$/.test(v))
+
+const options = object({
+  services: record(serviceName, object(serviceSpec, { required: ['baseUrl'] })),
+  defaults: object(commonServiceSpec, { hints: { baseUrl: perServiceOnly, critical: perServiceOnly } }),
+  configFile: string,
+  closeTimeout: ms,
+  requestIdHeader: falseOr(headerName, isString),
+  requestDeadline: ms,
+  deadlineHeader: falseOr(headerName, isString),
+  dispatcher
+})
+
+/**
+ * Validates plugin options (already merged with the config file). Every key is checked and unknown keys are
+ * refused; the first problem throws one `InvalidOptionsError` whose `key` is the dotted path of the option and
+ * whose message reads `<key>: expected <what>, got <value>`.
+ */
+export function validateOptions (value: unknown): asserts value is HttpServicesOptions {
+  options(value, '')
+}

@@ -1,0 +1,64 @@
+import type { HttpResponse } from './response'
+
+/** Most bytes of an error body read for its detail; the rest is discarded. */
+const kErrorBodyLimit = 64 * 1024
+
+function firstString (...values: unknown[]): string | undefined {
+  for (const v of values) if (typeof v === 'string' && v.length > 0) return v
+  return undefined
+}
+
+/**
+ * The human-readable detail of a common error body: RFC 9457 problem+json (`title` / `detail`),
+ * `{ error: { message } }`, `{ error }`, `{ detail }`, `{ message }`, else the text itself (first 200 characters).
+ */
+export function errorDetail (parsed: unknown, text: string): string | undefined {
+  if (parsed !== null && typeof parsed === 'object') {
+    const o = parsed as Record<string, unknown>
+    const err = o.error
+    const nested = err !== null && typeof err === 'object' ? (err as Record<string, unknown>).message : undefined
+    const problem = typeof o.title === 'string' && typeof o.detail === 'string' ? `${o.title}: ${o.detail}` : undefined
+    return firstString(problem, nested, err, o.detail, o.message, o.title, o.error_description)
+  }
+  const trimmed = text.trim()
+  return trimmed.length > 0 ? trimmed.slice(0, 200) : undefined
+}
+
+/**
+ * Reads at most 64 KiB of an error response (the rest is destroyed, never buffered) and returns its detail and,
+ * when it was JSON, the parsed body.
+ */
+export async function readErrorDetail (res: HttpResponse): Promise<{ detail?: string, body?: unknown }> {
+  if (res.meta.method === 'HEAD') {
+    res.destroy()
+    return {}
+  }
+  const chunks: Buffer[] = []
+  let size = 0
+  let truncated = false
+  try {
+    for await (const chunk of res.body) {
+      const buf = chunk as Buffer
+      chunks.push(buf)
+      size += buf.length
+      if (size >= kErrorBodyLimit) {
+        truncated = true
+        break
+      }
+    }
+  } catch {
+    // a body that breaks off still leaves what was read
+  }
+  res.destroy()
+  const text = Buffer.concat(chunks, size).subarray(0, kErrorBodyLimit).toString('utf8')
+  let parsed: unknown
+  const type = res.headers['content-type']
+  if (!truncated && typeof type === 'string' && /[/+]json\b/i.test(type)) {
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      parsed = undefined
+    }
+  }
+  return { detail: errorDetail(parsed, text), body: parsed }
+}

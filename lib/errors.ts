@@ -1,0 +1,156 @@
+import createError, { type FastifyError } from '@fastify/error'
+
+/** The phase of a call that ran out of time. */
+export type TimeoutPhase = 'connect' | 'headers' | 'body' | 'total' | 'attempt' | 'queue'
+
+/** Fields every error of this library may carry. */
+export interface HttpServicesError extends FastifyError {
+  /** The service the call was made to. */
+  service?: string
+  /** Upper-case HTTP method of the call. */
+  method?: string
+  /** Path and query of the call, with query values redacted. */
+  url?: string
+  /** How many attempts were made (1 when there was no retry). */
+  attempts?: number
+  /** Seconds after which a new call may succeed, when known. */
+  retryAfter?: number
+  /** Headers Fastify's error handler copies to the reply (e.g. `retry-after`). */
+  headers?: Record<string, string>
+}
+
+/** The downstream answered with an error status (>= 400) and `throwHttpErrors` was on. */
+export interface HttpStatusError extends HttpServicesError {
+  /** Status code the downstream answered with. */
+  status: number
+  /** Response headers of the downstream. */
+  responseHeaders: Record<string, string | string[] | undefined>
+  /** Human-readable error detail parsed from the body (problem+json, `{error}`, `{message}`, text). */
+  detail?: string
+  /** The parsed body, when it was JSON (at most `errorBodyLimit` bytes were read). */
+  body?: unknown
+}
+
+export interface TimeoutError extends HttpServicesError {
+  /** Which timeout fired. */
+  phase: TimeoutPhase
+  /** The limit in milliseconds. */
+  timeout?: number
+}
+
+export interface ConnectionError extends HttpServicesError {
+  /** The system or undici error code (ECONNREFUSED, ECONNRESET, UND_ERR_SOCKET …). */
+  errno?: string
+}
+
+export interface TlsError extends HttpServicesError {
+  /** The TLS error code from Node (e.g. UNABLE_TO_VERIFY_LEAF_SIGNATURE, ERR_TLS_CERT_ALTNAME_INVALID). */
+  errno?: string
+}
+
+export interface ResponseTooLargeError extends HttpServicesError {
+  status: number
+  limit: number
+}
+
+export interface ResponseParseError extends HttpServicesError {
+  status: number
+  contentType?: string
+  /** The first 200 characters of the body. */
+  snippet: string
+}
+
+export interface UnknownServiceError extends HttpServicesError {
+  known: string[]
+}
+
+export interface InvalidOptionsError extends HttpServicesError {
+  /** Dotted path of the offending option, e.g. `services.billing.timeout.total`. */
+  key: string
+}
+
+export interface CircuitOpenError extends HttpServicesError {}
+export interface BulkheadRejectedError extends HttpServicesError {}
+export interface RateLimitedError extends HttpServicesError {}
+export interface ForbiddenUrlError extends HttpServicesError {}
+export interface ClientClosedError extends HttpServicesError {}
+export interface RequestAbortedError extends HttpServicesError {}
+export interface InvalidRequestError extends HttpServicesError {}
+
+/** A constructor of one of this library's errors. `instanceof` works across duplicate installs. */
+export interface HttpServicesErrorClass<E extends HttpServicesError> {
+  new (message: string, options?: { cause?: unknown }): E
+  (message: string, options?: { cause?: unknown }): E
+  readonly prototype: E
+}
+
+function define<E extends HttpServicesError> (code: string, statusCode: number, Base: unknown = Error): HttpServicesErrorClass<E> {
+  return createError(code, '%s', statusCode, Base as ErrorConstructor) as unknown as HttpServicesErrorClass<E>
+}
+
+/** Base of every error this library throws. */
+export const HttpServicesError = define<HttpServicesError>('HTTP_SERVICES_ERR', 500)
+export const HttpStatusError = define<HttpStatusError>('HTTP_SERVICES_ERR_STATUS', 502, HttpServicesError)
+/** Base of the transport failures (no usable response from the downstream). */
+export const TransportError = define<HttpServicesError>('HTTP_SERVICES_ERR_TRANSPORT', 502, HttpServicesError)
+export const TimeoutError = define<TimeoutError>('HTTP_SERVICES_ERR_TIMEOUT', 504, TransportError)
+export const ConnectionError = define<ConnectionError>('HTTP_SERVICES_ERR_CONNECTION', 502, TransportError)
+export const TlsError = define<TlsError>('HTTP_SERVICES_ERR_TLS', 502, TransportError)
+export const ResponseTooLargeError = define<ResponseTooLargeError>('HTTP_SERVICES_ERR_RESPONSE_TOO_LARGE', 502, HttpServicesError)
+export const ResponseParseError = define<ResponseParseError>('HTTP_SERVICES_ERR_RESPONSE_PARSE', 502, HttpServicesError)
+export const ForbiddenUrlError = define<ForbiddenUrlError>('HTTP_SERVICES_ERR_FORBIDDEN_URL', 500, HttpServicesError)
+export const InvalidRequestError = define<InvalidRequestError>('HTTP_SERVICES_ERR_INVALID_REQUEST', 500, HttpServicesError)
+export const UnknownServiceError = define<UnknownServiceError>('HTTP_SERVICES_ERR_UNKNOWN_SERVICE', 500, HttpServicesError)
+export const ClientClosedError = define<ClientClosedError>('HTTP_SERVICES_ERR_CLIENT_CLOSED', 503, HttpServicesError)
+export const RequestAbortedError = define<RequestAbortedError>('HTTP_SERVICES_ERR_ABORTED', 499, HttpServicesError)
+export const InvalidOptionsError = define<InvalidOptionsError>('HTTP_SERVICES_ERR_INVALID_OPTIONS', 500, HttpServicesError)
+export const CircuitOpenError = define<CircuitOpenError>('HTTP_SERVICES_ERR_CIRCUIT_OPEN', 503, HttpServicesError)
+export const BulkheadRejectedError = define<BulkheadRejectedError>('HTTP_SERVICES_ERR_BULKHEAD_REJECTED', 503, HttpServicesError)
+export const RateLimitedError = define<RateLimitedError>('HTTP_SERVICES_ERR_RATE_LIMITED', 503, HttpServicesError)
+
+/** Where a call was going; copied onto every error it produces. */
+export interface CallTarget {
+  service: string
+  method: string
+  /** Path and query as sent; query values are redacted before they reach an error. */
+  path: string
+}
+
+/** `true` for any error thrown by this library. */
+export function isHttpServicesError (err: unknown): err is HttpServicesError {
+  return err instanceof HttpServicesError
+}
+
+const kRedactedQuery = /=([^&#]*)/g
+
+/** Path with every query value replaced by `***`, so tokens in query strings never reach logs or errors. */
+export function redactPath (path: string): string {
+  const q = path.indexOf('?')
+  if (q === -1) return path
+  return path.slice(0, q) + path.slice(q).replace(kRedactedQuery, '=***')
+}
+
+/** Stamps the call's target on an error. Mutates and returns it. */
+export function stamp<E extends HttpServicesError> (err: E, target: CallTarget | undefined, extra?: Partial<E>): E {
+  if (target !== undefined) {
+    if (err.service === undefined) err.service = target.service
+    if (err.method === undefined) err.method = target.method
+    if (err.url === undefined) err.url = redactPath(target.path)
+  }
+  if (extra !== undefined) Object.assign(err, extra)
+  return err
+}
+
+/** `"GET billing /invoices?x=***"`: the prefix used in error messages. */
+export function describe (target: CallTarget): string {
+  return `${target.method} ${target.service} ${redactPath(target.path)}`
+}
+
+/** Sets `retryAfter` (seconds) and the matching `retry-after` header Fastify will send. */
+export function withRetryAfter<E extends HttpServicesError> (err: E, seconds: number | undefined): E {
+  if (seconds === undefined || !Number.isFinite(seconds) || seconds < 0) return err
+  const s = Math.ceil(seconds)
+  err.retryAfter = s
+  err.headers = { ...err.headers, 'retry-after': String(s) }
+  return err
+}

@@ -1,0 +1,39 @@
+import type { Dispatcher } from 'undici'
+import { ClientClosedError } from '../errors'
+import { HttpResponse, type ResponseMeta } from '../response'
+import { toCallError } from '../transport-errors'
+import type { CallContext, Next, ServiceRuntime } from './types'
+
+/**
+ * The innermost layer: one `dispatcher.request` per attempt. Phase timeouts are undici's own `headersTimeout` and
+ * `bodyTimeout` (its timers are cheap and coarse); the connect timeout is the pool's. Failures become typed errors.
+ */
+export function transport (service: ServiceRuntime): Next {
+  const { origins, maxResponseSize, timeout } = service.options
+  const origin = origins[0]
+  const timeouts = { connect: timeout.connect, headers: timeout.headers, body: timeout.body }
+  const name = service.name
+  return async (ctx: CallContext): Promise<HttpResponse> => {
+    const dispatcher = service.dispatcher
+    const meta: ResponseMeta = { service: name, method: ctx.method, path: ctx.path, origin, maxResponseSize, timeouts }
+    if (dispatcher === undefined) {
+      throw toCallError(new ClientClosedError(`${name}: service is not open (call it after ready() / onReady, before close())`), meta)
+    }
+    let data: Dispatcher.ResponseData
+    try {
+      data = await dispatcher.request({
+        origin,
+        path: ctx.path,
+        method: ctx.method as Dispatcher.HttpMethod,
+        headers: ctx.headers,
+        body: ctx.body,
+        signal: ctx.signal,
+        headersTimeout: ctx.headersTimeout,
+        bodyTimeout: ctx.bodyTimeout
+      })
+    } catch (err) {
+      throw toCallError(err, meta, timeouts)
+    }
+    return new HttpResponse(data.statusCode, data.headers, data.body, meta)
+  }
+}

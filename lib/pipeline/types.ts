@@ -1,0 +1,92 @@
+import type { Readable } from 'node:stream'
+import type { Dispatcher } from 'undici'
+import type { CallSignal } from '../call-signal'
+import type { ResolvedService } from '../config/resolved'
+import type { HttpResponse } from '../response'
+import type { CallOptions } from '../client-types'
+
+/** The part of pino's API this library uses; Fastify's `request.log` and `fastify.log` fit it. */
+export interface Logger {
+  debug: (obj: object, msg?: string) => void
+  info: (obj: object, msg?: string) => void
+  warn: (obj: object, msg?: string) => void
+  error: (obj: object, msg?: string) => void
+  child: (bindings: Record<string, unknown>) => Logger
+}
+
+/** What a request body may be once the client has encoded `json` / `form`. */
+export type RequestBody = string | Buffer | Uint8Array | Readable | null
+
+/** Counters a service keeps; policies add their own entries under their name. */
+export interface ServiceCounters {
+  requests: number
+  attempts: number
+  failures: number
+  inFlight: number
+}
+
+/** What a policy sees of its service, at start-up and on every call. */
+export interface ServiceRuntime {
+  readonly name: string
+  readonly options: ResolvedService
+  /** The service's logger (bound to `{ service }`), for events that belong to no call (breaker state changes). */
+  readonly log: Logger
+  readonly counters: ServiceCounters
+  /** The dispatcher, once the service is open. */
+  readonly dispatcher: Dispatcher | undefined
+  /** Registers a function whose result is merged into `stats()` under `key`. */
+  addStats: (key: string, fn: () => unknown) => void
+}
+
+/**
+ * One logical call as it flows through the pipeline. Policies may change `path`, `headers`, `attempt`,
+ * `signal` and `deadline` for the layers below them.
+ */
+export interface CallContext {
+  readonly service: ServiceRuntime
+  /** Upper-case method (a redirect policy may turn it into GET). */
+  method: string
+  /** Path and query as sent, base path included. */
+  path: string
+  /** The path as the caller wrote it, before `params` were filled in (`/users/:id`): for telemetry. */
+  readonly route: string
+  /**
+   * Request headers (lower-case names). The object may be shared with other calls:
+   * change it only through `setHeader()`, which copies it first.
+   */
+  headers: Record<string, string>
+  body: RequestBody
+  /** `false` when the body is a stream: it cannot be sent twice. */
+  readonly replayable: boolean
+  /** Aborts the call (caller's signal, inbound request gone, total timeout). */
+  signal: CallSignal | undefined
+  /** `performance.now()` time by which the whole call must end; `Infinity` when none. */
+  deadline: number
+  /** 1-based number of the attempt being made. */
+  attempt: number
+  /** Per-call phase timeouts handed to undici. */
+  headersTimeout: number
+  bodyTimeout: number
+  /** The caller's options, for policies that take per-call overrides. */
+  readonly options: CallOptions
+  /** The bound logger (request's `reqId` and `{ service }`), created on first use. */
+  readonly log: Logger
+  /** Sets a request header, copying the shared header object on first change. */
+  setHeader: (name: string, value: string) => void
+}
+
+/** The rest of the pipeline below a policy. */
+export type Next = (ctx: CallContext) => Promise<HttpResponse>
+
+/** One resilience or cross-cutting policy: it may act before and after calling `next`. */
+export type Policy = (ctx: CallContext, next: Next) => Promise<HttpResponse>
+
+/**
+ * Builds a policy for a service at start-up, or returns `undefined` when the service does not use it
+ * (an unconfigured policy is not in the chain and costs nothing per call).
+ *
+ * `perCall` is `true` when building the second chain a service keeps for calls that pass per-call options
+ * (`timeout`, `retry`) or carry an inbound deadline: a policy those options can switch on must then be returned
+ * even when the service leaves it off, and pass straight through when the call does not use it either.
+ */
+export type PolicyFactory = (service: ServiceRuntime, perCall: boolean) => Policy | undefined

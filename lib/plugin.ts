@@ -1,0 +1,123 @@
+import { performance } from 'node:perf_hooks'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import type { ClientScope } from './call'
+import { CallSignal } from './call-signal'
+import type { HttpClient } from './client'
+import type { HttpServicesOptions } from './config/types'
+import { RequestAbortedError } from './errors'
+import type { Logger } from './pipeline/types'
+import { HttpServices, type ServiceName } from './services'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The registry of downstream services (`get`, `has`, `names`, `stats`, `client`). */
+    httpServices: HttpServices
+  }
+  interface FastifyRequest {
+    /**
+     * The client of service `name`, bound to this request: its logger, its request id and forwarded headers,
+     * its abort (client gone: calls aborted) and its deadline. Cached per request.
+     */
+    httpClient: (name: ServiceName) => HttpClient
+  }
+}
+
+const kClients = Symbol('httpServices.clients')
+const kStart = Symbol('httpServices.start')
+
+/** Per-request state, filled on the first `httpClient()` call of the request. */
+interface RequestClients {
+  scope: ClientScope
+  clients: Record<string, HttpClient>
+}
+
+interface ScopedRequest extends FastifyRequest {
+  [kClients]: RequestClients | null
+  [kStart]: number
+}
+
+/** The scope of one inbound request: created on its first `httpClient()` call. */
+function requestScope (request: ScopedRequest, registry: HttpServices): ClientScope {
+  const { requestIdHeader, requestDeadline, deadlineHeader } = registry.resolved
+  let signal: CallSignal | undefined
+  let budget = requestDeadline > 0 ? requestDeadline : Infinity
+  if (deadlineHeader !== false) {
+    const raw = request.headers[deadlineHeader]
+    const ms = typeof raw === 'string' ? Number(raw) : NaN
+    if (Number.isFinite(ms) && ms >= 0) budget = Math.min(budget, ms)
+  }
+  const start = request[kStart]
+  return {
+    log: request.log as unknown as Logger,
+    deadline: budget === Infinity ? Infinity : (start > 0 ? start : performance.now()) + budget,
+    signal () {
+      if (signal === undefined) {
+        const s = new CallSignal()
+        const raw = request.raw
+        // Node emits 'close' on the request when the response is done or when the client went away;
+        // only the second is an abort.
+        raw.once('close', () => {
+          if (raw.aborted) s.abort(new RequestAbortedError(`request ${request.id}: the inbound request was aborted by its client`))
+        })
+        signal = s
+      }
+      return signal
+    },
+    headersFor (forward: string[]): Record<string, string> | undefined {
+      let out: Record<string, string> | undefined
+      if (requestIdHeader !== false) {
+        const inbound = request.headers[requestIdHeader]
+        out = { [requestIdHeader]: typeof inbound === 'string' ? inbound : String(request.id) }
+      }
+      for (const name of forward) {
+        const value = request.headers[name]
+        if (value === undefined) continue
+        if (out === undefined) out = {}
+        out[name] = Array.isArray(value) ? value.join(', ') : value
+      }
+      return out
+    }
+  }
+}
+
+const plugin: FastifyPluginAsync<HttpServicesOptions> = async function httpServicesPlugin (fastify, options) {
+  const registry = new HttpServices(options ?? {}, fastify.log as unknown as Logger)
+  const { requestDeadline, deadlineHeader } = registry.resolved
+
+  fastify.decorate('httpServices', registry)
+  fastify.decorateRequest(kClients as unknown as string, null)
+  fastify.decorateRequest('httpClient', function httpClient (this: FastifyRequest, name: ServiceName): HttpClient {
+    const request = this as ScopedRequest
+    let state = request[kClients]
+    if (state === null) {
+      state = { scope: requestScope(request, registry), clients: Object.create(null) as Record<string, HttpClient> }
+      request[kClients] = state
+    }
+    let client = state.clients[name]
+    if (client === undefined) {
+      client = registry.bind(name, state.scope)
+      state.clients[name] = client
+    }
+    return client
+  })
+
+  if (requestDeadline > 0 || deadlineHeader !== false) {
+    fastify.decorateRequest(kStart as unknown as string, 0)
+    fastify.addHook('onRequest', function stampStart (request, _reply, done) {
+      (request as ScopedRequest)[kStart] = performance.now()
+      done()
+    })
+  }
+
+  fastify.addHook('onReady', async function openHttpServices () {
+    await registry.open()
+  })
+  fastify.addHook('onClose', async function closeHttpServices () {
+    await registry.close()
+  })
+}
+
+/** The Fastify plugin: `fastify.register(httpServices, { services, defaults, configFile })`. */
+export const httpServices = fp(plugin, { fastify: '5.x', name: 'fastify-http-services' })
+export default httpServices

@@ -1,0 +1,82 @@
+import { ForbiddenUrlError, InvalidRequestError } from './errors'
+import type { CallOptions, QueryValue } from './client-types'
+
+const kScheme = /^[a-zA-Z][a-zA-Z\d+.-]*:/
+// Characters no request target may hold raw: anything but printable ASCII (controls, space, DEL, non-ASCII),
+// and backslash (some servers read it as '/').
+const kBadPathChar = /[^\u0021-\u007e]|\\/
+const kParam = /:([A-Za-z_][A-Za-z0-9_]*)/g
+// A dot segment, raw or percent-encoded: `..`, `.`, `%2e%2E`, `.%2e` …
+const kDotSegment = /(^|\/)(\.|%2e){1,2}(\/|$|\?)/i
+
+function forbidden (service: string, path: string, why: string): never {
+  const e = new ForbiddenUrlError(`${service}: path ${JSON.stringify(path.slice(0, 200))} refused: ${why}`)
+  e.service = service
+  throw e
+}
+
+/**
+ * Builds the request target (`/base/path?query`) of a call from the caller's path, `params` and `query`.
+ * Only relative paths inside the service's base path pass: absolute URLs, `//host` paths, backslashes and
+ * dot segments are refused with `ForbiddenUrlError` before any connection is made (SSRF).
+ */
+export function buildPath (service: string, basePath: string, path: string, options: CallOptions | undefined): string {
+  if (typeof path !== 'string') {
+    throw new InvalidRequestError(`${service}: path must be a string, got ${typeof path}`)
+  }
+  if (path.length > 0 && path.charCodeAt(0) !== 47 /* / */) {
+    if (kScheme.test(path)) forbidden(service, path, 'absolute URLs are not allowed; pass a path relative to the service baseUrl')
+    forbidden(service, path, 'the path must start with "/"')
+  }
+  if (path.charCodeAt(1) === 47 /* // */) forbidden(service, path, 'protocol-relative "//host" paths are not allowed')
+  if (kBadPathChar.test(path)) forbidden(service, path, 'it contains a space, control, non-ASCII or backslash character (pass values in `query` or `params`, which are encoded)')
+
+  const hash = path.indexOf('#')
+  if (hash !== -1) path = path.slice(0, hash)
+
+  const params = options?.params
+  if (params !== undefined) path = fillParams(service, path, params)
+  if (kDotSegment.test(path)) forbidden(service, path, 'dot segments ("." or "..") could escape the base path')
+
+  const query = options?.query
+  if (query !== undefined) {
+    const qs = encodeQuery(query)
+    if (qs.length > 0) path += (path.includes('?') ? '&' : '?') + qs
+  }
+  if (path.length === 0) return basePath.length === 0 ? '/' : basePath
+  return basePath + path
+}
+
+function fillParams (service: string, path: string, params: Record<string, string | number>): string {
+  return path.replace(kParam, (_match, name: string) => {
+    const value = Object.prototype.hasOwnProperty.call(params, name) ? params[name] : undefined
+    if (value === undefined || value === null) {
+      throw new InvalidRequestError(`${service}: path ${JSON.stringify(path)} needs params.${name}`)
+    }
+    const text = String(value)
+    if (text === '.' || text === '..' || text.length === 0) {
+      forbidden(service, path, `params.${name} is ${JSON.stringify(text)}`)
+    }
+    return encodeURIComponent(text)
+  })
+}
+
+function appendPair (parts: string[], key: string, value: string | number | boolean): void {
+  parts.push(encodeURIComponent(key) + '=' + encodeURIComponent(String(value)))
+}
+
+/** Encodes a query object (`undefined`/`null` dropped, arrays repeat the key) or URLSearchParams. */
+export function encodeQuery (query: Record<string, QueryValue> | URLSearchParams): string {
+  if (query instanceof URLSearchParams) return query.toString()
+  const parts: string[] = []
+  for (const key of Object.keys(query)) {
+    const value = query[key]
+    if (value === undefined || value === null) continue
+    if (Array.isArray(value)) {
+      for (const v of value as ReadonlyArray<string | number | boolean>) appendPair(parts, key, v)
+    } else {
+      appendPair(parts, key, value as string | number | boolean)
+    }
+  }
+  return parts.join('&')
+}

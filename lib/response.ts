@@ -1,0 +1,150 @@
+import type { Readable } from 'node:stream'
+import type { IncomingHttpHeaders } from 'node:http'
+import { ResponseParseError, ResponseTooLargeError, describe, stamp, type CallTarget } from './errors'
+import { toCallError } from './transport-errors'
+
+/** Where a response came from and how much of it may be buffered. */
+export interface ResponseMeta extends CallTarget {
+  /** Origin the response came from (`http://host:port`). */
+  origin: string
+  /** Largest body `json()`/`text()`/`arrayBuffer()` read, in bytes. */
+  maxResponseSize: number
+  timeouts?: { connect: number, headers: number, body: number }
+}
+
+/** The body of an undici response: a Readable with fast consumers. */
+interface FastBody extends Readable {
+  text?: () => Promise<string>
+  arrayBuffer?: () => Promise<ArrayBuffer>
+}
+
+/** A response from a downstream service. Read the body once: `json()`, `text()`, `arrayBuffer()` or `body`. */
+export class HttpResponse {
+  /** Status code. */
+  readonly status: number
+  /** Response headers, lower-case names (`set-cookie` is an array). */
+  readonly headers: IncomingHttpHeaders
+  /** The body as a stream; pass it to `reply.send()` to stream it on. */
+  readonly body: Readable
+  /** How many attempts the call took (set by the retry policy; 1 without retries). */
+  attempts = 1
+  /** @internal */
+  readonly meta: ResponseMeta
+
+  constructor (status: number, headers: IncomingHttpHeaders, body: Readable, meta: ResponseMeta) {
+    this.status = status
+    this.headers = headers
+    this.body = body
+    this.meta = meta
+  }
+
+  /** `true` for a 2xx status. */
+  get ok (): boolean {
+    return this.status >= 200 && this.status < 300
+  }
+
+  /** Absolute URL of the call (query values as sent). */
+  get url (): string {
+    return this.meta.origin + this.meta.path
+  }
+
+  /** The body as UTF-8 text, at most `maxResponseSize` bytes. */
+  async text (): Promise<string> {
+    const body = this.body as FastBody
+    const known = this.knownLength()
+    if (known !== undefined && typeof body.text === 'function') {
+      try {
+        return await body.text()
+      } catch (err) {
+        throw toCallError(err, this.meta, this.meta.timeouts)
+      }
+    }
+    return (await this.readLimited()).toString('utf8')
+  }
+
+  /** The body parsed as JSON; `undefined` for an empty body (204, HEAD, content-length 0). */
+  async json<T = unknown> (): Promise<T> {
+    if (this.status === 204 || this.status === 304 || this.meta.method === 'HEAD') {
+      this.body.resume()
+      return undefined as T
+    }
+    const text = await this.text()
+    if (text.length === 0) return undefined as T
+    try {
+      return JSON.parse(text) as T
+    } catch (err) {
+      const contentType = this.headers['content-type']
+      const snippet = text.slice(0, 200)
+      const e = new ResponseParseError(
+        `${describe(this.meta)}: response ${this.status} is not valid JSON (content-type ${contentType ?? 'none'}): ${JSON.stringify(snippet)}`,
+        { cause: err })
+      throw stamp(e, this.meta, { status: this.status, contentType, snippet })
+    }
+  }
+
+  /** The body as bytes, at most `maxResponseSize`. */
+  async arrayBuffer (): Promise<ArrayBuffer> {
+    const buf = await this.readLimited()
+    return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer
+  }
+
+  /** Discards the body so the connection can be reused. Safe to call more than once. */
+  async dump (): Promise<void> {
+    const body = this.body
+    if (body.destroyed || body.readableEnded) return
+    try {
+      for await (const _ of body) { /* discard */ } // eslint-disable-line no-unused-vars
+    } catch {
+      // a body that fails while being discarded has nothing left to give
+    }
+  }
+
+  /** Destroys the body (closing or freeing its connection) without reading it. */
+  destroy (): void {
+    if (!this.body.destroyed) this.body.destroy()
+  }
+
+  /** Content-length when the server sent one that fits the limit; throws when it does not. */
+  private knownLength (): number | undefined {
+    const raw = this.headers['content-length']
+    if (raw === undefined || this.headers['content-encoding'] !== undefined) return undefined
+    const n = Number(raw)
+    if (!Number.isFinite(n)) return undefined
+    if (n > this.meta.maxResponseSize) throw this.tooLarge(n)
+    return n
+  }
+
+  private tooLarge (size: number | undefined): Error {
+    this.destroy()
+    const limit = this.meta.maxResponseSize
+    const e = new ResponseTooLargeError(
+      `${describe(this.meta)}: response body ${size !== undefined ? `of ${size} bytes ` : ''}exceeds maxResponseSize ${limit}`)
+    return stamp(e, this.meta, { status: this.status, limit })
+  }
+
+  private async readLimited (): Promise<Buffer> {
+    const known = this.knownLength()
+    const body = this.body as FastBody
+    if (known !== undefined && typeof body.arrayBuffer === 'function') {
+      try {
+        return Buffer.from(await body.arrayBuffer())
+      } catch (err) {
+        throw toCallError(err, this.meta, this.meta.timeouts)
+      }
+    }
+    const limit = this.meta.maxResponseSize
+    const chunks: Buffer[] = []
+    let size = 0
+    try {
+      for await (const chunk of body) {
+        const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk as Buffer
+        size += buf.length
+        if (size > limit) throw this.tooLarge(undefined)
+        chunks.push(buf)
+      }
+    } catch (err) {
+      throw toCallError(err, this.meta, this.meta.timeouts)
+    }
+    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)
+  }
+}

@@ -1,0 +1,123 @@
+import type { ClientScope } from './call'
+import { HttpClient } from './client'
+import { resolveOptions } from './config/resolve'
+import type { ResolvedOptions } from './config/resolved'
+import type { HttpServicesOptions } from './config/types'
+import { UnknownServiceError } from './errors'
+import type { Logger } from './pipeline/types'
+import { HttpService, type ServiceStats } from './service'
+
+/**
+ * Service names, for type-checked `httpClient(name)` calls. Empty by default (any string is accepted); augment it
+ * to make a typo a compile error:
+ *
+ * ```ts
+ * declare module 'fastify-http-services' {
+ *   interface HttpServiceNames { billing: true, users: true }
+ * }
+ * ```
+ */
+export interface HttpServiceNames {} // eslint-disable-line @typescript-eslint/no-empty-interface
+
+/** A service name: the keys of `HttpServiceNames` when it is augmented, else any string. */
+export type ServiceName = keyof HttpServiceNames extends never ? string : Extract<keyof HttpServiceNames, string>
+
+const noop = (): void => {}
+/** A logger that drops everything: the default outside Fastify. */
+export const silentLogger: Logger = { debug: noop, info: noop, warn: noop, error: noop, child: () => silentLogger }
+
+const kUnboundScope = (log: Logger): ClientScope => ({
+  log,
+  signal: () => undefined,
+  deadline: Infinity,
+  headersFor: () => undefined
+})
+
+/** Options of `createHttpServices`: the plugin's options plus a logger. */
+export interface CreateHttpServicesOptions extends HttpServicesOptions {
+  /** A pino-compatible logger. Defaults to a silent one. */
+  logger?: Logger
+}
+
+/** The registry of services: `fastify.httpServices`, or what `createHttpServices()` returns. */
+export class HttpServices {
+  /** @internal */
+  readonly resolved: ResolvedOptions
+  private readonly services = new Map<string, HttpService>()
+  private readonly clients = new Map<string, HttpClient>()
+  private readonly log: Logger
+  private readonly known: string
+
+  constructor (options: HttpServicesOptions, log: Logger = silentLogger) {
+    this.resolved = resolveOptions(options)
+    this.log = log
+    for (const [name, service] of this.resolved.services) {
+      this.services.set(name, new HttpService(service, log, this.resolved.dispatcher))
+    }
+    this.known = [...this.services.keys()].join(', ')
+  }
+
+  /** The service named `name`; throws `UnknownServiceError` listing the known names. */
+  get (name: ServiceName): HttpService {
+    const service = this.services.get(name)
+    if (service === undefined) throw this.unknown(name)
+    return service
+  }
+
+  /** Whether a service named `name` is registered. */
+  has (name: string): boolean {
+    return this.services.has(name)
+  }
+
+  /** The registered service names. */
+  names (): string[] {
+    return [...this.services.keys()]
+  }
+
+  /** A client for use outside an inbound request (workers, start-up code, `onReady` hooks). */
+  client (name: ServiceName): HttpClient {
+    let client = this.clients.get(name)
+    if (client === undefined) {
+      client = new HttpClient(this.get(name), kUnboundScope(this.log))
+      this.clients.set(name, client)
+    }
+    return client
+  }
+
+  /** @internal A client bound to an inbound request's scope. */
+  bind (name: string, scope: ClientScope): HttpClient {
+    return new HttpClient(this.get(name), scope)
+  }
+
+  /** Per-service counters, pool state and policy state. */
+  stats (): Record<string, ServiceStats> {
+    const out: Record<string, ServiceStats> = {}
+    for (const [name, service] of this.services) out[name] = service.stats()
+    return out
+  }
+
+  /** Opens every service's dispatcher. Idempotent. */
+  async open (): Promise<void> {
+    for (const service of this.services.values()) service.open()
+  }
+
+  /** Closes every service: calls in flight may finish for up to `closeTimeout`, then are aborted. */
+  async close (): Promise<void> {
+    const timeout = this.resolved.closeTimeout
+    await Promise.all([...this.services.values()].map(async (s) => await s.close(timeout)))
+  }
+
+  private unknown (name: string): Error {
+    const e = new UnknownServiceError(
+      `unknown service ${JSON.stringify(name)}; known services: ${this.known === '' ? '(none)' : this.known}`)
+    e.known = this.names()
+    e.service = String(name)
+    return e
+  }
+}
+
+/** The registry without Fastify, for workers and scripts: call `open()` first and `close()` at the end. */
+export function createHttpServices (options: CreateHttpServicesOptions): HttpServices {
+  const { logger, ...rest } = options ?? {}
+  return new HttpServices(rest, logger)
+}

@@ -1,0 +1,81 @@
+import {
+  ClientClosedError,
+  ConnectionError,
+  RequestAbortedError,
+  TimeoutError,
+  TlsError,
+  describe,
+  isHttpServicesError,
+  stamp,
+  type CallTarget,
+  type HttpServicesError,
+  type TimeoutPhase
+} from './errors'
+
+const kTimeoutPhases: Record<string, TimeoutPhase> = {
+  UND_ERR_CONNECT_TIMEOUT: 'connect',
+  UND_ERR_HEADERS_TIMEOUT: 'headers',
+  UND_ERR_BODY_TIMEOUT: 'body'
+}
+
+const kClosedCodes = new Set(['UND_ERR_CLOSED', 'UND_ERR_DESTROYED'])
+
+const kTlsCodes = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_REVOKED',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_SIGNATURE_FAILURE',
+  'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'ERR_TLS_HANDSHAKE_TIMEOUT',
+  'EPROTO'
+])
+
+function isTlsCode (code: string): boolean {
+  return kTlsCodes.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')
+}
+
+/** The system or undici code of an error (or of its `cause`). */
+export function errorCode (err: unknown): string | undefined {
+  const e = err as { code?: unknown, cause?: { code?: unknown } } | null | undefined
+  if (e == null) return undefined
+  if (typeof e.code === 'string') return e.code
+  if (e.cause != null && typeof e.cause.code === 'string') return e.cause.code
+  return undefined
+}
+
+/**
+ * Turns whatever undici or Node threw during a call into one of this library's typed errors, stamped with the
+ * call's target. Errors of this library pass through (stamped if they were not).
+ */
+export function toCallError (err: unknown, target: CallTarget, timeouts?: { connect: number, headers: number, body: number }): HttpServicesError {
+  if (isHttpServicesError(err)) return stamp(err, target)
+  const code = errorCode(err) ?? ''
+  const where = describe(target)
+  const phase = kTimeoutPhases[code]
+  if (phase !== undefined) {
+    const limit = timeouts?.[phase as 'connect' | 'headers' | 'body']
+    const e = new TimeoutError(`${where}: ${phase} timeout${limit !== undefined ? ` after ${limit} ms` : ''}`, { cause: err })
+    return stamp(e, target, { phase, timeout: limit })
+  }
+  if (kClosedCodes.has(code)) {
+    return stamp(new ClientClosedError(`${where}: service client is closed`, { cause: err }), target)
+  }
+  if (code === 'UND_ERR_ABORTED' || (err as Error)?.name === 'AbortError') {
+    return stamp(new RequestAbortedError(`${where}: aborted`, { cause: err }), target)
+  }
+  if (isTlsCode(code)) {
+    const e = new TlsError(`${where}: TLS failure ${code}: ${(err as Error).message}`, { cause: err })
+    return stamp(e, target, { errno: code })
+  }
+  const message = (err as Error)?.message ?? String(err)
+  const e = new ConnectionError(`${where}: ${code !== '' ? code + ' ' : ''}${message}`, { cause: err })
+  return stamp(e, target, { errno: code !== '' ? code : undefined })
+}
