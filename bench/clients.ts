@@ -1,0 +1,93 @@
+import http from 'node:http'
+import { Pool, request as undiciRequest, Agent } from 'undici'
+import { createHttpServices } from '../index'
+
+/** One client under test: `call()` makes one GET of the small JSON body and reads it. */
+export interface BenchClient {
+  call: () => Promise<unknown>
+  close: () => Promise<void>
+}
+
+export type ClientFactory = (origin: string) => Promise<BenchClient>
+
+const connections = 64
+
+const rawPool: ClientFactory = async (origin) => {
+  const pool = new Pool(origin, { connections })
+  return {
+    call: async () => {
+      const { body } = await pool.request({ path: '/', method: 'GET' })
+      return await body.json()
+    },
+    close: async () => { await pool.close() }
+  }
+}
+
+function library (extra: Record<string, unknown>): ClientFactory {
+  return async (origin) => {
+    const services = createHttpServices({ services: { up: { baseUrl: origin, connections, ...extra } } })
+    await services.open()
+    const client = services.client('up')
+    return {
+      call: async () => await client.getJson('/'),
+      close: async () => { await services.close() }
+    }
+  }
+}
+
+/** Every policy on, with limits far above what the benchmark reaches. */
+export const allPolicies = {
+  retry: { attempts: 3 },
+  breaker: { minimumRequests: 1000 },
+  bulkhead: { maxConcurrent: 1000, maxQueue: 1000 },
+  rateLimit: { rate: 10_000_000, interval: 1000 },
+  timeout: { total: 10_000 }
+}
+
+const undiciRequestClient: ClientFactory = async (origin) => {
+  const dispatcher = new Agent({ connections })
+  return {
+    call: async () => {
+      const { body } = await undiciRequest(origin + '/', { dispatcher })
+      return await body.json()
+    },
+    close: async () => { await dispatcher.close() }
+  }
+}
+
+const fetchClient: ClientFactory = async (origin) => ({
+  call: async () => await (await fetch(origin + '/')).json(),
+  close: async () => {}
+})
+
+const gotClient: ClientFactory = async (origin) => {
+  const { default: got } = await import('got')
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections })
+  const instance = got.extend({ prefixUrl: origin, agent: { http: agent }, retry: { limit: 0 } })
+  return {
+    call: async () => await instance.get('').json(),
+    close: async () => { agent.destroy() }
+  }
+}
+
+const axiosClient: ClientFactory = async (origin) => {
+  const { default: axios } = await import('axios')
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections })
+  const instance = axios.create({ baseURL: origin, httpAgent: agent })
+  return {
+    call: async () => (await instance.get('/')).data,
+    close: async () => { agent.destroy() }
+  }
+}
+
+/** The clients in table order; the first is the floor every ratio is taken against. */
+export const clients: Array<[name: string, factory: ClientFactory]> = [
+  ['undici Pool.request (raw)', rawPool],
+  ['fastify-http-services, default', library({})],
+  ['fastify-http-services, all policies', library(allPolicies)],
+  // Slots for the telemetry issue: the OpenTelemetry API without an SDK, and with an SDK + no-op exporter.
+  ['undici.request', undiciRequestClient],
+  ['fetch', fetchClient],
+  ['got', gotClient],
+  ['axios', axiosClient]
+]
