@@ -102,17 +102,17 @@ function resolveService (name: string, defaults: CommonServiceOptions, service: 
     headers: lowerKeys(o.headers),
     timeout: { ...d.timeout, ...(o.timeout as object) },
     tls: o.tls === undefined ? undefined : resolveTls(o.tls, `${key}.tls`, files),
-    dns: o.dns === undefined || o.dns === false ? undefined : { ...d.dns, ...(o.dns === true ? {} : o.dns) },
+    dns: enabled(o.dns, d.dns),
     maxResponseSize: o.maxResponseSize ?? d.maxResponseSize,
     followRedirects: o.followRedirects ?? d.followRedirects,
     forwardHeaders: [...new Set((o.forwardHeaders ?? []).map((h) => h.toLowerCase()))],
     throwHttpErrors: o.throwHttpErrors ?? d.throwHttpErrors,
     passthroughStatus: o.passthroughStatus ?? d.passthroughStatus,
     retry: resolveRetry(o.retry),
-    breaker: o.breaker === undefined || o.breaker === false ? undefined : { ...d.breaker, ...(o.breaker === true ? {} : o.breaker) },
-    bulkhead: o.bulkhead === undefined || o.bulkhead === false ? undefined : { ...d.bulkhead, ...o.bulkhead },
+    breaker: enabled(o.breaker, d.breaker),
+    bulkhead: enabled(o.bulkhead, d.bulkhead as typeof d.bulkhead & { maxConcurrent: number }),
     rateLimit: resolveRateLimit(o.rateLimit),
-    hedge: o.hedge === undefined || o.hedge === false ? undefined : { ...d.hedge, ...o.hedge },
+    hedge: enabled(o.hedge, d.hedge as typeof d.hedge & { delay: number }),
     fallback: o.fallback,
     deadlineHeaders: resolveDeadlineHeaders(o.deadlineHeaders),
     critical: o.critical ?? d.critical
@@ -136,14 +136,20 @@ function mergeService (defaults: CommonServiceOptions, service: ServiceOptions):
     else out[k] = own ?? base
   }
   if (isPlainObject(out.rateLimit) && isPlainObject(service.rateLimit)) {
-    // A service that picks a rate limit algorithm drops the other algorithm's keys inherited from defaults.
+    // The service's own rate limit names its algorithm (validation made sure), so the other algorithm's keys
+    // inherited from defaults are dropped rather than mixed in.
     const own = service.rateLimit
-    const drop = own.rate !== undefined ? ['limit', 'window'] : own.limit !== undefined ? ['rate', 'interval', 'burst'] : []
+    const drop = own.rate !== undefined ? ['limit', 'window'] : ['rate', 'interval', 'burst']
     const merged = out.rateLimit as Record<string, unknown>
     for (const k of drop) if (own[k as keyof typeof own] === undefined) delete merged[k]
   }
   out.headers = { ...lowerKeys(defaults.headers), ...lowerKeys(service.headers) }
   return out as unknown as ServiceOptions
+}
+
+/** `undefined` when off; otherwise the (already expanded) option over its built-in defaults. */
+function enabled<T extends object> (value: unknown, defaults: T): T | undefined {
+  return value === undefined || value === false ? undefined : { ...defaults, ...(value as Partial<T>) }
 }
 
 function expand (key: string, value: unknown): unknown {
@@ -200,7 +206,7 @@ function resolveRateLimit (rateLimit: ServiceOptions['rateLimit']): ResolvedRate
 
 function resolveDeadlineHeaders (value: ServiceOptions['deadlineHeaders']): ResolvedService['deadlineHeaders'] {
   if (value === undefined || value === false) return undefined
-  const h = { ...builtInDefaults.deadlineHeaders, ...(value === true ? {} : definedOnly(value)) }
+  const h = { ...builtInDefaults.deadlineHeaders, ...definedOnly(value as object) } as { remaining: string | false, attempt: string | false }
   const remaining = lowerOrFalse(h.remaining)
   const attempt = lowerOrFalse(h.attempt)
   // Both headers off is no policy at all, and a policy that is off is not in the chain.

@@ -36,7 +36,8 @@ export function show (value: unknown): string {
   if (value === null) return 'null'
   if (Buffer.isBuffer(value)) return 'a Buffer'
   if (!Array.isArray(value) && !isPlainObject(value)) {
-    return `an instance of ${(value as object).constructor?.name ?? 'an unknown class'}`
+    const name: unknown = (value as { constructor?: { name?: unknown } }).constructor?.name
+    return typeof name === 'string' && name !== '' ? `an instance of ${name}` : 'an object'
   }
   try {
     return truncate(JSON.stringify(value))
@@ -98,7 +99,7 @@ export function oneOf (...values: unknown[]): Checker {
 }
 
 /** An array whose every item passes `item`; `[i]` is appended to the key of an item. */
-export function arrayOf (item: Checker, expected = `an array of ${item.expected.replace(/^an? /, '')}s`, minLength = 0): Checker {
+export function arrayOf (item: Checker, expected: string, minLength = 0): Checker {
   return Object.assign((value: unknown, key: string) => {
     if (!Array.isArray(value) || value.length < minLength) fail(key, expected, value)
     value.forEach((v, i) => item(v, `${key}[${i}]`))
@@ -106,12 +107,12 @@ export function arrayOf (item: Checker, expected = `an array of ${item.expected.
 }
 
 /** A plain object of any keys: `name` checks each key (given the dotted key), `item` each value. */
-export function record (name: Checker | undefined, item: Checker): Checker {
+export function record (name: Checker, item: Checker): Checker {
   return Object.assign((value: unknown, key: string) => {
     if (!isPlainObject(value)) fail(key, 'an object', value)
     for (const k of Object.keys(value)) {
       const at = join(key, k)
-      if (name !== undefined) name(k, at)
+      name(k, at)
       item(value[k], at)
     }
   }, { expected: 'an object' })
@@ -372,7 +373,11 @@ const options = object({
   requestIdHeader: falseOr(headerName, isString),
   requestDeadline: ms,
   deadlineHeader: falseOr(headerName, isString),
-  dispatcher
+  dispatcher,
+  // Fastify's own register options reach the plugin in the same object; they are Fastify's business, not ours.
+  prefix: ok('anything'),
+  logLevel: ok('anything'),
+  logSerializers: ok('anything')
 })
 
 /**
