@@ -1,8 +1,8 @@
 import { Call, encodeBody, mergeHeaders, type ClientScope } from './call'
 import type { CallOptions, JsonCallOptions } from './client-types'
 import { CallSignal } from './call-signal'
-import { HttpStatusError, InvalidRequestError, RequestAbortedError, describe, stamp } from './errors'
-import { readErrorDetail } from './error-detail'
+import { InvalidRequestError, RequestAbortedError, describe, isHttpServicesError, redactPath, stamp } from './errors'
+import { statusError } from './error-detail'
 import type { Logger } from './pipeline/types'
 import { buildPath } from './request-target'
 import type { HttpResponse } from './response'
@@ -43,10 +43,10 @@ export class HttpClient {
     try {
       call = this.prepare(method, path, options ?? kNoOptions)
     } catch (err) {
-      return Promise.reject(err)
+      return Promise.reject(refused(err, this.service, method, path))
     }
     const opts = call.options
-    const handler = opts.timeout !== undefined || opts.retry !== undefined || call.deadline !== Infinity
+    const handler = opts.timeout !== undefined || opts.retry !== undefined || opts.fallback !== undefined || call.deadline !== Infinity
       ? this.svc.perCall
       : this.svc.handler
     let promise = this.svc.run(call, handler)
@@ -140,16 +140,23 @@ export class HttpClient {
   }
 
   private async fail (res: HttpResponse): Promise<never> {
-    const meta = res.meta
-    const { detail, body } = await readErrorDetail(res)
-    const e = new HttpStatusError(`${describe(meta)}: downstream answered ${res.status}${detail !== undefined ? `: ${detail}` : ''}`)
-    stamp(e, meta, { status: res.status, responseHeaders: res.headers, detail, body, attempts: res.attempts })
-    if (this.svc.options.passthroughStatus) e.statusCode = res.status
-    throw e
+    throw await statusError(res, this.svc.options.passthroughStatus)
   }
 }
 
 const kNoOptions: CallOptions = Object.freeze({})
+
+/** Stamps an error of a call refused before it started with the service, the method and (a usable) path. */
+function refused (err: unknown, service: string, method: unknown, path: unknown): unknown {
+  if (isHttpServicesError(err)) {
+    if (err.service === undefined) err.service = service
+    if (err.method === undefined && typeof method === 'string') err.method = method.toUpperCase()
+    if (err.url === undefined && typeof path === 'string' && path.charCodeAt(0) === 47 && path.charCodeAt(1) !== 47) {
+      err.url = redactPath(path.slice(0, 200))
+    }
+  }
+  return err
+}
 
 /** Detaches a call's own signal from the caller's once the call is over (its body closed, or it failed). */
 function unlinkWhenDone (promise: Promise<HttpResponse>, signal: CallSignal): Promise<HttpResponse> {

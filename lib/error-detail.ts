@@ -1,3 +1,5 @@
+import { HttpStatusError, describe, stamp, withRetryAfter } from './errors'
+import { requestedDelay } from './pipeline/retry-after'
 import type { HttpResponse } from './response'
 
 /** Most bytes of an error body read for its detail; the rest is discarded. */
@@ -61,4 +63,22 @@ export async function readErrorDetail (res: HttpResponse): Promise<{ detail?: st
     }
   }
   return { detail: errorDetail(parsed, text), body: parsed }
+}
+
+/**
+ * The `HttpStatusError` a client throws for an error response (its body read for the detail, then destroyed):
+ * `statusCode` 502, or the downstream status with `passthroughStatus`.
+ */
+export async function statusError (res: HttpResponse, passthroughStatus: boolean): Promise<HttpStatusError> {
+  const meta = res.meta
+  const { detail, body } = await readErrorDetail(res)
+  const e = new HttpStatusError(`${describe(meta)}: downstream answered ${res.status}${detail !== undefined ? `: ${detail}` : ''}`)
+  stamp(e, meta, { status: res.status, detail, body, attempts: res.attempts })
+  // Not enumerable: a logged error (Fastify logs every 5xx it sends) must not carry the downstream's set-cookie.
+  Object.defineProperty(e, 'responseHeaders', { value: res.headers, enumerable: false, writable: true, configurable: true })
+  // The wait the downstream asked for (Retry-After, or X-RateLimit-Reset on a 429) travels on to our own caller.
+  const wait = requestedDelay(res.status, res.headers)
+  if (wait !== undefined) withRetryAfter(e, wait / 1000)
+  if (passthroughStatus) e.statusCode = res.status
+  return e
 }

@@ -23,7 +23,7 @@ export interface HttpServicesError extends FastifyError {
 export interface HttpStatusError extends HttpServicesError {
   /** Status code the downstream answered with. */
   status: number
-  /** Response headers of the downstream. */
+  /** Response headers of the downstream. Not enumerable, so a logged error never shows them (`set-cookie` …). */
   responseHeaders: Record<string, string | string[] | undefined>
   /** Human-readable error detail parsed from the body (problem+json, `{error}`, `{message}`, text). */
   detail?: string

@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
@@ -6,6 +7,7 @@ import { CallSignal } from './call-signal'
 import type { HttpClient } from './client'
 import type { HttpServicesOptions } from './config/types'
 import { RequestAbortedError } from './errors'
+import { registerUnderPressure } from './health'
 import type { Logger } from './pipeline/types'
 import { HttpServices, type ServiceName } from './services'
 
@@ -55,11 +57,16 @@ function requestScope (request: ScopedRequest, registry: HttpServices): ClientSc
       if (signal === undefined) {
         const s = new CallSignal()
         const raw = request.raw
-        // Node emits 'close' on the request when the response is done or when the client went away;
-        // only the second is an abort.
-        raw.once('close', () => {
-          if (raw.aborted) s.abort(new RequestAbortedError(`request ${request.id}: the inbound request was aborted by its client`))
-        })
+        const abort = (): void => s.abort(new RequestAbortedError(`request ${request.id}: the inbound request was aborted by its client`))
+        // The response closing before it finished is the client going away. The request's own 'close' cannot tell
+        // once its body was read (Node closes it right then, before any answer), so watch the response, found
+        // through the socket (`res.req` proves it is this request's); else fall back to the request.
+        const res = (raw.socket as { _httpMessage?: ServerResponse } | null)?._httpMessage
+        if (res != null && res.req === raw) {
+          if (!res.writableFinished) res.once('close', () => { if (!res.writableFinished) abort() })
+        } else {
+          raw.once('close', () => { if (raw.aborted) abort() })
+        }
         signal = s
       }
       return signal
@@ -86,6 +93,7 @@ const plugin: FastifyPluginAsync<HttpServicesOptions> = async function httpServi
   const { requestDeadline, deadlineHeader } = registry.resolved
 
   fastify.decorate('httpServices', registry)
+  if (registry.resolved.underPressure !== undefined) await registerUnderPressure(fastify, registry, registry.resolved.underPressure)
   fastify.decorateRequest(kClients as unknown as string, null)
   fastify.decorateRequest('httpClient', function httpClient (this: FastifyRequest, name: ServiceName): HttpClient {
     const request = this as ScopedRequest

@@ -1,4 +1,4 @@
-import { ForbiddenUrlError, InvalidRequestError } from './errors'
+import { ForbiddenUrlError, InvalidRequestError, redactPath } from './errors'
 import type { CallOptions, QueryValue } from './client-types'
 
 const kScheme = /^[a-zA-Z][a-zA-Z\d+.-]*:/
@@ -6,12 +6,23 @@ const kScheme = /^[a-zA-Z][a-zA-Z\d+.-]*:/
 // and backslash (some servers read it as '/').
 const kBadPathChar = /[^\u0021-\u007e]|\\/
 const kParam = /:([A-Za-z_][A-Za-z0-9_]*)/g
-// A dot segment, raw or percent-encoded: `..`, `.`, `%2e%2E`, `.%2e` …
-const kDotSegment = /(^|\/)(\.|%2e){1,2}(\/|$|\?)/i
+// A dot segment, raw or percent-encoded: `..`, `.`, `%2e%2E`, `.%2e` … Encoded slashes and backslashes count as
+// separators (nginx and others decode them before resolving dot segments), and so does `;` (Tomcat reads `..;/`
+// as `../`).
+const kDotSegment = /(^|\/|%2f|%5c)(\.|%2e){1,2}(\/|%2f|%5c|;|$|\?)/i
+
+const kUserinfo = /^([^/?#]*\/\/)[^/?#]*@/
+
+/** A refused path as errors show it (their message is sent to clients): query values and URL credentials redacted. */
+function shown (path: string): string {
+  return redactPath(path.slice(0, 200)).replace(kUserinfo, '$1***@')
+}
 
 function forbidden (service: string, path: string, why: string): never {
-  const e = new ForbiddenUrlError(`${service}: path ${JSON.stringify(path.slice(0, 200))} refused: ${why}`)
+  const url = shown(path)
+  const e = new ForbiddenUrlError(`${service}: path ${JSON.stringify(url)} refused: ${why}`)
   e.service = service
+  e.url = url
   throw e
 }
 
@@ -51,7 +62,7 @@ function fillParams (service: string, path: string, params: Record<string, strin
   return path.replace(kParam, (_match, name: string) => {
     const value = Object.prototype.hasOwnProperty.call(params, name) ? params[name] : undefined
     if (value === undefined || value === null) {
-      throw new InvalidRequestError(`${service}: path ${JSON.stringify(path)} needs params.${name}`)
+      throw new InvalidRequestError(`${service}: path ${JSON.stringify(shown(path))} needs params.${name}`)
     }
     const text = String(value)
     if (text === '.' || text === '..' || text.length === 0) {

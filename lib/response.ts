@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
+import { parseCookie, type Cookie } from 'undici'
 import { ResponseParseError, ResponseTooLargeError, describe, stamp, type CallTarget } from './errors'
 import { toCallError } from './transport-errors'
 
@@ -11,6 +12,8 @@ export interface ResponseMeta extends CallTarget {
   maxResponseSize: number
   timeouts?: { connect: number, headers: number, body: number }
 }
+
+const ignore = (): void => {}
 
 /** The body of an undici response: a Readable with fast consumers. */
 interface FastBody extends Readable {
@@ -46,6 +49,21 @@ export class HttpResponse {
   /** Absolute URL of the call (query values as sent). */
   get url (): string {
     return this.meta.origin + this.meta.path
+  }
+
+  /**
+   * The cookies the response sets, parsed from its `set-cookie` headers by undici: `{ name, value, path, expires,
+   * maxAge, domain, secure, httpOnly, sameSite }` each. Parsed on each access.
+   */
+  get cookies (): Cookie[] {
+    const raw = this.headers['set-cookie']
+    if (raw === undefined) return []
+    const out: Cookie[] = []
+    for (const line of Array.isArray(raw) ? raw : [raw]) {
+      const cookie = parseCookie(line)
+      if (cookie !== null) out.push(cookie)
+    }
+    return out
   }
 
   /** The body as UTF-8 text, at most `maxResponseSize` bytes. */
@@ -101,7 +119,11 @@ export class HttpResponse {
 
   /** Destroys the body (closing or freeing its connection) without reading it. */
   destroy (): void {
-    if (!this.body.destroyed) this.body.destroy()
+    const body = this.body
+    if (body.destroyed) return
+    // undici's body emits 'error' (UND_ERR_ABORTED) when destroyed before its end; nobody reads it any more.
+    body.on('error', ignore)
+    body.destroy()
   }
 
   /** Content-length when the server sent one that fits the limit; throws when it does not. */

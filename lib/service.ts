@@ -37,6 +37,7 @@ export class HttpService implements ServiceRuntime {
   private perCallHandler: Next | undefined = undefined
   private readonly policyNames: string[]
   private readonly statsFns: Array<[string, () => unknown]> = []
+  private readonly closeHooks: Array<() => void> = []
   private state: State = 'created'
   private readonly injected: Dispatcher | undefined
   private drained: (() => void) | undefined = undefined
@@ -59,6 +60,10 @@ export class HttpService implements ServiceRuntime {
 
   addStats (key: string, fn: () => unknown): void {
     this.statsFns.push([key, fn])
+  }
+
+  onClose (fn: () => void): void {
+    this.closeHooks.push(fn)
   }
 
   get isOpen (): boolean {
@@ -127,6 +132,7 @@ export class HttpService implements ServiceRuntime {
       })
     }
     this.state = 'closed'
+    for (const fn of this.closeHooks) fn()
   }
 
   stats (): ServiceStats {

@@ -26,6 +26,12 @@ const noop = (): void => {}
 /** A logger that drops everything: the default outside Fastify. */
 export const silentLogger: Logger = { debug: noop, info: noop, warn: noop, error: noop, child: () => silentLogger }
 
+/**
+ * @internal A dispatcher with a method under this key is told, at registration, which registry it serves: the mock
+ * kit's (`fastify-http-services/testing`) uses it to intercept calls by service name.
+ */
+export const kServeRegistry = Symbol.for('fastify-http-services.serve-registry')
+
 const kUnboundScope = (log: Logger): ClientScope => ({
   log,
   signal: () => undefined,
@@ -55,6 +61,8 @@ export class HttpServices {
       this.services.set(name, new HttpService(service, log, this.resolved.dispatcher))
     }
     this.known = [...this.services.keys()].join(', ')
+    const serve = (this.resolved.dispatcher as { [kServeRegistry]?: unknown } | undefined)?.[kServeRegistry]
+    if (typeof serve === 'function') serve.call(this.resolved.dispatcher, this)
   }
 
   /** The service named `name`; throws `UnknownServiceError` listing the known names. */

@@ -1,6 +1,7 @@
 import {
   ClientClosedError,
   ConnectionError,
+  InvalidRequestError,
   RequestAbortedError,
   TimeoutError,
   TlsError,
@@ -19,6 +20,10 @@ const kTimeoutPhases: Record<string, TimeoutPhase> = {
 }
 
 const kClosedCodes = new Set(['UND_ERR_CLOSED', 'UND_ERR_DESTROYED'])
+
+// undici refuses the request itself (a header value with a control character, `transfer-encoding`, `upgrade` or
+// `expect` set by the caller …) before sending it: a bad call, not a downstream failure.
+const kInvalidRequestCodes = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED'])
 
 const kTlsCodes = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -70,6 +75,9 @@ export function toCallError (err: unknown, target: CallTarget, timeouts?: { conn
   }
   if (code === 'UND_ERR_ABORTED' || (err as Error)?.name === 'AbortError') {
     return stamp(new RequestAbortedError(`${where}: aborted`, { cause: err }), target)
+  }
+  if (kInvalidRequestCodes.has(code)) {
+    return stamp(new InvalidRequestError(`${where}: ${(err as Error).message}`, { cause: err }), target)
   }
   if (isTlsCode(code)) {
     const e = new TlsError(`${where}: TLS failure ${code}: ${(err as Error).message}`, { cause: err })

@@ -81,7 +81,8 @@ export function resolveOptions (options: HttpServicesOptions = {}): ResolvedOpti
     requestIdHeader: lowerOrFalse(merged.requestIdHeader ?? d.requestIdHeader),
     requestDeadline: merged.requestDeadline ?? d.requestDeadline,
     deadlineHeader: lowerOrFalse(merged.deadlineHeader ?? d.deadlineHeader),
-    dispatcher: merged.dispatcher
+    dispatcher: merged.dispatcher,
+    underPressure: merged.underPressure === true ? {} : merged.underPressure === false ? undefined : merged.underPressure
   }
 }
 

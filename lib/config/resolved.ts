@@ -1,5 +1,5 @@
 import type { Dispatcher } from 'undici'
-import type { Fallback } from './types'
+import type { Fallback, UnderPressureOptions } from './types'
 
 /** Options of one service after validation, merging with `defaults` and filling built-in defaults. */
 export interface ResolvedService {
@@ -15,7 +15,8 @@ export interface ResolvedService {
   allowH2: boolean
   /** Default headers, lower-case names. */
   headers: Record<string, string>
-  timeout: { connect: number, headers: number, body: number, total: number }
+  /** `attempt` is only present when set (absent or 0: no attempt timeout). */
+  timeout: { connect: number, headers: number, body: number, total: number, attempt?: number }
   tls: ResolvedTls | undefined
   dns: { ttl: number, maxItems: number, dualStack: boolean } | undefined
   maxResponseSize: number
@@ -87,4 +88,6 @@ export interface ResolvedOptions {
   requestDeadline: number
   deadlineHeader: string | false
   dispatcher: Dispatcher | undefined
+  /** Options for @fastify/under-pressure; `undefined` when it is not registered. */
+  underPressure: UnderPressureOptions | undefined
 }

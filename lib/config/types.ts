@@ -1,3 +1,4 @@
+import type { FastifyUnderPressureOptions } from '@fastify/under-pressure'
 import type { Dispatcher } from 'undici'
 import type { HttpServicesError } from '../errors'
 
@@ -24,6 +25,12 @@ export interface TimeoutOptions {
    * @default 0
    */
   total?: number
+  /**
+   * One attempt, its headers and its body: past it the attempt's request is aborted and the attempt fails with a
+   * `TimeoutError` of phase `'attempt'`, which is retried like a headers timeout. `0` turns it off.
+   * @default 0
+   */
+  attempt?: number
 }
 
 /** TLS settings for an https `baseUrl`. */
@@ -91,7 +98,10 @@ export interface RetryOptions {
    * @default 'full'
    */
   jitter?: 'full' | 'equal' | 'none'
-  /** Computes the delay of retry number `attempt` (1-based) after `error`; overrides the backoff. */
+  /**
+   * Computes the delay of retry number `attempt` (1-based) after `error` (the error thrown, or the `HttpResponse`
+   * whose status is retried); overrides the backoff. A `Retry-After` from the upstream still wins.
+   */
   delay?: (attempt: number, error: unknown) => number
   /**
    * Response statuses that are retried.
@@ -115,8 +125,9 @@ export interface RetryOptions {
    */
   idempotencyKey?: boolean
   /**
-   * Retry budget: retries may add at most `ratio` of the service's recent request rate, with a floor of
-   * `minPerSecond`. `false` turns it off.
+   * Retry budget: retries (and hedged attempts) may add at most `ratio` of the service's recent request rate, with a
+   * floor of `minPerSecond`; past it a failure is returned as it is. `false` turns it off. Per call, `ratio` and
+   * `minPerSecond` apply to the service's window and `false` skips the budget.
    */
   budget?: false | RetryBudgetOptions
 }
@@ -133,16 +144,19 @@ export interface RetryBudgetOptions {
    */
   minPerSecond?: number
   /**
-   * Window in milliseconds over which requests and retries are counted.
+   * Window in milliseconds over which requests and retries are counted (the service's only: a call cannot change it).
    * @default 10000
    */
   window?: number
 }
 
-/** Circuit breaker (opossum) per service, or per upstream when `baseUrl` is a list. */
+/**
+ * Circuit breaker (opossum), one per service: with a list of `baseUrl`s too, as the BalancedPool does not say which
+ * upstream answered. Failures are 5xx, 408 and 429 answers, timeouts of an attempt and connection or TLS failures.
+ */
 export interface BreakerOptions {
   /**
-   * Percentage of failed calls in the window that opens the breaker.
+   * Percentage of failed calls in the window above which the breaker opens.
    * @default 50
    */
   errorPercentage?: number
@@ -380,4 +394,15 @@ export interface HttpServicesOptions {
    * this library. The mock kit (`fastify-http-services/testing`) sets it for you.
    */
   dispatcher?: Dispatcher
+  /**
+   * Registers @fastify/under-pressure (plugin only): a health check that fails while a `critical` service's breaker
+   * is open, and a status route (`/status` unless `exposeStatusRoute` says otherwise) whose body carries
+   * `httpServices` stats. `true` uses under-pressure's defaults; an object is passed to it (a `healthCheck` of your
+   * own runs after ours). Off by default.
+   * @default false
+   */
+  underPressure?: boolean | UnderPressureOptions
 }
+
+/** Options of @fastify/under-pressure, as the `underPressure` plugin option takes them. */
+export type UnderPressureOptions = FastifyUnderPressureOptions

@@ -257,7 +257,7 @@ const httpUrlList = Object.assign((value: unknown, key: string) => {
 
 const fraction = number('a number > 0 and <= 1', (n) => n > 0 && n <= 1)
 
-const timeout = object({ connect: positiveMs, headers: positiveMs, body: positiveMs, total: ms })
+const timeout = object({ connect: positiveMs, headers: positiveMs, body: positiveMs, total: ms, attempt: ms })
 
 const tls = object({
   rejectUnauthorized: boolean,
@@ -374,6 +374,7 @@ const options = object({
   requestDeadline: ms,
   deadlineHeader: falseOr(headerName, isString),
   dispatcher,
+  underPressure: booleanOr(rule('an object of @fastify/under-pressure options', isPlainObject)),
   // Fastify's own register options reach the plugin in the same object; they are Fastify's business, not ours.
   prefix: ok('anything'),
   logLevel: ok('anything'),

@@ -1,22 +1,31 @@
 import type { HttpResponse } from '../response'
 import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
+import { breaker } from './breaker'
+import { bulkhead } from './bulkhead'
+import { attemptTimeout } from './attempt-timeout'
 import { deadline } from './deadline'
+import { fallback } from './fallback'
+import { rateLimit, rateLimitFeedback } from './rate-limit'
 import { redirect } from './redirect'
+import { hedge } from './hedge'
+import { retry } from './retry'
 
 /**
  * The policies in pipeline order, outermost first (DESIGN.md, "The pipeline"). A slot without a factory is a
  * policy a later module fills in; a factory returning `undefined` leaves its policy out of the chain.
  */
 export const policyOrder: ReadonlyArray<[name: string, factory: PolicyFactory | undefined]> = [
+  ['fallback', fallback],
   ['cache', undefined],
-  ['rateLimit', undefined],
-  ['bulkhead', undefined],
+  ['rateLimit', rateLimit],
+  ['bulkhead', bulkhead],
   ['deadline', deadline],
-  ['retry', undefined],
-  ['hedge', undefined],
-  ['breaker', undefined],
+  ['retry', retry],
+  ['hedge', hedge],
+  ['rateLimitFeedback', rateLimitFeedback],
+  ['breaker', breaker],
   ['auth', undefined],
-  ['attemptTimeout', undefined],
+  ['attemptTimeout', attemptTimeout],
   ['telemetry', undefined],
   ['redirect', redirect]
 ]

@@ -15,10 +15,15 @@ export function transport (service: ServiceRuntime): Next {
   const name = service.name
   return async (ctx: CallContext): Promise<HttpResponse> => {
     const dispatcher = service.dispatcher
-    const meta: ResponseMeta = { service: name, method: ctx.method, path: ctx.path, origin, maxResponseSize, timeouts }
+    // Errors report the limit that applied: a call's own phase timeouts, when it set them.
+    const limits = ctx.headersTimeout === timeouts.headers && ctx.bodyTimeout === timeouts.body
+      ? timeouts
+      : { connect: timeouts.connect, headers: ctx.headersTimeout, body: ctx.bodyTimeout }
+    const meta: ResponseMeta = { service: name, method: ctx.method, path: ctx.path, origin, maxResponseSize, timeouts: limits }
     if (dispatcher === undefined) {
       throw toCallError(new ClientClosedError(`${name}: service is not open (call it after ready() / onReady, before close())`), meta)
     }
+    service.counters.attempts++
     let data: Dispatcher.ResponseData
     try {
       data = await dispatcher.request({
@@ -32,7 +37,7 @@ export function transport (service: ServiceRuntime): Next {
         bodyTimeout: ctx.bodyTimeout
       })
     } catch (err) {
-      throw toCallError(err, meta, timeouts)
+      throw toCallError(err, meta, limits)
     }
     return new HttpResponse(data.statusCode, data.headers, data.body, meta)
   }

@@ -36,6 +36,8 @@ export interface ServiceRuntime {
   readonly dispatcher: Dispatcher | undefined
   /** Registers a function whose result is merged into `stats()` under `key`. */
   addStats: (key: string, fn: () => unknown) => void
+  /** Registers a function run once the service is closed (policies stop their timers: breakers). Optional for test doubles. */
+  onClose?: (fn: () => void) => void
 }
 
 /**

@@ -1,0 +1,192 @@
+import { performance } from 'node:perf_hooks'
+import CircuitBreaker from 'opossum'
+import {
+  CircuitOpenError,
+  ClientClosedError,
+  RequestAbortedError,
+  TimeoutError,
+  TransportError,
+  describe,
+  stamp,
+  withRetryAfter
+} from '../errors'
+import type { HttpResponse } from '../response'
+import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
+
+/** Where a breaker is: `closed` (calls flow), `open` (calls fail fast), `halfOpen` (one probe may pass). */
+export type BreakerState = 'closed' | 'open' | 'halfOpen'
+
+/**
+ * A response whose status counts as a failure (5xx, 408, 429). The action rejects with it so opossum counts it;
+ * the policy unwraps it, so the caller and the retry policy above still get the response itself. Not an Error:
+ * no stack trace is captured for what is only a carrier.
+ */
+class CountedResponse {
+  readonly response: HttpResponse
+  constructor (response: HttpResponse) {
+    this.response = response
+  }
+}
+
+function countedStatus (status: number): boolean {
+  return status >= 500 || status === 408 || status === 429
+}
+
+function checkStatus (res: HttpResponse): HttpResponse {
+  if (countedStatus(res.status)) throw new CountedResponse(res)
+  return res
+}
+
+/** Created once for all calls: opossum passes `fire(ctx, next)`'s arguments on, so no closure per call. */
+function action (ctx: CallContext, next: Next): Promise<HttpResponse> {
+  return next(ctx).then(checkStatus)
+}
+
+/** Hands a counted response back to the caller; other failures pass on. */
+function unwrap (err: unknown): HttpResponse {
+  if (err instanceof CountedResponse) return err.response
+  throw err
+}
+
+/** Failures that say something about the upstream: timeouts of an attempt, connection and TLS failures. */
+function countedError (err: unknown): boolean {
+  if (err instanceof CountedResponse) return true
+  if (!(err instanceof TransportError)) return false
+  // The total timeout is the caller's budget running out, not the upstream failing (as in .NET's handler, where
+  // only the attempt timeout trips the breaker).
+  return !(err instanceof TimeoutError && (err as TimeoutError).phase === 'total')
+}
+
+/** Outcomes that tell nothing either way: the caller gave up, or the client is closing. */
+function noVerdict (err: unknown): boolean {
+  return err instanceof RequestAbortedError || err instanceof ClientClosedError ||
+    (err instanceof TimeoutError && (err as TimeoutError).phase === 'total')
+}
+
+/** One service's breaker. */
+export class ServiceBreaker {
+  readonly policy: Policy
+  private readonly breaker: CircuitBreaker<[CallContext, Next], HttpResponse>
+  private readonly resetAfter: number
+  private openedAt = 0
+  private opens = 0
+  private rejected = 0
+
+  constructor (service: ServiceRuntime) {
+    const o = service.options.breaker as NonNullable<ServiceRuntime['options']['breaker']>
+    this.resetAfter = o.resetAfter
+    const breaker: CircuitBreaker<[CallContext, Next], HttpResponse> = new CircuitBreaker(action, {
+      name: service.name,
+      // Attempt timeouts abort the request itself; opossum's own timeout would only stop waiting for it.
+      timeout: false,
+      errorThresholdPercentage: o.errorPercentage,
+      volumeThreshold: o.minimumRequests,
+      rollingCountTimeout: o.window,
+      rollingCountBuckets: o.windowBuckets,
+      resetTimeout: o.resetAfter,
+      // Per-call latency arrays and a snapshot timer per breaker are costs nobody here reads.
+      rollingPercentilesEnabled: false,
+      enableSnapshots: false,
+      // `true` = not a failure. opossum counts a filtered error as a success, which closes a half-open breaker:
+      // right for a 4xx (the upstream answered), wrong for a probe the caller aborted, which re-opens it instead.
+      errorFilter: (err: unknown) => !countedError(err) && !(breaker.halfOpen && noVerdict(err))
+    })
+    this.breaker = breaker
+    const log = service.log
+    breaker.on('open', () => {
+      this.openedAt = performance.now()
+      this.opens++
+      const s = breaker.stats
+      log.warn({ breaker: 'open', failures: s.failures, calls: s.fires, resetAfter: o.resetAfter },
+        `circuit breaker opened: calls fail fast for ${o.resetAfter} ms`)
+    })
+    breaker.on('halfOpen', () => log.info({ breaker: 'halfOpen' }, 'circuit breaker half-open: the next call is a probe'))
+    breaker.on('close', () => log.info({ breaker: 'closed' }, 'circuit breaker closed'))
+
+    // opossum's own open check, done here so a refused call costs no fire() and the error can name the call
+    // without a closure per call; past it, fire() always runs the action (a half-open breaker's probe included).
+    this.policy = (ctx: CallContext, next: Next): Promise<HttpResponse> => {
+      if (!breaker.closed) {
+        if (breaker.isShutdown) return Promise.reject(closedError(ctx))
+        if (!breaker.pendingClose) {
+          this.rejected++
+          return Promise.reject(this.openError(ctx))
+        }
+      }
+      return breaker.fire(ctx, next).then(undefined, unwrap)
+    }
+  }
+
+  get state (): BreakerState {
+    const b = this.breaker
+    return b.opened ? 'open' : b.halfOpen ? 'halfOpen' : 'closed'
+  }
+
+  /** Milliseconds until an open breaker lets a probe through (0 when it is not open). */
+  get retryAfterMs (): number {
+    return this.breaker.opened ? Math.max(0, this.resetAfter - (performance.now() - this.openedAt)) : 0
+  }
+
+  stats (): Record<string, unknown> {
+    const s = this.breaker.stats
+    return {
+      state: this.state,
+      opens: this.opens,
+      // Counts over the rolling window, of the calls that reached the upstream.
+      calls: s.fires,
+      successes: s.successes,
+      failures: s.failures,
+      // Since start-up: calls refused while open.
+      rejected: this.rejected,
+      retryAfterMs: Math.ceil(this.retryAfterMs)
+    }
+  }
+
+  /** Stops opossum's window timer. */
+  shutdown (): void {
+    this.breaker.shutdown()
+  }
+
+  private openError (ctx: CallContext): Error {
+    const target = { service: ctx.service.name, method: ctx.method, path: ctx.path }
+    const wait = this.retryAfterMs
+    const why = this.breaker.halfOpen ? 'half-open, a probe is in flight' : `half-open in ${Math.ceil(wait)} ms`
+    const e = stamp(new CircuitOpenError(`${describe(target)}: circuit breaker is open (${why})`), target)
+    // A probe in flight may settle any moment; Retry-After has whole seconds, so at least 1.
+    return withRetryAfter(e, Math.max(1, wait / 1000))
+  }
+}
+
+function closedError (ctx: CallContext): Error {
+  const target = { service: ctx.service.name, method: ctx.method, path: ctx.path }
+  return stamp(new ClientClosedError(`${describe(target)}: service client is closed`), target)
+}
+
+const kBreakers = new WeakMap<ServiceRuntime, ServiceBreaker>()
+
+/** The breaker of a service, when it has one. */
+export function breakerOf (service: ServiceRuntime): ServiceBreaker | undefined {
+  return kBreakers.get(service)
+}
+
+/**
+ * Circuit breaker (opossum), one per service, inside retry so it sees every attempt. Counts 5xx, 408 and 429
+ * responses, attempt/connect/headers timeouts and connection and TLS failures; not 4xx, the caller's aborts or the
+ * total timeout. Open: calls fail at once with `CircuitOpenError` (503, `Retry-After` = seconds until half-open)
+ * and never reach the upstream; after `resetAfter` one probe passes, and its success closes the breaker.
+ *
+ * With several `baseUrl`s the service's BalancedPool picks the upstream and does not say which one answered, so
+ * the breaker is per service there too.
+ */
+export const breaker: PolicyFactory = (service) => {
+  if (service.options.breaker === undefined) return undefined
+  let b = kBreakers.get(service)
+  if (b === undefined) {
+    const created = new ServiceBreaker(service)
+    kBreakers.set(service, created)
+    service.addStats('breaker', () => created.stats())
+    service.onClose?.(() => created.shutdown())
+    b = created
+  }
+  return b.policy
+}

@@ -1,0 +1,78 @@
+import type { Fallback } from '../config/types'
+import { statusError } from '../error-detail'
+import { RequestAbortedError, isHttpServicesError, type HttpServicesError } from '../errors'
+import { HttpResponse } from '../response'
+import { syntheticResponse } from '../synthetic-response'
+import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
+
+interface FallbackState {
+  policy: Policy
+  served: number
+}
+
+const kFallbacks = new WeakMap<ServiceRuntime, FallbackState>()
+
+/**
+ * Statuses that mean the downstream failed (5xx, 408, 429). Other 4xx are answers about the request (404: no
+ * such thing), which the caller maps itself: a fallback would hide them.
+ */
+function isFailureStatus (status: number): boolean {
+  return status >= 500 || status === 408 || status === 429
+}
+
+/** Runs the fallback; its value becomes the call's response (a value that is not a response: 200 with it as JSON). */
+async function recover (fallback: Fallback, err: HttpServicesError, ctx: CallContext): Promise<HttpResponse> {
+  const service = ctx.service.name
+  const value = await fallback(err, { service, method: ctx.method, path: ctx.path })
+  if (value instanceof HttpResponse) return value
+  const res = syntheticResponse({
+    json: value,
+    service,
+    method: ctx.method,
+    path: ctx.path,
+    maxResponseSize: ctx.service.options.maxResponseSize
+  })
+  if (err.attempts !== undefined) res.attempts = err.attempts
+  return res
+}
+
+/**
+ * Fallback, the outermost policy: it sees the call's final outcome, after retries, an open breaker, a full
+ * bulkhead or the rate limit. `fallback(error, { service, method, path })` runs on any error of this library but
+ * the caller's own abort (nobody waits for that call any more), and on a final failure status (5xx, 408, 429) when
+ * the call would throw `HttpStatusError` (`throwHttpErrors`); other 4xx reach the caller: that error is built here, from the response, so the fallback gets
+ * the same error the caller would. Whatever the fallback throws is the call's error. A per-call `fallback`
+ * overrides the service's. Errors while reading the body later (`json()`) are not covered.
+ */
+export const fallback: PolicyFactory = (service, perCall) => {
+  const own = service.options.fallback
+  if (own === undefined && !perCall) return undefined
+  let state = kFallbacks.get(service)
+  if (state !== undefined) return state.policy
+  const { throwHttpErrors, passthroughStatus } = service.options
+  const created: FallbackState = {
+    served: 0,
+    policy: async (ctx: CallContext, next: Next): Promise<HttpResponse> => {
+      const fn = ctx.options.fallback ?? own
+      if (fn === undefined) return next(ctx)
+      let res: HttpResponse
+      try {
+        res = await next(ctx)
+      } catch (err) {
+        if (!isHttpServicesError(err) || err instanceof RequestAbortedError) throw err
+        created.served++
+        ctx.log.debug({ err: err.code, method: ctx.method }, 'call failed: serving the fallback')
+        return recover(fn, err, ctx)
+      }
+      if (!isFailureStatus(res.status) || !(ctx.options.throwHttpErrors ?? throwHttpErrors)) return res
+      const err = await statusError(res, passthroughStatus)
+      created.served++
+      ctx.log.debug({ err: err.code, status: res.status, method: ctx.method }, 'call failed: serving the fallback')
+      return recover(fn, err, ctx)
+    }
+  }
+  state = created
+  kFallbacks.set(service, state)
+  service.addStats('fallback', () => ({ served: created.served }))
+  return state.policy
+}

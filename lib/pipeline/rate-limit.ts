@@ -1,0 +1,95 @@
+import { performance } from 'node:perf_hooks'
+import type { CallSignal } from '../call-signal'
+import { RateLimitedError, describe, stamp, withRetryAfter } from '../errors'
+import { createRateLimiter, type RateLimiter } from '../rate-limit'
+import type { HttpResponse } from '../response'
+import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
+
+interface ServiceLimiter {
+  limiter: RateLimiter
+  policy: Policy
+}
+
+/** One limiter per service, shared by both of its chains. */
+const kLimiters = new WeakMap<ServiceRuntime, ServiceLimiter>()
+
+function rateLimited (ctx: CallContext, wait: number, maxWait: number): Error {
+  const target = { service: ctx.service.name, method: ctx.method, path: ctx.path }
+  const e = new RateLimitedError(
+    `${describe(target)}: client-side rate limit reached (next permit in ${Math.ceil(wait)} ms, longest wait ${Math.round(maxWait)} ms)`)
+  return withRetryAfter(stamp(e, target), wait / 1000)
+}
+
+/** Sleeps `ms`, rejecting with the signal's reason if the call is aborted meanwhile. */
+async function sleep (ms: number, signal: CallSignal | undefined): Promise<void> {
+  if (signal === undefined) {
+    await new Promise<void>((resolve) => setTimeout(resolve, ms))
+    return
+  }
+  if (signal.aborted) throw signal.reason
+  await new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer)
+      reject(signal.reason)
+    }
+    const timer = setTimeout(() => {
+      signal.removeListener('abort', onAbort)
+      resolve()
+    }, ms)
+    signal.once('abort', onAbort)
+  })
+}
+
+function create (service: ServiceRuntime): ServiceLimiter | undefined {
+  const options = service.options.rateLimit
+  if (options === undefined) return undefined
+  let state = kLimiters.get(service)
+  if (state !== undefined) return state
+  const limiter = createRateLimiter(options)
+  const { maxWait, kind } = options
+  let waited = 0
+  let rejected = 0
+  const policy: Policy = async (ctx: CallContext, next: Next): Promise<HttpResponse> => {
+    const now = performance.now()
+    // A wait that would outlive the inbound request's deadline is not worth starting.
+    const longest = ctx.deadline === Infinity ? maxWait : Math.min(maxWait, ctx.deadline - now)
+    let wait = limiter.acquire(now, longest)
+    if (typeof wait !== 'number') wait = await wait
+    if (wait > 0) {
+      if (wait > longest) {
+        rejected++
+        throw rateLimited(ctx, wait, longest)
+      }
+      waited++
+      // An aborted wait forfeits its reserved permit: the limiter errs on the slow side.
+      await sleep(wait, ctx.signal)
+    }
+    return next(ctx)
+  }
+  state = { limiter, policy }
+  kLimiters.set(service, state)
+  service.addStats('rateLimit', () => ({ kind, maxWait, ...limiter.stats(performance.now()), waited, rejected }))
+  return state
+}
+
+/**
+ * Client-side rate limit (outermost but for fallback and cache): one permit per logical call, whatever its
+ * retries. A call waits up to `maxWait` ms (and never past the inbound deadline) for a permit, else fails at once
+ * with `RateLimitedError` (503, `Retry-After` = when a permit is next free).
+ */
+export const rateLimit: PolicyFactory = (service) => create(service)?.policy
+
+/**
+ * The adaptive limiter's feedback, placed inside retry and hedging so it sees the status of every attempt:
+ * a 429 that a retry later overcomes still tells the limiter to slow down.
+ */
+export const rateLimitFeedback: PolicyFactory = (service) => {
+  if (service.options.rateLimit?.adaptive === undefined) return undefined
+  const limiter = (create(service) as ServiceLimiter).limiter
+  return async (ctx: CallContext, next: Next): Promise<HttpResponse> => {
+    const sentAt = performance.now()
+    const res = await next(ctx)
+    limiter.onResponse(res.status, sentAt, performance.now())
+    return res
+  }
+}

@@ -1,0 +1,234 @@
+import { randomUUID } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
+import { builtInDefaults } from '../config/resolve'
+import type { ResolvedRetry } from '../config/resolved'
+import type { RetryOptions } from '../config/types'
+import { commonServiceSpec } from '../config/validate'
+import { ConnectionError, TimeoutError, isHttpServicesError, redactPath, type TimeoutPhase } from '../errors'
+import type { HttpResponse } from '../response'
+import { backoffDelay, sleep, type Jitter } from './backoff'
+import { requestedDelay } from './retry-after'
+import { retryStateOf, type RetryBudgetLimits, type RetryState } from './retry-budget'
+import type { CallContext, Next, PolicyFactory } from './types'
+
+/** The retry options of one call, ready to use. */
+export interface RetryPlan {
+  /** Retries after the first try. */
+  attempts: number
+  baseDelay: number
+  maxDelay: number
+  factor: number
+  jitter: Jitter
+  delay: ((attempt: number, error: unknown) => number) | undefined
+  statusCodes: ReadonlySet<number>
+  methods: ReadonlySet<string>
+  maxRetryAfter: number
+  idempotencyKey: boolean
+  /** `undefined` when the budget is off for the call. */
+  budget: RetryBudgetLimits | undefined
+}
+
+const kRetriedCodes = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'UND_ERR_SOCKET'])
+const kRetriedPhases = new Set<TimeoutPhase>(['connect', 'headers', 'attempt'])
+// Failures that prove the request never left: no connection, or no address to connect to.
+const kNeverSentCodes = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN'])
+
+/**
+ * Why a failed attempt may be retried (`'ECONNRESET'`, `'timeout headers'` …), or `undefined` when it may not:
+ * the caller's abort, the total timeout, TLS failures, an open breaker, a full bulkhead and anything that is not a
+ * transport failure of this library.
+ */
+export function retryReason (err: unknown): string | undefined {
+  if (!isHttpServicesError(err)) return undefined
+  if (err instanceof TimeoutError) return kRetriedPhases.has(err.phase) ? `timeout ${err.phase}` : undefined
+  if (err instanceof ConnectionError) {
+    const code = err.errno
+    return code !== undefined && kRetriedCodes.has(code) ? code : undefined
+  }
+  return undefined
+}
+
+/** `true` when a failure shows the request was never sent (so even a POST may be repeated). */
+export function neverSent (err: unknown): boolean {
+  if (err instanceof TimeoutError) return err.phase === 'connect'
+  if (err instanceof ConnectionError) return err.errno !== undefined && kNeverSentCodes.has(err.errno)
+  return false
+}
+
+/** The retry options a service without its own `retry` gives a call that asks for retries. */
+export function defaultRetry (): ResolvedRetry {
+  const d = builtInDefaults.retry
+  return { ...d, delay: undefined, statusCodes: [...d.statusCodes], methods: [...d.methods], budget: { ...builtInDefaults.retryBudget } }
+}
+
+/** The plan of resolved retry options. */
+export function planOf (r: ResolvedRetry): RetryPlan {
+  return {
+    attempts: r.attempts,
+    baseDelay: r.baseDelay,
+    maxDelay: r.maxDelay,
+    factor: r.factor,
+    jitter: r.jitter,
+    delay: r.delay,
+    statusCodes: new Set(r.statusCodes),
+    methods: new Set(r.methods.map((m) => m.toUpperCase())),
+    maxRetryAfter: r.maxRetryAfter,
+    idempotencyKey: r.idempotencyKey,
+    budget: r.budget === undefined ? undefined : { ratio: r.budget.ratio, minPerSecond: r.budget.minPerSecond }
+  }
+}
+
+/**
+ * A call's `retry` option over the service's resolved retry options: a number is `attempts`, `false` and `0` turn
+ * retries off (`undefined`). The options are checked like the service's.
+ */
+export function callPlan (base: ResolvedRetry, option: number | false | RetryOptions): RetryPlan | undefined {
+  commonServiceSpec.retry(option, 'retry')
+  if (option === false || option === 0) return undefined
+  if (typeof option === 'number') return planOf({ ...base, attempts: option })
+  const own = Object.fromEntries(Object.entries(option).filter(([, v]) => v !== undefined)) as RetryOptions
+  const { budget, ...rest } = own
+  const merged: ResolvedRetry = { ...base, ...rest as Partial<ResolvedRetry> }
+  if (budget === false) merged.budget = undefined
+  else if (budget !== undefined) merged.budget = { ...(base.budget ?? builtInDefaults.retryBudget), ...budget }
+  return merged.attempts === 0 ? undefined : planOf(merged)
+}
+
+/**
+ * Retry with exponential backoff and jitter, honouring `Retry-After` / `X-RateLimit-Reset`, capped by the service's
+ * retry budget, logged at warn. A call's `retry` option overrides the service's, and can turn retries on for a
+ * service that leaves them off (the per-call chain then holds this policy).
+ */
+export const retry: PolicyFactory = (service, perCall) => {
+  const resolved = service.options.retry
+  if (resolved === undefined && !perCall) return undefined
+  const servicePlan = resolved === undefined ? undefined : planOf(resolved)
+  const base = resolved ?? defaultRetry()
+  const state = retryStateOf(service)
+  // Call options are often hoisted constants: each is checked and merged once.
+  const plans = new WeakMap<object, RetryPlan | null>()
+  const numbered = new Map<number, RetryPlan | undefined>()
+
+  const planFor = (option: number | false | RetryOptions | undefined): RetryPlan | undefined => {
+    if (option === undefined) return servicePlan
+    if (typeof option === 'object' && option !== null) {
+      let plan = plans.get(option)
+      if (plan === undefined) {
+        plan = callPlan(base, option) ?? null
+        plans.set(option, plan)
+      }
+      return plan ?? undefined
+    }
+    if (typeof option === 'number' && numbered.has(option)) return numbered.get(option)
+    const plan = callPlan(base, option)
+    if (typeof option === 'number') numbered.set(option, plan)
+    return plan
+  }
+
+  // Not an async function: a call that is not retried costs no extra promise.
+  return (ctx: CallContext, next: Next): Promise<HttpResponse> => {
+    let plan: RetryPlan | undefined
+    try {
+      plan = planFor(ctx.options.retry)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    // A stream body is gone once sent: never replayed.
+    if (plan === undefined || !ctx.replayable) return next(ctx)
+    return retryLoop(ctx, next, plan, state)
+  }
+}
+
+async function retryLoop (ctx: CallContext, next: Next, plan: RetryPlan, state: RetryState): Promise<HttpResponse> {
+  const idempotent = plan.methods.has(ctx.method)
+  if (!idempotent && plan.idempotencyKey && ctx.headers['idempotency-key'] === undefined) {
+    ctx.setHeader('idempotency-key', randomUUID())
+  }
+  const repeatable = idempotent || ctx.headers['idempotency-key'] !== undefined
+  const tries = plan.attempts + 1
+  for (let attempt = 1; ; attempt++) {
+    let res: HttpResponse | undefined
+    let error: unknown
+    let reason: string | undefined
+    try {
+      res = await next(ctx)
+    } catch (err) {
+      error = err
+    }
+    if (res !== undefined) {
+      if (!plan.statusCodes.has(res.status)) return settled(ctx, res)
+      // A status means the request was sent and handled: only a repeatable request may be sent again.
+      if (repeatable) reason = `status ${res.status}`
+    } else if (ctx.signal?.aborted !== true) {
+      reason = retryReason(error)
+      if (reason !== undefined && !repeatable && !neverSent(error)) reason = undefined
+    }
+    if (reason === undefined) return settled(ctx, res, error)
+    if (attempt >= tries) return giveUp(ctx, res, error, attempt, tries, reason, 'no retries left')
+
+    const asked = res !== undefined ? requestedDelay(res.status, res.headers) : undefined
+    if (asked !== undefined && asked > plan.maxRetryAfter) {
+      return giveUp(ctx, res, error, attempt, tries, reason, `the upstream asks to wait ${Math.ceil(asked)} ms, more than maxRetryAfter`)
+    }
+    let delayMs: number
+    try {
+      delayMs = Math.max(0, Math.round(asked ?? (plan.delay !== undefined
+        ? plan.delay(attempt, res ?? error)
+        : backoffDelay(attempt, plan.baseDelay, plan.factor, plan.maxDelay, plan.jitter))))
+    } catch (err) {
+      // A throwing `delay` option ends the call; the failed response is not returned, so it is dropped.
+      res?.destroy()
+      throw err
+    }
+    if (performance.now() + delayMs >= ctx.deadline) {
+      return giveUp(ctx, res, error, attempt, tries, reason, `a wait of ${delayMs} ms would pass the deadline`)
+    }
+    if (plan.budget !== undefined && state.budget !== undefined && !state.budget.tryRetry(plan.budget)) {
+      state.budgetExhausted++
+      return giveUp(ctx, res, error, attempt, tries, reason, 'retry budget exhausted')
+    }
+    state.retries++
+    ctx.log.warn({
+      service: ctx.service.name, method: ctx.method, path: redactPath(ctx.path), attempt, of: tries, delayMs, reason
+    }, `retrying ${ctx.method} ${ctx.service.name} after ${reason} (attempt ${attempt} of ${tries} failed), next in ${delayMs} ms`)
+    // The failed body is read while the call sleeps; what is not read by the end of the sleep is dropped.
+    if (res !== undefined) void discard(res)
+    try {
+      await sleep(delayMs, ctx.signal)
+    } catch (err) {
+      return settled(ctx, undefined, err)
+    } finally {
+      res?.destroy()
+    }
+    ctx.attempt++
+  }
+}
+
+/** Small error bodies are read to the end so the connection is reused; others are destroyed. */
+const kDumpLimit = 64 * 1024
+
+/** Reads a small failed response to its end (its connection is kept) or destroys it. */
+export function discard (res: HttpResponse): Promise<void> {
+  const length = Number(res.headers['content-length'])
+  if (res.headers['content-length'] !== undefined && length <= kDumpLimit) return res.dump()
+  res.destroy()
+  return Promise.resolve()
+}
+
+/** The outcome of the call: the response, or the error thrown, carrying the number of attempts made. */
+function settled (ctx: CallContext, res: HttpResponse | undefined, error?: unknown): HttpResponse {
+  if (res !== undefined) {
+    res.attempts = ctx.attempt
+    return res
+  }
+  if (isHttpServicesError(error)) error.attempts = ctx.attempt
+  throw error
+}
+
+function giveUp (
+  ctx: CallContext, res: HttpResponse | undefined, error: unknown, attempt: number, of: number, reason: string, why: string
+): HttpResponse {
+  ctx.log.warn({ service: ctx.service.name, method: ctx.method, path: redactPath(ctx.path), attempt, of, reason, why },
+    `giving up ${ctx.method} ${ctx.service.name} after ${reason}: ${why}`)
+  return settled(ctx, res, error)
+}

@@ -1,0 +1,8 @@
+export { MockHttpServices, mockHttpServices } from './mock-services'
+export { MockService, MockServiceInterceptor } from './mock-service'
+export { MockUnmatchedError, networkError } from './errors'
+export type { MockCall, MockInterceptOptions, MockMatcher, MockReplyCallback, MockReplyOptions, PendingMock } from './types'
+export { mockResponse, mockStatusError } from './mock-response'
+export type { MockResponseInit } from './mock-response'
+export { MockHttpClient, mockClient } from './mock-client'
+export type { MockClientCall, MockClientHandler, MockClientOptions, MockClientReply, MockClientRoutes } from './mock-client'

@@ -1,0 +1,186 @@
+import { Writable } from 'node:stream'
+import Fastify from 'fastify'
+import pino from 'pino'
+import t, { type Test } from 'tap'
+import httpServices, { CircuitOpenError, ConnectionError, createHttpServices, type BreakerOptions, type HttpServicesOptions, type Logger } from '../../index'
+import { closedPort, sendJson, startServer, type Handler } from '../helpers/server'
+
+type LogLine = { level: number, msg: string, service?: string, breaker?: string }
+
+/** A pino logger writing into an array of parsed lines. */
+function capture (): { logger: Logger, lines: LogLine[] } {
+  const lines: LogLine[] = []
+  const stream = new Writable({
+    write (chunk, _enc, cb) {
+      lines.push(JSON.parse(String(chunk)))
+      cb()
+    }
+  })
+  return { logger: pino({ level: 'debug' }, stream) as unknown as Logger, lines }
+}
+
+const kSmall: BreakerOptions = { minimumRequests: 4, errorPercentage: 50, window: 10000, resetAfter: 200 }
+
+async function setup (t: Test, handler: Handler, breaker: BreakerOptions = kSmall, baseUrl?: string) {
+  const server = await startServer(handler)
+  const { logger, lines } = capture()
+  const services = createHttpServices({
+    logger,
+    services: { api: { baseUrl: baseUrl ?? server.url, retry: false, throwHttpErrors: false, breaker } }
+  })
+  await services.open()
+  t.teardown(async () => { await services.close(); await server.close() })
+  const breakerLines = (): LogLine[] => lines.filter((l) => l.breaker !== undefined)
+  return { server, services, api: services.client('api'), breakerLines }
+}
+
+const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
+
+t.test('opens after the threshold and then fails fast with CircuitOpenError without touching the server', async (t) => {
+  const { server, services, api, breakerLines } = await setup(t, (_req, res) => sendJson(res, 503, { error: 'down' }))
+  for (let i = 0; i < 4; i++) {
+    const res = await api.get('/x')
+    t.equal(res.status, 503, 'a counted failure still reaches the caller as the response')
+    await res.dump()
+  }
+  t.equal((services.stats().api.breaker as { state: string }).state, 'open')
+  const err = await api.get('/x').then(() => undefined, (e: unknown) => e) as InstanceType<typeof CircuitOpenError>
+  t.ok(err instanceof CircuitOpenError, 'CircuitOpenError')
+  t.match(err, { code: 'HTTP_SERVICES_ERR_CIRCUIT_OPEN', statusCode: 503, service: 'api', method: 'GET', url: '/x' })
+  t.equal(err.retryAfter, 1, 'Retry-After rounds the 200 ms until half-open up to 1 s')
+  t.same(err.headers, { 'retry-after': '1' })
+  t.equal(server.requests.length, 4, 'the server saw only the calls made while closed')
+  const opened = breakerLines()
+  t.equal(opened.length, 1, 'one state change, logged once')
+  t.match(opened[0], { level: 40, service: 'api', breaker: 'open', msg: /circuit breaker opened/ })
+})
+
+t.test('half-opens after resetAfter, lets one probe through, and closes on its success', async (t) => {
+  let status = 500
+  let delay = 0
+  const { server, services, api, breakerLines } = await setup(t, (_req, res) => {
+    setTimeout(() => sendJson(res, status, {}), delay)
+  })
+  for (let i = 0; i < 4; i++) await (await api.get('/x')).dump()
+  await t.rejects(api.get('/x'), CircuitOpenError)
+  status = 200
+  delay = 50
+  await sleep(250)
+  t.equal((services.stats().api.breaker as { state: string }).state, 'halfOpen')
+  const probe = api.get('/probe')
+  const second = api.get('/second')
+  await t.rejects(second, { code: 'HTTP_SERVICES_ERR_CIRCUIT_OPEN', message: /a probe is in flight/ }, 'a second call while the probe is in flight fails fast')
+  t.equal((await probe).status, 200)
+  t.same(server.requests.map((r) => r.url), ['/x', '/x', '/x', '/x', '/probe'], 'only the probe reached the server')
+  t.equal((services.stats().api.breaker as { state: string }).state, 'closed')
+  t.equal((await api.get('/after')).status, 200, 'calls flow again')
+  t.same(breakerLines().map((l) => [l.breaker, l.level, l.service]), [['open', 40, 'api'], ['halfOpen', 30, 'api'], ['closed', 30, 'api']],
+    'each state change logged once: open at warn, half-open and close at info, with the service name')
+})
+
+t.test('a failed probe opens the breaker again', async (t) => {
+  const { server, services, api, breakerLines } = await setup(t, (_req, res) => sendJson(res, 502, {}))
+  for (let i = 0; i < 4; i++) await (await api.get('/x')).dump()
+  await sleep(250)
+  t.equal((await api.get('/probe')).status, 502)
+  t.equal((services.stats().api.breaker as { state: string }).state, 'open')
+  await t.rejects(api.get('/x'), CircuitOpenError)
+  t.equal(server.requests.length, 5)
+  t.same(breakerLines().map((l) => l.breaker), ['open', 'halfOpen', 'open'])
+})
+
+t.test('4xx answers never open it', async (t) => {
+  const { server, services, api } = await setup(t, (_req, res) => sendJson(res, 404, { error: 'nope' }))
+  for (let i = 0; i < 10; i++) await (await api.get('/x')).dump()
+  const stats = services.stats().api.breaker as Record<string, unknown>
+  t.match(stats, { state: 'closed', calls: 10, failures: 0, successes: 10, opens: 0 })
+  t.equal(server.requests.length, 10)
+})
+
+t.test('408 and 429 count as failures, as do transport failures', async (t) => {
+  let i = 0
+  const { services, api } = await setup(t, (_req, res) => sendJson(res, i++ % 2 === 0 ? 408 : 429, {}))
+  for (let n = 0; n < 4; n++) await (await api.get('/x')).dump()
+  t.equal((services.stats().api.breaker as { state: string }).state, 'open', 'opened by 408 and 429')
+
+  const port = await closedPort()
+  const refused = await setup(t, (_req, res) => { res.end() }, kSmall, `http://127.0.0.1:${port}`)
+  for (let n = 0; n < 4; n++) await t.rejects(refused.api.get('/x'), ConnectionError)
+  t.equal((refused.services.stats().api.breaker as { state: string }).state, 'open', 'opened by ECONNREFUSED')
+  await t.rejects(refused.api.get('/x'), CircuitOpenError)
+})
+
+t.test('the caller\'s aborts do not count', async (t) => {
+  const { services, api } = await setup(t, (_req, res) => { setTimeout(() => sendJson(res, 200, {}), 200) })
+  for (let n = 0; n < 6; n++) {
+    const ac = new AbortController()
+    const call = api.get('/slow', { signal: ac.signal })
+    setTimeout(() => ac.abort(), 10)
+    await t.rejects(call, { code: 'HTTP_SERVICES_ERR_ABORTED' })
+  }
+  t.match(services.stats().api.breaker, { state: 'closed', failures: 0 })
+})
+
+t.test('counts the failures of a window only: below minimumRequests it stays closed', async (t) => {
+  const { services, api } = await setup(t, (_req, res) => sendJson(res, 500, {}), { ...kSmall, minimumRequests: 20 })
+  for (let n = 0; n < 19; n++) await (await api.get('/x')).dump()
+  t.match(services.stats().api.breaker, { state: 'closed', failures: 19 })
+})
+
+t.test('a Fastify route that hits an open breaker answers 503 with Retry-After', async (t) => {
+  const server = await startServer((_req, res) => sendJson(res, 503, {}))
+  const app = Fastify()
+  await app.register(httpServices, {
+    services: { api: { baseUrl: server.url, retry: false, breaker: { ...kSmall, resetAfter: 5000 } } }
+  })
+  app.get('/', async (request) => await request.httpClient('api').getJson('/x'))
+  t.teardown(async () => { await app.close(); await server.close() })
+  for (let n = 0; n < 4; n++) t.equal((await app.inject('/')).statusCode, 502, 'status errors while closed')
+  const res = await app.inject('/')
+  t.equal(res.statusCode, 503)
+  t.match(res.headers['retry-after'], /^[45]$/, 'seconds until half-open')
+  t.match(res.json(), { code: 'HTTP_SERVICES_ERR_CIRCUIT_OPEN', statusCode: 503 })
+  t.equal(server.requests.length, 4)
+})
+
+t.test('inside retry: every attempt counts, and an open breaker is not retried', async (t) => {
+  const server = await startServer((_req, res) => sendJson(res, 503, {}))
+  const services = createHttpServices({
+    services: { api: { baseUrl: server.url, retry: { attempts: 5, baseDelay: 1, budget: false }, breaker: kSmall } }
+  })
+  await services.open()
+  t.teardown(async () => { await services.close(); await server.close() })
+  const err = await services.client('api').get('/x').then(() => undefined, (e: unknown) => e)
+  t.ok(err instanceof CircuitOpenError, 'the fifth attempt met the open breaker and the call ended there')
+  t.equal(server.requests.length, 4, 'four attempts reached the server, no more')
+  t.match(services.stats().api.breaker, { state: 'open', failures: 4, rejected: 1 })
+})
+
+t.test('a probe the caller aborts does not close a half-open breaker', async (t) => {
+  let delay = 0
+  const { server, services, api, breakerLines } = await setup(t, (_req, res) => { setTimeout(() => sendJson(res, 500, {}), delay) })
+  for (let i = 0; i < 4; i++) await (await api.get('/x')).dump()
+  await sleep(250)
+  delay = 200
+  const ac = new AbortController()
+  const probe = api.get('/probe', { signal: ac.signal })
+  setTimeout(() => ac.abort(), 10)
+  await t.rejects(probe, { code: 'HTTP_SERVICES_ERR_ABORTED' })
+  t.equal((services.stats().api.breaker as { state: string }).state, 'open', 'an abort says nothing about the upstream: open again')
+  // The aborted probe may or may not have reached the server before the abort (a race under load).
+  const seen = server.requests.length
+  await t.rejects(api.get('/x'), CircuitOpenError)
+  t.equal(server.requests.length, seen, 'the open breaker kept the next call from the server')
+  t.same(breakerLines().map((l) => l.breaker), ['open', 'halfOpen', 'open'])
+})
+
+t.test('timeouts of an attempt count as failures', async (t) => {
+  const server = await startServer((_req, res) => { setTimeout(() => sendJson(res, 200, {}), 300) })
+  const services = createHttpServices({
+    services: { api: { baseUrl: server.url, retry: false, timeout: { attempt: 30 }, breaker: kSmall } }
+  } as HttpServicesOptions)
+  await services.open()
+  t.teardown(async () => { await services.close(); await server.close() })
+  for (let n = 0; n < 4; n++) await t.rejects(services.client('api').get('/slow'), { code: 'HTTP_SERVICES_ERR_TIMEOUT', phase: 'attempt' })
+  t.match(services.stats().api.breaker, { state: 'open', failures: 4 })
+})

@@ -1,0 +1,140 @@
+import type { ServerResponse } from 'node:http'
+import t from 'tap'
+import { createHttpServices } from '../../index'
+import { sendJson, startServer, type TestServer } from '../helpers/server'
+
+/** Resolves once `check` holds, polling every few milliseconds. */
+async function until (check: () => boolean): Promise<void> {
+  while (!check()) await new Promise((resolve) => setTimeout(resolve, 5))
+}
+
+/**
+ * A server whose n-th request is answered after `plan(n)`: `[ms, status]`, or `undefined` to hold it until the
+ * client gives up. Records which requests were closed before an answer.
+ */
+async function planned (t: tap.Test, plan: (n: number) => [ms: number, status: number] | undefined): Promise<TestServer & { abandoned: number[] }> {
+  const abandoned: number[] = []
+  const timers = new Set<NodeJS.Timeout>()
+  let n = 0
+  const server = await startServer((_req, res: ServerResponse) => {
+    const i = ++n
+    res.once('close', () => { if (!res.writableFinished) abandoned.push(i) })
+    const step = plan(i)
+    if (step === undefined) return
+    const timer = setTimeout(() => { timers.delete(timer); sendJson(res, step[1], { n: i }) }, step[0])
+    timers.add(timer)
+  })
+  t.teardown(async () => {
+    for (const timer of timers) clearTimeout(timer)
+    await server.close()
+  })
+  return Object.assign(server, { abandoned })
+}
+
+t.test('a hedge wins over a slow first attempt, which is aborted', async (t) => {
+  const server = await planned(t, (n) => n === 1 ? undefined : [0, 200])
+  const services = createHttpServices({ services: { api: { baseUrl: server.url, hedge: { delay: 50 }, deadlineHeaders: true } } })
+  await services.open()
+  t.teardown(() => services.close())
+  const res = await services.client('api').get('/x')
+  t.same(await res.json(), { n: 2 }, 'the hedge answered')
+  t.equal(res.attempts, 2)
+  t.same(server.requests.map((r) => r.headers['x-attempt']), ['1', '2'], 'each attempt knows its number')
+  await until(() => server.abandoned.length === 1)
+  t.same(server.abandoned, [1], 'the slow attempt was closed upstream')
+  t.match(services.stats().api.retry, { hedges: 1 })
+  t.equal(services.stats().api.attempts, 2)
+})
+
+t.test('an answer before the delay sends no hedge', async (t) => {
+  const server = await planned(t, () => [0, 200])
+  const services = createHttpServices({ services: { api: { baseUrl: server.url, hedge: { delay: 2000 } } } })
+  await services.open()
+  t.teardown(() => services.close())
+  for (let i = 0; i < 3; i++) t.equal((await services.client('api').get('/x')).attempts, 1)
+  t.equal(server.requests.length, 3)
+  t.match(services.stats().api.retry, { hedges: 0 })
+})
+
+t.test('up to maxHedges hedges are sent, one per delay', async (t) => {
+  const server = await planned(t, (n) => n < 3 ? undefined : [0, 200])
+  const services = createHttpServices({ services: { api: { baseUrl: server.url, hedge: { delay: 30, maxHedges: 2 } } } })
+  await services.open()
+  t.teardown(() => services.close())
+  const res = await services.client('api').get('/x')
+  t.same(await res.json(), { n: 3 })
+  t.equal(res.attempts, 3)
+  await until(() => server.abandoned.length === 2)
+  t.same(server.abandoned.sort(), [1, 2], 'both slow attempts were aborted')
+})
+
+t.test('a retryable status loses to an attempt still in flight', async (t) => {
+  const server = await planned(t, (n) => n === 1 ? [200, 503] : [300, 200])
+  const services = createHttpServices({ services: { api: { baseUrl: server.url, retry: false, hedge: { delay: 20 } } } })
+  await services.open()
+  t.teardown(() => services.close())
+  const res = await services.client('api').get('/x')
+  t.equal(res.status, 200, 'the 503 came first but the hedge still answered')
+  t.same(await res.json(), { n: 2 })
+})
+
+t.test('when every attempt fails, the call fails with the last failure and its attempts', async (t) => {
+  const server = await planned(t, () => [200, 503])
+  const services = createHttpServices({ services: { api: { baseUrl: server.url, retry: false, hedge: { delay: 10 } } } })
+  await services.open()
+  t.teardown(() => services.close())
+  await t.rejects(services.client('api').get('/x'), { code: 'HTTP_SERVICES_ERR_STATUS', status: 503, attempts: 2 })
+  t.equal(server.requests.length, 2)
+})
+
+t.test('hedged attempts under retries: the retry follows when all of them failed', async (t) => {
+  const server = await planned(t, (n) => n <= 2 ? [200, 503] : [0, 200])
+  const services = createHttpServices({ services: { api: { baseUrl: server.url, retry: { baseDelay: 1 }, hedge: { delay: 20 } } } })
+  await services.open()
+  t.teardown(() => services.close())
+  const res = await services.client('api').get('/x')
+  const { n } = await res.json<{ n: number }>()
+  t.ok(n >= 3, 'the two hedged attempts failed, a retry answered')
+  t.ok(res.attempts >= 3, `attempts counts hedges and retries alike (${res.attempts})`)
+  t.ok(server.requests.length <= res.attempts, 'no request the attempts do not count')
+  t.same(server.requests.slice(0, 3).map((r) => r.url), ['/x', '/x', '/x'])
+})
+
+t.test('a POST is not hedged, unless it carries an Idempotency-Key', async (t) => {
+  const server = await planned(t, () => [300, 201])
+  const services = createHttpServices({ services: { api: { baseUrl: server.url, hedge: { delay: 10 } } } })
+  await services.open()
+  t.teardown(() => services.close())
+  t.equal((await services.client('api').post('/orders', { json: {} })).attempts, 1)
+  t.equal(server.requests.length, 1, 'the POST was sent once')
+  const keyed = await services.client('api').post('/orders', { json: {}, headers: { 'idempotency-key': 'k' } })
+  t.equal(keyed.attempts, 2)
+})
+
+t.test('hedges spend the retry budget; none is sent when it is empty', async (t) => {
+  const server = await planned(t, () => [300, 200])
+  const services = createHttpServices({
+    services: { api: { baseUrl: server.url, hedge: { delay: 10 }, retry: { budget: { ratio: 0, minPerSecond: 0 } } } }
+  })
+  await services.open()
+  t.teardown(() => services.close())
+  const res = await services.client('api').get('/x')
+  t.equal(res.status, 200)
+  t.equal(res.attempts, 1)
+  t.equal(server.requests.length, 1)
+  t.match(services.stats().api.retry, { hedges: 0, budgetExhausted: 1 })
+})
+
+t.test('the caller\'s abort ends every attempt', async (t) => {
+  const server = await planned(t, () => undefined)
+  const services = createHttpServices({ services: { api: { baseUrl: server.url, retry: false, hedge: { delay: 10 } } } })
+  await services.open()
+  t.teardown(() => services.close())
+  const controller = new AbortController()
+  const call = services.client('api').get('/x', { signal: controller.signal })
+  await until(() => server.requests.length === 2)
+  controller.abort()
+  await t.rejects(call, { code: 'HTTP_SERVICES_ERR_ABORTED' })
+  await until(() => server.abandoned.length === 2)
+  t.pass('both attempts were closed upstream')
+})

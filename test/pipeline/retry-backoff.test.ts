@@ -1,0 +1,31 @@
+import t from 'tap'
+import { CallSignal } from '../../lib/call-signal'
+import { backoffDelay, sleep } from '../../lib/pipeline/backoff'
+
+t.test('the backoff grows by factor from baseDelay and stops at maxDelay', async (t) => {
+  t.same([1, 2, 3, 4, 5, 6, 7].map((n) => backoffDelay(n, 500, 2, 30000, 'none')), [500, 1000, 2000, 4000, 8000, 16000, 30000])
+  t.same([1, 2, 3].map((n) => backoffDelay(n, 100, 3, 1000, 'none')), [100, 300, 900])
+})
+
+t.test('full jitter draws in [0, delay], equal jitter in [delay / 2, delay]', async (t) => {
+  const full = Array.from({ length: 500 }, () => backoffDelay(3, 100, 2, 30000, 'full'))
+  const equal = Array.from({ length: 500 }, () => backoffDelay(3, 100, 2, 30000, 'equal'))
+  t.ok(full.every((d) => d >= 0 && d <= 400), 'full jitter stays within the delay')
+  t.ok(Math.min(...full) < 100 && Math.max(...full) > 300, 'and spreads over all of it')
+  t.ok(equal.every((d) => d >= 200 && d <= 400), 'equal jitter keeps half the delay')
+  t.ok(new Set(equal).size > 10, 'and randomises the other half')
+})
+
+t.test('sleep waits, and rejects at once with the reason when its signal aborts', async (t) => {
+  await sleep(1, undefined)
+  const signal = new CallSignal()
+  const slept = sleep(60000, signal)
+  const reason = new Error('gone')
+  setTimeout(() => signal.abort(reason), 5)
+  await t.rejects(slept, reason)
+  await t.rejects(sleep(10, signal), reason, 'an aborted signal rejects straight away')
+  const open = new CallSignal()
+  await sleep(1, open)
+  t.pass('a sleep that ends leaves its signal usable')
+  open.abort(reason)
+})
