@@ -74,7 +74,7 @@ export class HttpService implements ServiceRuntime {
   open (): void {
     if (this.state !== 'created') return
     if (this.options.tls?.rejectUnauthorized === false) {
-      this.log.warn({ service: this.name }, 'TLS certificate verification is off for this service (tls.rejectUnauthorized: false)')
+      this.log.warn({}, 'TLS certificate verification is off for this service (tls.rejectUnauthorized: false)')
     }
     this.dispatcher = this.injected ?? createDispatcher(this.options)
     this.state = 'open'
@@ -120,7 +120,7 @@ export class HttpService implements ServiceRuntime {
       const timedOut = await Promise.race([closed, expired])
       clearTimeout(timer)
       if (timedOut) {
-        this.log.warn({ service: this.name, inFlight: this.counters.inFlight, closeTimeout: timeout },
+        this.log.warn({ inFlight: this.counters.inFlight, closeTimeout: timeout },
           'calls still in flight after closeTimeout: aborting them')
         await dispatcher.destroy(new ClientClosedError(`${this.name}: service client closed (closeTimeout ${timeout} ms passed)`))
           .catch(() => {})

@@ -188,9 +188,8 @@ async function retryLoop (ctx: CallContext, next: Next, plan: RetryPlan, state: 
       return giveUp(ctx, res, error, attempt, tries, reason, 'retry budget exhausted')
     }
     state.retries++
-    ctx.log.warn({
-      service: ctx.service.name, method: ctx.method, path: redactPath(ctx.path), attempt, of: tries, delayMs, reason
-    }, `retrying ${ctx.method} ${ctx.service.name} after ${reason} (attempt ${attempt} of ${tries} failed), next in ${delayMs} ms`)
+    // `service` comes from the logger's bindings (ctx.log is a child with { service }).
+    ctx.log.warn({ method: ctx.method, path: redactPath(ctx.path), attempt, of: tries, delayMs, reason }, `retrying ${ctx.method} ${ctx.service.name} after ${reason} (attempt ${attempt} of ${tries} failed), next in ${delayMs} ms`)
     // The failed body is read while the call sleeps; what is not read by the end of the sleep is dropped.
     if (res !== undefined) void discard(res)
     try {
@@ -228,7 +227,7 @@ function settled (ctx: CallContext, res: HttpResponse | undefined, error?: unkno
 function giveUp (
   ctx: CallContext, res: HttpResponse | undefined, error: unknown, attempt: number, of: number, reason: string, why: string
 ): HttpResponse {
-  ctx.log.warn({ service: ctx.service.name, method: ctx.method, path: redactPath(ctx.path), attempt, of, reason, why },
+  ctx.log.warn({ method: ctx.method, path: redactPath(ctx.path), attempt, of, reason, why },
     `giving up ${ctx.method} ${ctx.service.name} after ${reason}: ${why}`)
   return settled(ctx, res, error)
 }

@@ -104,13 +104,15 @@ t.test('a TLS 1.3 server that requires a client certificate refuses a client wit
 
 t.test('rejectUnauthorized: false logs a warning when the service opens, and then trusts any certificate', async (t) => {
   const warnings: Array<[object, string | undefined]> = []
-  const logger: Logger = {
+  // Records each warning with the bindings of the child logger it came from, as pino would print them.
+  const make = (bindings: object): Logger => ({
     debug () {},
     info () {},
     error () {},
-    warn (obj, msg) { warnings.push([obj, msg]) },
-    child () { return logger }
-  }
+    warn (obj, msg) { warnings.push([{ ...bindings, ...obj }, msg]) },
+    child (b) { return make({ ...bindings, ...b }) }
+  })
+  const logger = make({})
   const s = await httpsServer(t)
   const services = createHttpServices({ logger, defaults: { retry: false }, services: { api: { baseUrl: s.httpsUrl, tls: { rejectUnauthorized: false } }, safe: { baseUrl: s.httpsUrl, tls: { ca: certs.ca } } } })
   t.equal(warnings.length, 0, 'nothing is logged before open')
