@@ -46,6 +46,11 @@ export class CallSignal {
     return this
   }
 
+  /** Whether anything still listens: a call whose request and body are done has no listener left. */
+  get listening (): boolean {
+    return this.listeners !== undefined && this.listeners.length > 0
+  }
+
   off (event: 'abort', fn: Listener): this {
     return this.removeListener(event, fn)
   }

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks'
 import { CallSignal } from '../call-signal'
+import { DeadlineQueue, DeadlineSignal } from './deadline-queue'
 import { TimeoutError, describe, stamp } from '../errors'
 import type { HttpResponse } from '../response'
 import type { CallContext, Next, Policy, PolicyFactory } from './types'
@@ -20,43 +21,69 @@ function timeoutError (ctx: CallContext, limit: number, inbound: boolean): Error
 
 /**
  * Total timeout and deadline: the whole call (every attempt, every backoff sleep and the body read) must end by
- * `ctx.deadline`, the earlier of now + `timeout.total` and the inbound request's deadline. One timer per call
- * aborts the call's signal, which undici turns into an aborted request or a destroyed body.
+ * `ctx.deadline`, the earlier of now + `timeout.total` and the inbound request's deadline. Expiry aborts the call's
+ * signal, which undici turns into an aborted request or a destroyed body.
+ *
+ * The common case, the service's own total timeout, goes through the service's `DeadlineQueue` (no timer and no
+ * listener per call); a call with its own `timeout` or an inbound deadline gets a timer of its own.
  */
 export const deadline: PolicyFactory = (service, perCall) => {
   const serviceTotal = service.options.timeout.total
   if (!perCall && serviceTotal <= 0) return undefined
-  const policy: Policy = async (ctx: CallContext, next: Next): Promise<HttpResponse> => {
+  const queue = new DeadlineQueue((signal: DeadlineSignal): Error => {
+    const target = { service: service.name, method: signal.method, path: signal.path }
+    return stamp(new TimeoutError(`${describe(target)}: total timeout after ${serviceTotal} ms`), target, { phase: 'total', timeout: serviceTotal })
+  })
+  service.onClose?.(() => queue.clear())
+  const policy: Policy = (ctx: CallContext, next: Next): Promise<HttpResponse> => {
     const total = totalOf(ctx, serviceTotal)
     const now = performance.now()
     const own = total > 0 ? now + total : Infinity
     const inbound = ctx.deadline < own
-    const end = inbound ? ctx.deadline : own
-    if (end === Infinity) return next(ctx)
-    const limit = Math.round(end - now)
-    if (limit <= 0) throw timeoutError(ctx, inbound ? 0 : total, inbound)
-    ctx.deadline = end
-
-    const signal = new CallSignal()
+    if (inbound || total !== serviceTotal) return ownTimer(ctx, next, total, now, own, inbound)
+    const signal = new DeadlineSignal(own, ctx.method, ctx.path)
     if (ctx.signal !== undefined) signal.follow(ctx.signal)
     ctx.signal = signal
-    const timer = setTimeout(() => signal.abort(timeoutError(ctx, inbound ? limit : total, inbound)), limit)
-    const done = (): void => {
-      clearTimeout(timer)
+    ctx.deadline = own
+    queue.add(signal)
+    return next(ctx).then((res) => {
+      signal.settle(queue)
+      return res
+    }, (err: unknown) => {
+      queue.delete(signal)
       signal.unlink()
-    }
-    let res: HttpResponse
-    try {
-      res = await next(ctx)
-    } catch (err) {
-      done()
       throw err
-    }
-    // The timer keeps guarding the body until it is read or destroyed.
-    const body = res.body
-    if (body.destroyed || body.readableEnded) done()
-    else body.once('close', done)
-    return res
+    })
   }
   return policy
+}
+
+/** A deadline of the call's own (per-call `timeout`, or the inbound request's): one timer, cleared when done. */
+async function ownTimer (ctx: CallContext, next: Next, total: number, now: number, own: number, inbound: boolean): Promise<HttpResponse> {
+  const end = inbound ? ctx.deadline : own
+  if (end === Infinity) return await next(ctx)
+  const limit = Math.round(end - now)
+  if (limit <= 0) throw timeoutError(ctx, inbound ? 0 : total, inbound)
+  ctx.deadline = end
+
+  const signal = new CallSignal()
+  if (ctx.signal !== undefined) signal.follow(ctx.signal)
+  ctx.signal = signal
+  const timer = setTimeout(() => signal.abort(timeoutError(ctx, inbound ? limit : total, inbound)), limit)
+  const done = (): void => {
+    clearTimeout(timer)
+    signal.unlink()
+  }
+  let res: HttpResponse
+  try {
+    res = await next(ctx)
+  } catch (err) {
+    done()
+    throw err
+  }
+  // The timer keeps guarding the body until it is read or destroyed.
+  const body = res.body
+  if (body.destroyed || body.readableEnded) done()
+  else body.once('close', done)
+  return res
 }
