@@ -10,7 +10,7 @@ type Listener = () => void
  */
 export class CallSignal {
   aborted = false
-  reason: unknown = undefined
+  protected abortReason: unknown = undefined
   private listeners: Listener[] | undefined = undefined
   private unlinkers: Array<() => void> | undefined = undefined
 
@@ -18,13 +18,18 @@ export class CallSignal {
   abort (reason: unknown): void {
     if (this.aborted) return
     this.aborted = true
-    this.reason = reason
+    this.abortReason = reason
     const listeners = this.listeners
     this.listeners = undefined
     this.unlink()
     if (listeners !== undefined) {
       for (const fn of listeners) fn()
     }
+  }
+
+  /** Why the signal aborted; read by undici and by every follower when it aborts. */
+  get reason (): unknown {
+    return this.abortReason
   }
 
   on (_event: 'abort', fn: Listener): this {

@@ -3,6 +3,7 @@ import { InvalidRequestError } from './errors'
 import type { CallSignal } from './call-signal'
 import type { CallOptions } from './client-types'
 import type { CallContext, Logger, RequestBody, ServiceRuntime } from './pipeline/types'
+import { encodeMultipart } from './multipart'
 import { encodeQuery } from './request-target'
 
 // RFC 9110 token characters for header names.
@@ -103,8 +104,9 @@ export function mergeHeaders (
 }
 
 /**
- * Encodes `json`, `form` or `body` of the call options. Sets `content-type` (and copies the headers) unless the
- * caller set one. Only one of the three may be given.
+ * Encodes `json`, `form`, `body` or `multipart` of the call options. Sets `content-type` (and copies the headers)
+ * unless the caller set one; `multipart` always sets its own (the boundary must match) and its `content-length` when
+ * known. Only one of the four may be given.
  */
 export function encodeBody (
   service: string, options: CallOptions, headers: Record<string, string>, copied: boolean
@@ -130,7 +132,15 @@ export function encodeBody (
     }
     body = b
   }
-  if (given > 1) throw new InvalidRequestError(`${service}: give only one of json, form and body`)
+  if (options.multipart !== undefined) {
+    given++
+    const form = encodeMultipart(service, options.multipart)
+    body = form.body
+    headers = { ...headers, 'content-type': form.contentType }
+    copied = true
+    if (form.length !== undefined) headers['content-length'] = String(form.length)
+  }
+  if (given > 1) throw new InvalidRequestError(`${service}: give only one of json, form, body and multipart`)
   if (type !== undefined && headers['content-type'] === undefined) {
     if (!copied) {
       headers = { ...headers }

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream'
 import type { Fallback, RetryOptions, TimeoutOptions } from './config/types'
+import type { MultipartFields } from './multipart'
 
 /** A query string value; arrays repeat the key, `undefined` and `null` drop it. */
 export type QueryValue = string | number | boolean | null | undefined | ReadonlyArray<string | number | boolean>
@@ -18,6 +19,12 @@ export interface CallOptions {
   form?: Record<string, QueryValue> | URLSearchParams
   /** A raw body. A stream body is sent once and never retried. */
   body?: string | Buffer | Uint8Array | Readable
+  /**
+   * Fields and files sent as `multipart/form-data` (its `content-type`, with a random boundary, replaces any other).
+   * Files may be Buffers, Blobs or streams; contents are streamed, never buffered whole. A form with a stream part is
+   * sent once and never retried; one of Buffers and Blobs follows the normal retry rules.
+   */
+  multipart?: FormData | MultipartFields
   /** Timeouts for this call; a number means `total`. */
   timeout?: number | TimeoutOptions
   /** Aborts the call; the call then fails with `RequestAbortedError` (its `cause` is the signal's reason). */
@@ -28,7 +35,12 @@ export interface CallOptions {
   retry?: number | false | RetryOptions
   /** Runs instead of failing (breaker open or final failure). */
   fallback?: Fallback
+  /**
+   * Decode a compressed body (default: the service's `decompress`, itself `true`). `false` passes the body through
+   * with its `content-encoding` and, unless the call sets `accept-encoding`, does not ask for compression.
+   */
+  decompress?: boolean
 }
 
 /** Options of the `*Json` helpers: the body is given as an argument instead of `json`. */
-export type JsonCallOptions = Omit<CallOptions, 'json' | 'body' | 'form'>
+export type JsonCallOptions = Omit<CallOptions, 'json' | 'body' | 'form' | 'multipart'>

@@ -1,6 +1,7 @@
 import { Call, encodeBody, mergeHeaders, type ClientScope } from './call'
 import type { CallOptions, JsonCallOptions } from './client-types'
 import { CallSignal } from './call-signal'
+import { builtInDefaults } from './config/resolve'
 import { InvalidRequestError, RequestAbortedError, describe, isHttpServicesError, redactPath, stamp } from './errors'
 import { statusError } from './error-detail'
 import type { Logger } from './pipeline/types'
@@ -107,11 +108,19 @@ export class HttpClient {
     const target = buildPath(name, svc.options.basePath, path, options)
     let { headers, copied } = mergeHeaders(name, this.headers, options.headers)
     let body = null
-    if (options.json !== undefined || options.form !== undefined || options.body !== undefined) {
+    if (options.json !== undefined || options.form !== undefined || options.body !== undefined || options.multipart !== undefined) {
       const encoded = encodeBody(name, options, headers, copied)
       body = encoded.body
       headers = encoded.headers
       copied = encoded.copied
+    }
+    if (options.decompress !== undefined && options.decompress !== svc.options.decompress &&
+      (options.headers === undefined || !hasHeader(options.headers, 'accept-encoding'))) {
+      // A call that decodes asks for compression; one that passes bytes through leaves it to the upstream's default.
+      headers = { ...headers }
+      copied = true
+      if (options.decompress) headers['accept-encoding'] ??= kAcceptEncoding
+      else if (headers['accept-encoding'] === kAcceptEncoding) delete headers['accept-encoding']
     }
     const call = new Call(svc, method, target, path, headers, copied, body, options, this.scope.log)
     const t = options.timeout
@@ -145,6 +154,12 @@ export class HttpClient {
 }
 
 const kNoOptions: CallOptions = Object.freeze({})
+const kAcceptEncoding = builtInDefaults.acceptEncoding
+
+function hasHeader (headers: Record<string, unknown>, name: string): boolean {
+  for (const key of Object.keys(headers)) if (key.toLowerCase() === name && headers[key] !== undefined) return true
+  return false
+}
 
 /** Stamps an error of a call refused before it started with the service, the method and (a usable) path. */
 function refused (err: unknown, service: string, method: unknown, path: unknown): unknown {

@@ -1,5 +1,6 @@
 import { Agent, BalancedPool, Pool, interceptors, type Dispatcher } from 'undici'
 import type { ResolvedService } from './config/resolved'
+import { createProxyDispatcher } from './proxy'
 
 /** The undici options every pool of a service shares. */
 function poolOptions (o: ResolvedService): Pool.Options {
@@ -12,6 +13,7 @@ function poolOptions (o: ResolvedService): Pool.Options {
     allowH2: o.allowH2,
     headersTimeout: o.timeout.headers,
     bodyTimeout: o.timeout.body,
+    socketPath: o.socketPath,
     connect: {
       timeout: o.timeout.connect,
       ...(tls !== undefined
@@ -31,10 +33,11 @@ function poolOptions (o: ResolvedService): Pool.Options {
 /**
  * Creates the dispatcher of a service: a `Pool` for one upstream, a `BalancedPool` for several, and with `dns`
  * caching an `Agent` composed with undici's `dns` interceptor (it rewrites the origin to a resolved address, so it
- * needs an Agent that opens one pool per address).
+ * needs an Agent that opens one pool per address). With `proxy`, undici's ProxyAgent (see `./proxy`).
  */
 export function createDispatcher (o: ResolvedService): Dispatcher {
   const options = poolOptions(o)
+  if (o.proxy !== undefined) return createProxyDispatcher(o, options)
   if (o.dns !== undefined) {
     const agent = new Agent(options)
     return agent.compose(interceptors.dns({ maxTTL: o.dns.ttl, maxItems: o.dns.maxItems, dualStack: o.dns.dualStack }))

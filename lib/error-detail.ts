@@ -12,7 +12,8 @@ function firstString (...values: unknown[]): string | undefined {
 
 /**
  * The human-readable detail of a common error body: RFC 9457 problem+json (`title` / `detail`),
- * `{ error: { message } }`, `{ error }`, `{ detail }`, `{ message }`, else the text itself (first 200 characters).
+ * `{ error: { message } }`, `{ error }`, `{ detail }`, `{ message }`, else the text itself; at most 200 characters
+ * (it is part of the error message, which Fastify sends to clients).
  */
 export function errorDetail (parsed: unknown, text: string): string | undefined {
   if (parsed !== null && typeof parsed === 'object') {
@@ -20,7 +21,7 @@ export function errorDetail (parsed: unknown, text: string): string | undefined 
     const err = o.error
     const nested = err !== null && typeof err === 'object' ? (err as Record<string, unknown>).message : undefined
     const problem = typeof o.title === 'string' && typeof o.detail === 'string' ? `${o.title}: ${o.detail}` : undefined
-    return firstString(problem, nested, err, o.detail, o.message, o.title, o.error_description)
+    return firstString(problem, nested, err, o.detail, o.message, o.title, o.error_description)?.slice(0, 200)
   }
   const trimmed = text.trim()
   return trimmed.length > 0 ? trimmed.slice(0, 200) : undefined
@@ -73,9 +74,11 @@ export async function statusError (res: HttpResponse, passthroughStatus: boolean
   const meta = res.meta
   const { detail, body } = await readErrorDetail(res)
   const e = new HttpStatusError(`${describe(meta)}: downstream answered ${res.status}${detail !== undefined ? `: ${detail}` : ''}`)
-  stamp(e, meta, { status: res.status, detail, body, attempts: res.attempts })
-  // Not enumerable: a logged error (Fastify logs every 5xx it sends) must not carry the downstream's set-cookie.
+  stamp(e, meta, { status: res.status, detail, attempts: res.attempts })
+  // Not enumerable: a logged error (Fastify logs every 5xx it sends) must carry neither the downstream's set-cookie
+  // nor its whole error body.
   Object.defineProperty(e, 'responseHeaders', { value: res.headers, enumerable: false, writable: true, configurable: true })
+  Object.defineProperty(e, 'body', { value: body, enumerable: false, writable: true, configurable: true })
   // The wait the downstream asked for (Retry-After, or X-RateLimit-Reset on a 429) travels on to our own caller.
   const wait = requestedDelay(res.status, res.headers)
   if (wait !== undefined) withRetryAfter(e, wait / 1000)

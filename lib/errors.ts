@@ -60,6 +60,13 @@ export interface ResponseParseError extends HttpServicesError {
   snippet: string
 }
 
+/** A compressed response body could not be decoded (corrupt or truncated gzip, deflate or br data). */
+export interface DecompressError extends HttpServicesError {
+  status: number
+  /** The response's `content-encoding`, e.g. `gzip`. */
+  encoding: string
+}
+
 export interface UnknownServiceError extends HttpServicesError {
   known: string[]
 }
@@ -98,6 +105,7 @@ export const ConnectionError = define<ConnectionError>('HTTP_SERVICES_ERR_CONNEC
 export const TlsError = define<TlsError>('HTTP_SERVICES_ERR_TLS', 502, TransportError)
 export const ResponseTooLargeError = define<ResponseTooLargeError>('HTTP_SERVICES_ERR_RESPONSE_TOO_LARGE', 502, HttpServicesError)
 export const ResponseParseError = define<ResponseParseError>('HTTP_SERVICES_ERR_RESPONSE_PARSE', 502, HttpServicesError)
+export const DecompressError = define<DecompressError>('HTTP_SERVICES_ERR_DECOMPRESS', 502, HttpServicesError)
 export const ForbiddenUrlError = define<ForbiddenUrlError>('HTTP_SERVICES_ERR_FORBIDDEN_URL', 500, HttpServicesError)
 export const InvalidRequestError = define<InvalidRequestError>('HTTP_SERVICES_ERR_INVALID_REQUEST', 500, HttpServicesError)
 export const UnknownServiceError = define<UnknownServiceError>('HTTP_SERVICES_ERR_UNKNOWN_SERVICE', 500, HttpServicesError)

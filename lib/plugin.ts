@@ -39,6 +39,23 @@ interface ScopedRequest extends FastifyRequest {
   [kStart]: number
 }
 
+const kMilliseconds = /^\d{1,10}$/
+
+/**
+ * The abort signal of one inbound request, shared by its calls. Each reader of `reason` (undici, a retry sleep, a
+ * follower) gets an error of its own, so stamping one call's details on it never shows up on another call's error.
+ */
+class InboundSignal extends CallSignal {
+  constructor (private readonly requestId: string) {
+    super()
+  }
+
+  override get reason (): unknown {
+    if (!this.aborted) return undefined
+    return new RequestAbortedError(`request ${this.requestId}: the inbound request was aborted by its client`)
+  }
+}
+
 /** The scope of one inbound request: created on its first `httpClient()` call. */
 function requestScope (request: ScopedRequest, registry: HttpServices): ClientScope {
   const { requestIdHeader, requestDeadline, deadlineHeader } = registry.resolved
@@ -46,8 +63,8 @@ function requestScope (request: ScopedRequest, registry: HttpServices): ClientSc
   let budget = requestDeadline > 0 ? requestDeadline : Infinity
   if (deadlineHeader !== false) {
     const raw = request.headers[deadlineHeader]
-    const ms = typeof raw === 'string' ? Number(raw) : NaN
-    if (Number.isFinite(ms) && ms >= 0) budget = Math.min(budget, ms)
+    // Whole milliseconds only: Number('') is 0, which would fail every call at once.
+    if (typeof raw === 'string' && kMilliseconds.test(raw)) budget = Math.min(budget, Number(raw))
   }
   const start = request[kStart]
   return {
@@ -55,15 +72,19 @@ function requestScope (request: ScopedRequest, registry: HttpServices): ClientSc
     deadline: budget === Infinity ? Infinity : (start > 0 ? start : performance.now()) + budget,
     signal () {
       if (signal === undefined) {
-        const s = new CallSignal()
+        const s = new InboundSignal(request.id)
         const raw = request.raw
-        const abort = (): void => s.abort(new RequestAbortedError(`request ${request.id}: the inbound request was aborted by its client`))
+        const abort = (): void => s.abort(undefined)
         // The response closing before it finished is the client going away. The request's own 'close' cannot tell
         // once its body was read (Node closes it right then, before any answer), so watch the response, found
         // through the socket (`res.req` proves it is this request's); else fall back to the request.
         const res = (raw.socket as { _httpMessage?: ServerResponse } | null)?._httpMessage
         if (res != null && res.req === raw) {
-          if (!res.writableFinished) res.once('close', () => { if (!res.writableFinished) abort() })
+          // The client may be gone already: a call started after that must not run.
+          if (res.destroyed && !res.writableFinished) abort()
+          else if (!res.writableFinished) res.once('close', () => { if (!res.writableFinished) abort() })
+        } else if (raw.aborted || raw.socket == null || raw.socket.destroyed) {
+          abort()
         } else {
           raw.once('close', () => { if (raw.aborted) abort() })
         }
@@ -73,10 +94,9 @@ function requestScope (request: ScopedRequest, registry: HttpServices): ClientSc
     },
     headersFor (forward: string[]): Record<string, string> | undefined {
       let out: Record<string, string> | undefined
-      if (requestIdHeader !== false) {
-        const inbound = request.headers[requestIdHeader]
-        out = { [requestIdHeader]: typeof inbound === 'string' ? inbound : String(request.id) }
-      }
+      // Fastify's own request id: it honours an inbound id only when Fastify is told to trust one (its
+      // `requestIdHeader` option), so an untrusted, unbounded header is never passed on.
+      if (requestIdHeader !== false) out = { [requestIdHeader]: String(request.id) }
       for (const name of forward) {
         const value = request.headers[name]
         if (value === undefined) continue

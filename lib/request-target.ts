@@ -26,6 +26,11 @@ function forbidden (service: string, path: string, why: string): never {
   throw e
 }
 
+/** `false` for a target holding a raw bad character or a dot segment (raw or encoded): used on redirect targets. */
+export function isSafeTarget (path: string): boolean {
+  return !kBadPathChar.test(path) && !kDotSegment.test(path)
+}
+
 /**
  * Builds the request target (`/base/path?query`) of a call from the caller's path, `params` and `query`.
  * Only relative paths inside the service's base path pass: absolute URLs, `//host` paths, backslashes and
@@ -49,6 +54,7 @@ export function buildPath (service: string, basePath: string, path: string, opti
   if (params !== undefined) path = fillParams(service, path, params)
   if (kDotSegment.test(path)) forbidden(service, path, 'dot segments ("." or "..") could escape the base path')
 
+  if (path.length === 0 && basePath.length === 0) path = '/'
   const query = options?.query
   if (query !== undefined) {
     const qs = encodeQuery(query)

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
 import { parseCookie, type Cookie } from 'undici'
-import { ResponseParseError, ResponseTooLargeError, describe, stamp, type CallTarget } from './errors'
+import { InvalidRequestError, ResponseParseError, ResponseTooLargeError, describe, stamp, type CallTarget } from './errors'
 import { toCallError } from './transport-errors'
 
 /** Where a response came from and how much of it may be buffered. */
@@ -68,6 +68,7 @@ export class HttpResponse {
 
   /** The body as UTF-8 text, at most `maxResponseSize` bytes. */
   async text (): Promise<string> {
+    this.claim()
     const body = this.body as FastBody
     const known = this.knownLength()
     if (known !== undefined && typeof body.text === 'function') {
@@ -83,6 +84,7 @@ export class HttpResponse {
   /** The body parsed as JSON; `undefined` for an empty body (204, HEAD, content-length 0). */
   async json<T = unknown> (): Promise<T> {
     if (this.status === 204 || this.status === 304 || this.meta.method === 'HEAD') {
+      this.claim()
       this.body.resume()
       return undefined as T
     }
@@ -93,8 +95,10 @@ export class HttpResponse {
     } catch (err) {
       const contentType = this.headers['content-type']
       const snippet = text.slice(0, 200)
+      // The snippet stays out of the message: Fastify sends messages to clients, and an upstream's error page
+      // may hold internal details.
       const e = new ResponseParseError(
-        `${describe(this.meta)}: response ${this.status} is not valid JSON (content-type ${contentType ?? 'none'}): ${JSON.stringify(snippet)}`,
+        `${describe(this.meta)}: response ${this.status} is not valid JSON (content-type ${contentType ?? 'none'})`,
         { cause: err })
       throw stamp(e, this.meta, { status: this.status, contentType, snippet })
     }
@@ -102,8 +106,23 @@ export class HttpResponse {
 
   /** The body as bytes, at most `maxResponseSize`. */
   async arrayBuffer (): Promise<ArrayBuffer> {
+    this.claim()
     const buf = await this.readLimited()
     return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer
+  }
+
+  /** `true` once `json()`, `text()` or `arrayBuffer()` was called: a body can be read once. */
+  get bodyUsed (): boolean {
+    return this.used
+  }
+
+  private used = false
+
+  private claim (): void {
+    if (this.used) {
+      throw stamp(new InvalidRequestError(`${describe(this.meta)}: the response body was already read`), this.meta)
+    }
+    this.used = true
   }
 
   /** Discards the body so the connection can be reused. Safe to call more than once. */

@@ -152,6 +152,7 @@ export class HttpService implements ServiceRuntime {
       const { connected, free, pending, queued, running, size } = pool
       s.pool = { connected, free, pending, queued, running, size }
     }
+    if (this.options.proxy !== undefined) s.proxy = this.options.proxy.display
     for (const [key, fn] of this.statsFns) s[key] = fn()
     return s
   }

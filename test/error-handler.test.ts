@@ -61,7 +61,7 @@ t.test('Fastify\'s default error handler turns each error into a JSON reply with
     timeout: [504, 'HTTP_SERVICES_ERR_TIMEOUT', /^GET api \/slow\?token=\*\*\*: total timeout after 100 ms$/],
     refused: [502, 'HTTP_SERVICES_ERR_CONNECTION', /ECONNREFUSED/],
     tls: [502, 'HTTP_SERVICES_ERR_TLS', /TLS failure/],
-    parse: [502, 'HTTP_SERVICES_ERR_RESPONSE_PARSE', /not valid JSON \(content-type text\/html\): "<html>oops<\/html>"/],
+    parse: [502, 'HTTP_SERVICES_ERR_RESPONSE_PARSE', /not valid JSON \(content-type text\/html\)$/],
     tooLarge: [502, 'HTTP_SERVICES_ERR_RESPONSE_TOO_LARGE', /exceeds maxResponseSize 1024/],
     forbidden: [500, 'HTTP_SERVICES_ERR_FORBIDDEN_URL', /absolute URLs are not allowed/],
     forbiddenPath: [500, 'HTTP_SERVICES_ERR_FORBIDDEN_URL', /dot segments/],

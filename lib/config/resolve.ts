@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import type { ResolvedOptions, ResolvedRateLimit, ResolvedRetry, ResolvedService, ResolvedTls } from './resolved'
+import type { ResolvedOptions, ResolvedProxy, ResolvedRateLimit, ResolvedRetry, ResolvedService, ResolvedTls } from './resolved'
 import type { CommonServiceOptions, HttpServicesOptions, ServiceOptions } from './types'
 import { loadConfigFile } from './load-file'
 import { basePathOf, invalid, isPlainObject, validateOptions } from './validate'
@@ -15,6 +15,8 @@ export const builtInDefaults = Object.freeze({
   tls: { rejectUnauthorized: true },
   dns: { ttl: 10000, maxItems: 100, dualStack: true },
   maxResponseSize: 10 * 1024 * 1024,
+  decompress: true,
+  acceptEncoding: 'gzip, deflate, br',
   followRedirects: 0,
   throwHttpErrors: true,
   passthroughStatus: false,
@@ -91,6 +93,7 @@ function resolveService (name: string, defaults: CommonServiceOptions, service: 
   const d = builtInDefaults
   const key = `services.${name}`
   const urls = (Array.isArray(o.baseUrl) ? o.baseUrl : [o.baseUrl]).map((u) => new URL(u))
+  const decompress = o.decompress ?? d.decompress
   return {
     name,
     origins: urls.map((u) => u.origin),
@@ -100,11 +103,12 @@ function resolveService (name: string, defaults: CommonServiceOptions, service: 
     keepAliveTimeout: o.keepAliveTimeout ?? d.keepAliveTimeout,
     keepAliveMaxTimeout: o.keepAliveMaxTimeout ?? d.keepAliveMaxTimeout,
     allowH2: o.allowH2 ?? d.allowH2,
-    headers: lowerKeys(o.headers),
+    headers: withAcceptEncoding(lowerKeys(o.headers), decompress),
     timeout: { ...d.timeout, ...(o.timeout as object) },
     tls: o.tls === undefined ? undefined : resolveTls(o.tls, `${key}.tls`, files),
     dns: enabled(o.dns, d.dns),
     maxResponseSize: o.maxResponseSize ?? d.maxResponseSize,
+    decompress,
     followRedirects: o.followRedirects ?? d.followRedirects,
     forwardHeaders: [...new Set((o.forwardHeaders ?? []).map((h) => h.toLowerCase()))],
     throwHttpErrors: o.throwHttpErrors ?? d.throwHttpErrors,
@@ -116,7 +120,8 @@ function resolveService (name: string, defaults: CommonServiceOptions, service: 
     hedge: enabled(o.hedge, d.hedge as typeof d.hedge & { delay: number }),
     fallback: o.fallback,
     deadlineHeaders: resolveDeadlineHeaders(o.deadlineHeaders),
-    critical: o.critical ?? d.critical
+    critical: o.critical ?? d.critical,
+    ...resolveRoute(o, key, files)
   }
 }
 
@@ -214,6 +219,30 @@ function resolveDeadlineHeaders (value: ServiceOptions['deadlineHeaders']): Reso
   return remaining === false && attempt === false ? undefined : { remaining, attempt }
 }
 
+/**
+ * `proxy` and `socketPath`, present only when set. Both decide where connections go, so neither combines with the
+ * other, with a list of `baseUrl` or with `dns` (which would resolve the host here rather than at the proxy, or resolve
+ * a host that a socket path makes irrelevant).
+ */
+function resolveRoute (o: ServiceOptions, key: string, files: Map<string, Buffer>): Pick<ResolvedService, 'proxy' | 'socketPath'> {
+  const proxy = o.proxy === false ? undefined : o.proxy
+  if (proxy === undefined && o.socketPath === undefined) return {}
+  if (proxy !== undefined && o.socketPath !== undefined) throw invalid(`${key}.socketPath`, 'cannot be combined with proxy')
+  const at = `${key}.${proxy !== undefined ? 'proxy' : 'socketPath'}`
+  if (Array.isArray(o.baseUrl) && o.baseUrl.length > 1) throw invalid(at, 'cannot be combined with a list of baseUrl')
+  if (o.dns !== undefined && o.dns !== false) throw invalid(at, 'cannot be combined with dns (set dns: false on this service)')
+  if (proxy === undefined) return { socketPath: o.socketPath }
+  const p = typeof proxy === 'string' ? { uri: proxy } : proxy
+  const url = p.uri === 'env' ? undefined : new URL(p.uri)
+  const resolved = {
+    tls: p.tls === undefined ? undefined : resolveTls(p.tls, `${at}.tls`, files),
+    display: url === undefined ? 'env' : `${url.protocol}//${url.host}`
+  }
+  // Secrets are not enumerable: a logged or snapshotted option set never shows them.
+  Object.defineProperties(resolved, { uri: { value: p.uri }, token: { value: p.token }, headers: { value: lowerKeys(p.headers) } })
+  return { proxy: resolved as ResolvedProxy }
+}
+
 function resolveTls (tls: NonNullable<ServiceOptions['tls']>, key: string, files: Map<string, Buffer>): ResolvedTls {
   const out: ResolvedTls = { rejectUnauthorized: tls.rejectUnauthorized ?? builtInDefaults.tls.rejectUnauthorized }
   if (tls.ca !== undefined) {
@@ -247,6 +276,12 @@ function lowerKeys (headers: Record<string, string> | undefined): Record<string,
   const out: Record<string, string> = {}
   for (const [k, v] of Object.entries(headers ?? {})) out[k.toLowerCase()] = v
   return out
+}
+
+/** Decoding services ask for compressed bodies, once at start-up, unless their headers already say what they accept. */
+function withAcceptEncoding (headers: Record<string, string>, decompress: boolean): Record<string, string> {
+  if (decompress && headers['accept-encoding'] === undefined) headers['accept-encoding'] = builtInDefaults.acceptEncoding
+  return headers
 }
 
 function lowerOrFalse (value: string | false): string | false {

@@ -20,6 +20,8 @@ export interface ResolvedService {
   tls: ResolvedTls | undefined
   dns: { ttl: number, maxItems: number, dualStack: boolean } | undefined
   maxResponseSize: number
+  /** Decode compressed bodies; when on, `headers` carries an `accept-encoding` unless the user set one. */
+  decompress: boolean
   followRedirects: number
   /** Lower-case header names. */
   forwardHeaders: string[]
@@ -34,6 +36,23 @@ export interface ResolvedService {
   fallback: Fallback | undefined
   deadlineHeaders: { remaining: string | false, attempt: string | false } | undefined
   critical: boolean
+  /** Present when calls go through a proxy. */
+  proxy?: ResolvedProxy
+  /** Present when the service is reached over a Unix domain socket (or named pipe). */
+  socketPath?: string
+}
+
+/** A proxy after resolution. `uri`, `token` and `headers` hold secrets and are not enumerable, so they stay out of logs. */
+export interface ResolvedProxy {
+  /** `'env'`, or the proxy URL with its credentials. */
+  readonly uri: string
+  readonly token: string | undefined
+  /** Lower-case names. */
+  readonly headers: Record<string, string>
+  /** TLS settings for an https proxy. */
+  readonly tls: ResolvedTls | undefined
+  /** `'env'` or `scheme://host:port`: the proxy as logs and stats may show it. */
+  readonly display: string
 }
 
 export interface ResolvedTls {

@@ -52,6 +52,21 @@ export interface TlsOptions {
   servername?: string
 }
 
+/** An HTTP proxy in object form (see `proxy`). */
+export interface ProxyOptions {
+  /**
+   * The proxy: `http://[user:pass@]host:port` or `https://…` (credentials in the URL are sent as
+   * `Proxy-Authorization: Basic`), or `'env'` for `HTTP_PROXY` / `HTTPS_PROXY` / `NO_PROXY`.
+   */
+  uri: string
+  /** Headers sent to the proxy with each CONNECT and each forwarded request. Their values are treated as secrets. */
+  headers?: Record<string, string>
+  /** TLS settings for an https proxy (the upstream's are the service's `tls`). */
+  tls?: TlsOptions
+  /** The whole `Proxy-Authorization` value (e.g. `'Bearer …'`), instead of credentials in `uri`. A secret. */
+  token?: string
+}
+
 /** DNS caching through undici's `dns` interceptor. */
 export interface DnsOptions {
   /**
@@ -311,10 +326,27 @@ export interface CommonServiceOptions {
    */
   dns?: boolean | DnsOptions
   /**
+   * Send calls through an HTTP proxy (undici `ProxyAgent`): plain http requests are forwarded, https ones tunnelled
+   * with CONNECT; pool limits, timeouts, `tls` (for the upstream) and the whole pipeline still apply. `'env'` follows
+   * `HTTP_PROXY` / `HTTPS_PROXY` (read when the service opens) and `NO_PROXY` (undici `EnvHttpProxyAgent`); `false`
+   * turns off a proxy set in `defaults`. Proxy credentials never appear in logs, errors or stats. Cannot be combined
+   * with `dns`, `socketPath` or a list of `baseUrl`.
+   * @default false
+   */
+  proxy?: string | false | ProxyOptions
+  /**
    * Largest body `json()`, `text()` and `arrayBuffer()` read, in bytes.
    * @default 10485760 (10 MiB)
    */
   maxResponseSize?: number
+  /**
+   * Ask for compressed responses (`accept-encoding: gzip, deflate, br` unless the headers set one) and decode gzip,
+   * deflate and br bodies: `body` is the decoded stream, `content-encoding` and `content-length` are dropped from the
+   * headers, and `maxResponseSize` counts decoded bytes. `false` passes bodies through as sent, `content-encoding`
+   * included (for routes that proxy them); a call's own `decompress` overrides it.
+   * @default true
+   */
+  decompress?: boolean
   /**
    * Same-origin redirects followed (0 = none). Cross-origin redirects are never followed: the 3xx is returned.
    * @default 0
@@ -353,6 +385,11 @@ export interface ServiceOptions extends CommonServiceOptions {
   /** Base URL (http or https), with an optional base path. A list spreads calls over several upstreams (BalancedPool). */
   baseUrl: string | string[]
   /**
+   * Connect to this Unix domain socket (or Windows named pipe) instead of TCP; `baseUrl` still gives the scheme and
+   * the Host header. Cannot be combined with `proxy`, `dns` or a list of `baseUrl`.
+   */
+  socketPath?: string
+  /**
    * Marks the service as critical for the health check: an open breaker makes the app report unhealthy.
    * @default false
    */
@@ -373,7 +410,8 @@ export interface HttpServicesOptions {
    */
   closeTimeout?: number
   /**
-   * Header carrying the inbound request id to downstream calls (the inbound header if present, else `request.id`).
+   * Header carrying `request.id` to downstream calls (Fastify takes the id from an inbound header only when its own
+   * `requestIdHeader` option trusts one).
    * `false` turns it off.
    * @default 'x-request-id'
    */

@@ -10,9 +10,20 @@ export interface Checker {
   readonly expected: string
 }
 
-/** Throws `InvalidOptionsError` with the message `<key>: expected <what>, got <value>`. */
+// Keys whose values are secrets, or hold them: never echoed in a message (a trailing newline from a secret file is
+// a common way to get a header value refused).
+const kSecretKey = /(^|\.)(headers\.[^.]+|passphrase|key|cert|token|password|secret)$/i
+
+/** Throws `InvalidOptionsError` with the message `<key>: expected <what>, got <value>` (secret values shown as `***`). */
 export function fail (key: string, expected: string, value: unknown): never {
-  throw invalid(key, `expected ${expected}, got ${show(value)}`)
+  const secret = typeof value === 'string' && value !== '' && kSecretKey.test(key) && !key.endsWith(`.${value}`)
+  const shown = secret ? '"***"' : show(value)
+  throw invalid(key, `expected ${expected}, got ${shown}`)
+}
+
+/** A string as a message may show it: URL credentials and query values redacted. */
+function redactText (text: string): string {
+  return text.replace(/^([a-z][a-z\d+.-]*:\/\/)[^/?#@]*@/i, '$1***@').replace(/([?&][^=&#]*=)[^&#]*/g, '$1***')
 }
 
 /** An `InvalidOptionsError` whose message is `<key>: <problem>` and whose `key` is set. */
@@ -25,7 +36,7 @@ export function invalid (key: string, problem: string): InvalidOptionsError {
 /** The value as it reads in a message: JSON for data, a word for what JSON cannot show. */
 export function show (value: unknown): string {
   switch (typeof value) {
-    case 'string': return truncate(JSON.stringify(value))
+    case 'string': return truncate(JSON.stringify(redactText(value)))
     case 'number': return String(value)
     case 'undefined': return 'undefined'
     case 'function': return 'a function'
@@ -270,6 +281,38 @@ const tls = object({
   servername: string
 })
 
+// Proxy URLs, tokens and headers carry credentials: a message about them never shows them.
+const redactUserinfo = (v: string): string => v.replace(/\/\/[^/?#]*@/, '//***@')
+
+const proxyUri = Object.assign((value: unknown, key: string) => {
+  if (value === 'env') return
+  if (!isString(value)) fail(key, proxyUri.expected, value)
+  let url: URL | undefined
+  try { url = new URL(value) } catch {}
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) fail(key, proxyUri.expected, redactUserinfo(value))
+  if (url.pathname !== '/' || url.search !== '' || url.hash !== '') fail(key, 'a proxy URL without path, query or fragment', redactUserinfo(value))
+}, { expected: '"env" or an http(s) proxy URL' })
+
+const secretValue = Object.assign((value: unknown, key: string) => {
+  if (!isString(value) || value === '' || kBadHeaderValue.test(value)) fail(key, secretValue.expected, isString(value) ? '***' : value)
+}, { expected: 'a non-empty string without CR, LF or NUL' })
+
+const proxy = variants(falseBranch, [isString, proxyUri], [isPlainObject, object({
+  uri: proxyUri,
+  token: secretValue,
+  headers: record(headerName, secretValue),
+  tls
+}, {
+  required: ['uri'],
+  refine (value, key) {
+    const url = value.uri === 'env' ? undefined : new URL(value.uri as string)
+    if (value.token !== undefined && url !== undefined && (url.username !== '' || url.password !== '')) {
+      throw invalid(`${key}.token`, 'give the proxy credentials either in uri or as token, not both')
+    }
+    if (value.tls !== undefined && url?.protocol === 'http:') throw invalid(`${key}.tls`, 'applies to an https proxy only')
+  }
+})])
+
 const dns = object({ ttl: positiveMs, maxItems: integer(1), dualStack: boolean })
 
 const retryBudget = object({ ratio: number('a number >= 0', (n) => n >= 0), minPerSecond: number('a number >= 0', (n) => n >= 0), window: positiveMs })
@@ -339,7 +382,9 @@ export const commonServiceSpec: Record<string, Checker> = {
   timeout: variants([(v) => typeof v === 'number', ms], [isPlainObject, timeout]),
   tls,
   dns: booleanOr(dns),
+  proxy,
   maxResponseSize: integer(1),
+  decompress: boolean,
   followRedirects: integer(0),
   forwardHeaders: arrayOf(headerName, 'an array of header names'),
   throwHttpErrors: boolean,
@@ -356,6 +401,7 @@ export const commonServiceSpec: Record<string, Checker> = {
 /** Checkers of `ServiceOptions`. */
 export const serviceSpec: Record<string, Checker> = {
   baseUrl: variants([isString, httpUrl], [Array.isArray, httpUrlList]),
+  socketPath: string,
   ...commonServiceSpec,
   critical: boolean
 }
@@ -367,7 +413,7 @@ const serviceName = rule('a service name (a letter, then letters, digits, "_", "
 
 const options = object({
   services: record(serviceName, object(serviceSpec, { required: ['baseUrl'] })),
-  defaults: object(commonServiceSpec, { hints: { baseUrl: perServiceOnly, critical: perServiceOnly } }),
+  defaults: object(commonServiceSpec, { hints: { baseUrl: perServiceOnly, critical: perServiceOnly, socketPath: perServiceOnly } }),
   configFile: string,
   closeTimeout: ms,
   requestIdHeader: falseOr(headerName, isString),

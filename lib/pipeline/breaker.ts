@@ -4,7 +4,6 @@ import {
   CircuitOpenError,
   ClientClosedError,
   RequestAbortedError,
-  TimeoutError,
   TransportError,
   describe,
   stamp,
@@ -48,19 +47,18 @@ function unwrap (err: unknown): HttpResponse {
   throw err
 }
 
-/** Failures that say something about the upstream: timeouts of an attempt, connection and TLS failures. */
+/**
+ * Failures that say something about the upstream: timeouts, connection and TLS failures. The total timeout counts
+ * too: without an attempt timeout it is what ends a call to a hung upstream, and opossum would count a filtered
+ * error as a success, so a hung upstream would keep the breaker closed for ever.
+ */
 function countedError (err: unknown): boolean {
-  if (err instanceof CountedResponse) return true
-  if (!(err instanceof TransportError)) return false
-  // The total timeout is the caller's budget running out, not the upstream failing (as in .NET's handler, where
-  // only the attempt timeout trips the breaker).
-  return !(err instanceof TimeoutError && (err as TimeoutError).phase === 'total')
+  return err instanceof CountedResponse || err instanceof TransportError
 }
 
 /** Outcomes that tell nothing either way: the caller gave up, or the client is closing. */
 function noVerdict (err: unknown): boolean {
-  return err instanceof RequestAbortedError || err instanceof ClientClosedError ||
-    (err instanceof TimeoutError && (err as TimeoutError).phase === 'total')
+  return err instanceof RequestAbortedError || err instanceof ClientClosedError
 }
 
 /** One service's breaker. */
@@ -171,8 +169,7 @@ export function breakerOf (service: ServiceRuntime): ServiceBreaker | undefined 
 
 /**
  * Circuit breaker (opossum), one per service, inside retry so it sees every attempt. Counts 5xx, 408 and 429
- * responses, attempt/connect/headers timeouts and connection and TLS failures; not 4xx, the caller's aborts or the
- * total timeout. Open: calls fail at once with `CircuitOpenError` (503, `Retry-After` = seconds until half-open)
+ * responses, timeouts and connection and TLS failures; not 4xx or the caller's aborts. Open: calls fail at once with `CircuitOpenError` (503, `Retry-After` = seconds until half-open)
  * and never reach the upstream; after `resetAfter` one probe passes, and its success closes the breaker.
  *
  * With several `baseUrl`s the service's BalancedPool picks the upstream and does not say which one answered, so

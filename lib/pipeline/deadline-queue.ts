@@ -15,8 +15,12 @@ export class DeadlineSignal extends CallSignal {
    * nothing listens any more, else when undici drops its listener as the body closes.
    */
   settle (queue: DeadlineQueue): void {
-    if (this.listening) this.settledIn = queue
-    else queue.delete(this)
+    if (this.listening) {
+      this.settledIn = queue
+    } else {
+      queue.delete(this)
+      this.unlink()
+    }
   }
 
   override removeListener (event: 'abort', fn: () => void): this {
@@ -24,6 +28,8 @@ export class DeadlineSignal extends CallSignal {
     if (this.settledIn !== undefined && !this.listening) {
       this.settledIn.delete(this)
       this.settledIn = undefined
+      // Long-lived parents (an inbound request's signal) must not keep a listener per finished call.
+      this.unlink()
     }
     return this
   }
@@ -57,6 +63,7 @@ export class DeadlineQueue {
   }
 
   private arm (at: number): void {
+    if (!Number.isFinite(at)) return
     this.timer = setTimeout(this.fire, Math.max(1, Math.ceil(at - performance.now())))
     // Calls in flight keep the process alive through their sockets and sleeps; the queue itself must not.
     this.timer.unref()

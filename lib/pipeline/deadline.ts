@@ -41,6 +41,8 @@ export const deadline: PolicyFactory = (service, perCall) => {
     const own = total > 0 ? now + total : Infinity
     const inbound = ctx.deadline < own
     if (inbound || total !== serviceTotal) return ownTimer(ctx, next, total, now, own, inbound)
+    // The per-call chain also carries calls that have no deadline at all.
+    if (own === Infinity) return next(ctx)
     const signal = new DeadlineSignal(own, ctx.method, ctx.path)
     if (ctx.signal !== undefined) signal.follow(ctx.signal)
     ctx.signal = signal

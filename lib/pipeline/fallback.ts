@@ -1,6 +1,13 @@
 import type { Fallback } from '../config/types'
 import { statusError } from '../error-detail'
-import { RequestAbortedError, isHttpServicesError, type HttpServicesError } from '../errors'
+import {
+  BulkheadRejectedError,
+  CircuitOpenError,
+  HttpStatusError,
+  RateLimitedError,
+  TransportError,
+  type HttpServicesError
+} from '../errors'
 import { HttpResponse } from '../response'
 import { syntheticResponse } from '../synthetic-response'
 import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
@@ -11,6 +18,16 @@ interface FallbackState {
 }
 
 const kFallbacks = new WeakMap<ServiceRuntime, FallbackState>()
+
+/**
+ * Failures a fallback may stand in for: the downstream's (transport, timeouts, status) and the resilience limits'
+ * (open breaker, full bulkhead, rate limit). Not the caller's abort (nobody waits for that call any more) and not
+ * bad input or options, which are bugs a fallback would hide.
+ */
+function servesFallback (err: unknown): err is HttpServicesError {
+  return err instanceof TransportError || err instanceof HttpStatusError || err instanceof CircuitOpenError ||
+    err instanceof BulkheadRejectedError || err instanceof RateLimitedError
+}
 
 /**
  * Statuses that mean the downstream failed (5xx, 408, 429). Other 4xx are answers about the request (404: no
@@ -38,8 +55,8 @@ async function recover (fallback: Fallback, err: HttpServicesError, ctx: CallCon
 
 /**
  * Fallback, the outermost policy: it sees the call's final outcome, after retries, an open breaker, a full
- * bulkhead or the rate limit. `fallback(error, { service, method, path })` runs on any error of this library but
- * the caller's own abort (nobody waits for that call any more), and on a final failure status (5xx, 408, 429) when
+ * bulkhead or the rate limit. `fallback(error, { service, method, path })` runs on a failure of the downstream
+ * or of a resilience limit (see `servesFallback`), and on a final failure status (5xx, 408, 429) when
  * the call would throw `HttpStatusError` (`throwHttpErrors`); other 4xx reach the caller: that error is built here, from the response, so the fallback gets
  * the same error the caller would. Whatever the fallback throws is the call's error. A per-call `fallback`
  * overrides the service's. Errors while reading the body later (`json()`) are not covered.
@@ -59,7 +76,7 @@ export const fallback: PolicyFactory = (service, perCall) => {
       try {
         res = await next(ctx)
       } catch (err) {
-        if (!isHttpServicesError(err) || err instanceof RequestAbortedError) throw err
+        if (!servesFallback(err)) throw err
         created.served++
         ctx.log.debug({ err: err.code, method: ctx.method }, 'call failed: serving the fallback')
         return recover(fn, err, ctx)

@@ -1,4 +1,6 @@
 import type { HttpResponse } from '../response'
+import { isSafeTarget } from '../request-target'
+import { discard } from './retry'
 import type { CallContext, Next, PolicyFactory } from './types'
 
 const kRedirects = new Set([301, 302, 303, 307, 308])
@@ -12,9 +14,12 @@ function sameOriginPath (location: string, origin: string, currentPath: string, 
     return undefined
   }
   if (url.origin !== origin) return undefined
-  const path = url.pathname + url.search
+  // The raw Location, not the URL parser's normalised path: `/api/..%2fadmin` must meet the same checks a caller's
+  // path does.
+  const raw = location.startsWith('/') && !location.startsWith('//') ? location.split('#')[0] : url.pathname + url.search
+  if (!isSafeTarget(raw)) return undefined
   if (basePath !== '' && url.pathname !== basePath && !url.pathname.startsWith(basePath + '/')) return undefined
-  return path
+  return url.pathname + url.search
 }
 
 /**
@@ -35,7 +40,7 @@ export const redirect: PolicyFactory = (service) => {
       if (path === undefined) return res
       const asGet = res.status === 303 || ((res.status === 301 || res.status === 302) && ctx.method === 'POST')
       if (!asGet && !ctx.replayable && ctx.body !== null) return res
-      await res.dump()
+      await discard(res)
       ctx.path = path
       if (asGet) {
         ctx.method = ctx.method === 'HEAD' ? 'HEAD' : 'GET'

@@ -1,4 +1,5 @@
 import type { Dispatcher } from 'undici'
+import { decodeResponse } from '../decompress'
 import { ClientClosedError } from '../errors'
 import { HttpResponse, type ResponseMeta } from '../response'
 import { toCallError } from '../transport-errors'
@@ -9,7 +10,7 @@ import type { CallContext, Next, ServiceRuntime } from './types'
  * `bodyTimeout` (its timers are cheap and coarse); the connect timeout is the pool's. Failures become typed errors.
  */
 export function transport (service: ServiceRuntime): Next {
-  const { origins, maxResponseSize, timeout } = service.options
+  const { origins, maxResponseSize, timeout, decompress } = service.options
   const origin = origins[0]
   const timeouts = { connect: timeout.connect, headers: timeout.headers, body: timeout.body }
   const name = service.name
@@ -31,13 +32,17 @@ export function transport (service: ServiceRuntime): Next {
         path: ctx.path,
         method: ctx.method as Dispatcher.HttpMethod,
         headers: ctx.headers,
-        body: ctx.body,
+        // undici also sends (async) iterables, which its types leave out: the replayable multipart body is one.
+        body: ctx.body as Dispatcher.DispatchOptions['body'],
         signal: ctx.signal,
         headersTimeout: ctx.headersTimeout,
         bodyTimeout: ctx.bodyTimeout
       })
     } catch (err) {
       throw toCallError(err, meta, limits)
+    }
+    if (data.headers['content-encoding'] !== undefined && (ctx.options.decompress ?? decompress)) {
+      return decodeResponse(data.statusCode, data.headers, data.body, meta)
     }
     return new HttpResponse(data.statusCode, data.headers, data.body, meta)
   }

@@ -14,8 +14,11 @@ export interface Logger {
   child: (bindings: Record<string, unknown>) => Logger
 }
 
-/** What a request body may be once the client has encoded `json` / `form`. */
-export type RequestBody = string | Buffer | Uint8Array | Readable | null
+/**
+ * What a request body may be once the client has encoded `json` / `form` / `multipart`. An async iterable that is
+ * not a Readable (a multipart form without streams) is read afresh on each attempt, so it is replayable.
+ */
+export type RequestBody = string | Buffer | Uint8Array | Readable | AsyncIterable<Uint8Array> | null
 
 /** Counters a service keeps; policies add their own entries under their name. */
 export interface ServiceCounters {

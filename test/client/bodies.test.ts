@@ -76,7 +76,7 @@ t.test('a stream body is sent chunked and arrives whole', async (t) => {
 
 t.test('json, form and body are mutually exclusive, and a bad body type is refused, before any connection', async (t) => {
   const { api, server } = await echo(t)
-  await t.rejects(api.post('/x', { json: 1, body: 'x' }), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', message: /only one of json, form and body/ })
+  await t.rejects(api.post('/x', { json: 1, body: 'x' }), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', message: /only one of json, form, body and multipart/ })
   await t.rejects(api.post('/x', { json: 1, form: { a: 1 } }), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST' })
   await t.rejects(api.post('/x', { body: { a: 1 } as unknown as string }), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', message: /body must be/ })
   await t.rejects(api.post('/x', { json: { big: 10n } }), TypeError, 'an unserialisable json value rejects (no sync throw)')

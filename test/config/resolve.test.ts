@@ -41,11 +41,12 @@ t.test('fills every built-in default', async (t) => {
     keepAliveTimeout: 4000,
     keepAliveMaxTimeout: 60000,
     allowH2: false,
-    headers: {},
+    headers: { 'accept-encoding': 'gzip, deflate, br' },
     timeout: { connect: 5000, headers: 30000, body: 30000, total: 0 },
     tls: undefined,
     dns: undefined,
     maxResponseSize: 10485760,
+    decompress: true,
     followRedirects: 0,
     forwardHeaders: [],
     throwHttpErrors: true,
@@ -127,7 +128,7 @@ t.test('merges defaults under each service, the service winning one level deep',
     forwardHeaders: ['X-Tenant']
   }, defaults)
   t.equal(s.connections, 2)
-  t.same(s.headers, { 'user-agent': 'gw/1', 'x-team': 'billing' })
+  t.same(s.headers, { 'user-agent': 'gw/1', 'x-team': 'billing', 'accept-encoding': 'gzip, deflate, br' })
   t.same(s.timeout, { connect: 1000, headers: 2000, body: 30000, total: 9000 })
   t.match(s.retry, { attempts: 5, baseDelay: 100, maxDelay: 1000, factor: 2 })
   t.match(s.breaker, { errorPercentage: 25, resetAfter: 5000, minimumRequests: 20 })
@@ -303,7 +304,7 @@ t.test('loads configFile and lets inline options win', async (t) => {
   t.equal(resolved.closeTimeout, 2000)
   const billing = resolved.services.get('billing') as ResolvedService
   t.equal(billing.connections, 12)
-  t.same(billing.headers, { 'x-from': 'file' })
+  t.same(billing.headers, { 'x-from': 'file', 'accept-encoding': 'gzip, deflate, br' })
   t.match(billing.retry, { attempts: 4, baseDelay: 50 })
   t.equal(billing.timeout.connect, 300)
   t.equal(billing.fallback, fallback)

@@ -184,3 +184,15 @@ t.test('timeouts of an attempt count as failures', async (t) => {
   for (let n = 0; n < 4; n++) await t.rejects(services.client('api').get('/slow'), { code: 'HTTP_SERVICES_ERR_TIMEOUT', phase: 'attempt' })
   t.match(services.stats().api.breaker, { state: 'open', failures: 4 })
 })
+
+t.test('a hung upstream opens the breaker through total timeouts alone', async (t) => {
+  const server = await startServer(() => { /* never answers */ })
+  const services = createHttpServices({
+    services: { api: { baseUrl: server.url, retry: false, timeout: { total: 50 }, breaker: kSmall } }
+  })
+  await services.open()
+  t.teardown(async () => { await services.close(); await server.close() })
+  for (let n = 0; n < 4; n++) await t.rejects(services.client('api').get('/hang'), { code: 'HTTP_SERVICES_ERR_TIMEOUT', phase: 'total' })
+  t.match(services.stats().api.breaker, { state: 'open', failures: 4 })
+  await t.rejects(services.client('api').get('/hang'), CircuitOpenError)
+})

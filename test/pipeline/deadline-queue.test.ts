@@ -1,6 +1,7 @@
 import t from 'tap'
 import { createHttpServices, TimeoutError } from '../../index'
 import { DeadlineQueue, DeadlineSignal } from '../../lib/pipeline/deadline-queue'
+import { CallSignal } from '../../lib/call-signal'
 import { startServer } from '../helpers/server'
 
 t.test('a service total timeout aborts an unread body at the deadline, and spares calls that ended', async (t) => {
@@ -61,4 +62,36 @@ t.test('clear() stops the timer and drops every queued signal unaborted', async 
   queue.add(s)
   queue.clear()
   t.equal(queue.size, 0)
+})
+
+t.test('a call on the per-call chain of a service without a total timeout arms no timer', async (t) => {
+  const s = await startServer((_req, res) => { res.end('ok') })
+  const services = createHttpServices({ services: { api: { baseUrl: s.url } } })
+  await services.open()
+  t.teardown(async () => { await services.close(); await s.close() })
+  const warnings: string[] = []
+  const onWarning = (w: Error): void => { warnings.push(w.name) }
+  process.on('warning', onWarning)
+  t.teardown(() => { process.off('warning', onWarning) })
+  const res = await services.client('api').get('/', { retry: 1 })
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(await res.text(), 'ok')
+  t.same(warnings, [], 'no TimeoutOverflowWarning: nothing was armed for an infinite deadline')
+})
+
+t.test('finished calls leave no listener on a long-lived parent signal', async (t) => {
+  const queue = new DeadlineQueue(() => new Error('x'))
+  t.teardown(() => queue.clear())
+  const parent = new CallSignal()
+  for (let i = 0; i < 50; i++) {
+    const s = new DeadlineSignal(performance.now() + 60_000, 'GET', '/')
+    s.follow(parent)
+    queue.add(s)
+    const body = (): void => {}
+    s.once('abort', body)
+    s.settle(queue)
+    s.removeListener('abort', body)
+  }
+  t.equal(queue.size, 0)
+  t.notOk(parent.listening, 'every follower unlinked itself')
 })

@@ -68,19 +68,31 @@ t.test('an unknown service name in a route answers 500 with a message listing th
   })
 })
 
-t.test('x-request-id is propagated: the inbound header when present, else the request id', async (t) => {
+t.test('x-request-id is Fastify\'s request id: an untrusted inbound header is not passed on', async (t) => {
   const { app } = await setup(t)
   app.get('/', async (request) => ({ id: request.id, sent: await request.httpClient('api').getJson<Record<string, string>>('/') }))
-  const withHeader = (await app.inject({ url: '/', headers: { 'x-request-id': 'abc-123' } })).json()
-  t.equal(withHeader.sent['x-request-id'], 'abc-123')
+  const forged = (await app.inject({ url: '/', headers: { 'x-request-id': 'x'.repeat(5000) } })).json()
+  t.equal(forged.sent['x-request-id'], forged.id, 'the request id, not the forged header')
   const without = (await app.inject('/')).json()
   t.equal(without.sent['x-request-id'], without.id)
 })
 
+t.test('x-request-id follows an inbound id when Fastify is told to trust it (its requestIdHeader option)', async (t) => {
+  const server = await startServer((_req, res, seen) => sendJson(res, 200, seen.headers))
+  const app = Fastify({ requestIdHeader: 'x-request-id' })
+  await app.register(httpServices, { defaults: { retry: false }, services: { api: { baseUrl: server.url } } })
+  t.teardown(async () => { await app.close(); await server.close() })
+  app.get('/', async (request) => await request.httpClient('api').getJson<Record<string, string>>('/'))
+  const sent = (await app.inject({ url: '/', headers: { 'x-request-id': 'abc-123' } })).json()
+  t.equal(sent['x-request-id'], 'abc-123')
+})
+
 t.test('requestIdHeader renames the header, or turns it off', async (t) => {
   const renamed = await setup(t, { requestIdHeader: 'X-Correlation-Id' })
-  renamed.app.get('/', async (request) => await request.httpClient('api').getJson('/'))
-  t.match((await renamed.app.inject({ url: '/', headers: { 'x-correlation-id': 'c-1' } })).json(), { 'x-correlation-id': 'c-1' })
+  renamed.app.get('/', async (request) => ({ id: request.id, sent: await request.httpClient('api').getJson<Record<string, string>>('/') }))
+  const body = (await renamed.app.inject({ url: '/' })).json()
+  t.equal(body.sent['x-correlation-id'], body.id)
+  t.notOk('x-request-id' in body.sent)
   const off = await setup(t, { requestIdHeader: false })
   off.app.get('/', async (request) => await request.httpClient('api').getJson('/'))
   const sent = (await off.app.inject({ url: '/', headers: { 'x-request-id': 'r' } })).json()

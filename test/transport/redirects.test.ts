@@ -113,3 +113,21 @@ t.test('at most followRedirects hops are followed; the last 3xx is returned', as
   await res.dump()
   t.same(server.requests.map((r) => r.url), ['/1', '/2', '/3'])
 })
+
+t.test('a redirect whose target escapes the base path through an encoded dot segment is not followed', async (t) => {
+  const s = await startServer((req, res) => {
+    if (req.url === '/api/start') {
+      res.writeHead(302, { location: '/api/..%2fadmin/secrets' })
+      res.end()
+      return
+    }
+    res.end('reached ' + req.url)
+  })
+  const services = createHttpServices({ defaults: { retry: false }, services: { api: { baseUrl: s.url + '/api', followRedirects: 3 } } })
+  await services.open()
+  t.teardown(async () => { await services.close(); await s.close() })
+  const res = await services.client('api').get('/start', { throwHttpErrors: false })
+  t.equal(res.status, 302, 'the 3xx is returned')
+  await res.dump()
+  t.same(s.requests.map((r) => r.url), ['/api/start'], 'the escaping target was never requested')
+})
