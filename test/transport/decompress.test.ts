@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import { Writable } from 'node:stream'
@@ -213,6 +214,23 @@ t.test('a corrupt compressed body rejects with DecompressError (502), whatever t
   await t.rejects(pipeline(stream.body, new Writable({ write (_c, _e, cb) { cb() } })), DecompressError, 'and the stream')
 })
 
+t.test('a large body (decoded as a stream) that turns corrupt midway rejects with DecompressError', async (t) => {
+  const body = Buffer.from(gzipSync(randomBytes(256 * 1024)))
+  body.fill(0xff, 128 * 1024, 130 * 1024)
+  const { api } = await setup(t, (_req, res) => send(res, 'gzip', body))
+  await t.rejects(api.get('/x').then(async (res) => await res.arrayBuffer()), { code: 'HTTP_SERVICES_ERR_DECOMPRESS', status: 200, encoding: 'gzip' })
+  const stream = await api.get('/x')
+  await t.rejects(pipeline(stream.body, new Writable({ write (_c, _e, cb) { cb() } })), DecompressError, 'the stream too')
+})
+
+t.test('a large body through several codings streams out whole', async (t) => {
+  const data = randomBytes(512 * 1024)
+  const body = gzipSync(brotliCompressSync(deflateSync(data)))
+  const { api } = await setup(t, (_req, res) => send(res, 'deflate, br, gzip', body), { maxResponseSize: 1024 * 1024 })
+  t.ok(body.length > 64 * 1024, 'past the size decoded in one call')
+  t.ok(Buffer.from(await (await api.get('/x')).arrayBuffer()).equals(data))
+})
+
 t.test('a truncated gzip body rejects with DecompressError', async (t) => {
   const body = gzipSync(kJson)
   const { api } = await setup(t, (_req, res) => send(res, 'gzip', body.subarray(0, body.length - 12)))
@@ -279,8 +297,9 @@ t.test('an empty body that claims a coding is read as empty', async (t) => {
       res.end()
       return
     }
-    send(res, req.headers['x-coding'] as string, Buffer.alloc(0))
+    send(res, req.headers['x-coding'] as string, req.url === '/empty' ? gzipSync(Buffer.alloc(0)) : Buffer.alloc(0))
   })
+  t.equal(await api.getJson('/empty', { headers: { 'x-coding': 'gzip' } }), undefined, 'a gzip of nothing')
   for (const coding of ['gzip', 'deflate', 'br']) {
     t.equal(await (await api.get('/length', { headers: { 'x-coding': coding } })).text(), '', `${coding}, content-length 0`)
     t.equal(await api.getJson('/chunked', { headers: { 'x-coding': coding } }), undefined, `${coding}, chunked`)
