@@ -225,6 +225,10 @@ function resolveDeadlineHeaders (value: ServiceOptions['deadlineHeaders']): Reso
  * a host that a socket path makes irrelevant).
  */
 function resolveRoute (o: ServiceOptions, key: string, files: Map<string, Buffer>): Pick<ResolvedService, 'proxy' | 'socketPath'> {
+  if (Array.isArray(o.baseUrl) && o.baseUrl.length > 1 && o.dns !== undefined && o.dns !== false) {
+    // undici's dns interceptor rewrites the origin, so every call would go to the first upstream.
+    throw invalid(`${key}.dns`, 'cannot be combined with a list of baseUrl (set dns: false on this service)')
+  }
   const proxy = o.proxy === false ? undefined : o.proxy
   if (proxy === undefined && o.socketPath === undefined) return {}
   if (proxy !== undefined && o.socketPath !== undefined) throw invalid(`${key}.socketPath`, 'cannot be combined with proxy')

@@ -55,3 +55,12 @@ t.test('bad proxy options are refused with messages that never show credentials'
   refused(t, svc('env', { dns: true }), 'services.svc.proxy', /cannot be combined with dns/)
   refused(t, { defaults: { dns: true, proxy: 'http://proxy:3128' }, services: { svc: { baseUrl: 'http://a' } } }, 'services.svc.proxy', /dns: false/)
 })
+
+t.test('dns with a list of baseUrl is refused: the dns interceptor would send every call to the first upstream', async (t) => {
+  t.throws(() => resolveOptions({ services: { api: { baseUrl: ['http://127.0.0.1:1', 'http://127.0.0.1:2'], dns: true } } }), {
+    key: 'services.api.dns',
+    message: 'services.api.dns: cannot be combined with a list of baseUrl (set dns: false on this service)'
+  })
+  const ok = resolveOptions({ defaults: { dns: true }, services: { api: { baseUrl: ['http://127.0.0.1:1', 'http://127.0.0.1:2'], dns: false } } })
+  t.equal(ok.services.get('api')?.dns, undefined)
+})
