@@ -88,8 +88,3 @@ export class CallSignal {
     }
   }
 }
-
-/** Throws the abort reason when `signal` is aborted. */
-export function throwIfAborted (signal: CallSignal | undefined): void {
-  if (signal !== undefined && signal.aborted) throw signal.reason
-}

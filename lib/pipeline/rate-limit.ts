@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
-import type { CallSignal } from '../call-signal'
 import { RateLimitedError, describe, stamp, withRetryAfter } from '../errors'
 import { createRateLimiter, type RateLimiter } from '../rate-limit'
+import { sleep } from './backoff'
 import type { HttpResponse } from '../response'
 import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
 
@@ -18,26 +18,6 @@ function rateLimited (ctx: CallContext, wait: number, maxWait: number): Error {
   const e = new RateLimitedError(
     `${describe(target)}: client-side rate limit reached (next permit in ${Math.ceil(wait)} ms, longest wait ${Math.round(maxWait)} ms)`)
   return withRetryAfter(stamp(e, target), wait / 1000)
-}
-
-/** Sleeps `ms`, rejecting with the signal's reason if the call is aborted meanwhile. */
-async function sleep (ms: number, signal: CallSignal | undefined): Promise<void> {
-  if (signal === undefined) {
-    await new Promise<void>((resolve) => setTimeout(resolve, ms))
-    return
-  }
-  if (signal.aborted) throw signal.reason
-  await new Promise<void>((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer)
-      reject(signal.reason)
-    }
-    const timer = setTimeout(() => {
-      signal.removeListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal.once('abort', onAbort)
-  })
 }
 
 function create (service: ServiceRuntime): ServiceLimiter | undefined {
