@@ -1,6 +1,6 @@
 import http from 'node:http'
 import { Pool, request as undiciRequest, Agent } from 'undici'
-import { createHttpServices } from '../index'
+import { createHttpServices } from './lib'
 
 /** One client under test: `call()` makes one GET of the small JSON body and reads it. */
 export interface BenchClient {

@@ -5,7 +5,7 @@
 import Fastify from 'fastify'
 import { Pool } from 'undici'
 import type { AddressInfo } from 'node:net'
-import httpServices from '../index'
+import httpServices from './lib'
 
 async function main (): Promise<void> {
   const origin = process.argv[2]

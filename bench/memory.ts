@@ -4,7 +4,7 @@
  *   inflight <raw|lib|bulkhead> <origin> <n>   RSS/heap per request with n requests in flight against a slow upstream
  */
 import { Pool } from 'undici'
-import { createHttpServices } from '../index'
+import { createHttpServices } from './lib'
 
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => {})
 
@@ -39,7 +39,7 @@ async function inflight (kind: string, origin: string, n: number): Promise<objec
         up: {
           baseUrl: origin,
           connections: 64,
-          retry: 0,
+          ...(process.env.MEM_RETRY0 ? { retry: 0 } : {}),
           ...(kind === 'bulkhead' ? { bulkhead: { maxConcurrent: 64, maxQueue: n, queueTimeout: 60_000 } } : {})
         }
       }

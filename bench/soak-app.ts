@@ -11,8 +11,8 @@
  */
 import Fastify, { type FastifyError } from 'fastify'
 import type { AddressInfo } from 'node:net'
-import httpServices, { CircuitOpenError, type HttpServicesError } from '../index'
-import type { HttpServicesOptions } from '../index'
+import httpServices, { CircuitOpenError, type HttpServicesError } from './lib'
+import type { HttpServicesOptions } from './lib'
 
 /** What a process holds open, by type (`process.getActiveResourcesInfo()`), and its TCP sockets. */
 export interface Resources {

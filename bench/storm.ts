@@ -1,5 +1,5 @@
 import { Pool } from 'undici'
-import { createHttpServices } from '../index'
+import { createHttpServices } from './lib'
 import { startChild } from './child'
 import { table } from './measure'
 

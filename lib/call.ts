@@ -18,8 +18,11 @@ export interface ClientScope {
   signal: () => CallSignal | undefined
   /** `performance.now()` time by which calls must end; `Infinity` when none. */
   readonly deadline: number
-  /** Headers to copy from the inbound request: the request id and the service's `forwardHeaders`. */
-  headersFor: (forward: string[]) => Record<string, string> | undefined
+  /**
+   * The headers of the scope's calls to a service: `base` (the service's) with the inbound request's id and the
+   * service's `forwardHeaders` added; `base` itself when there is nothing to add.
+   */
+  headersFor: (base: Record<string, string>, forward: string[]) => Record<string, string>
 }
 
 /** Throws `InvalidRequestError` for a header name that is not a token or a value holding CR, LF or NUL. */
@@ -46,6 +49,8 @@ export class Call implements CallContext {
   attempt = 1
   headersTimeout: number
   bodyTimeout: number
+  bufferBody = false
+  upstream: { readonly origin: string } | undefined
   readonly options: CallOptions
   private ownHeaders: boolean
   private logger: Logger | undefined = undefined
@@ -68,6 +73,7 @@ export class Call implements CallContext {
     const t = service.options.timeout
     this.headersTimeout = t.headers
     this.bodyTimeout = t.body
+    this.upstream = undefined
     this.options = options
     this.parentLog = parentLog
   }

@@ -5,6 +5,9 @@ import type { MultipartFields } from './multipart'
 /** A query string value; arrays repeat the key, `undefined` and `null` drop it. */
 export type QueryValue = string | number | boolean | null | undefined | ReadonlyArray<string | number | boolean>
 
+/** The timeouts a call may set for itself: every phase but `connect`, which belongs to the service's pool. */
+export type CallTimeoutOptions = Omit<TimeoutOptions, 'connect'>
+
 /** Options of one call. Each overrides the service option of the same name. */
 export interface CallOptions {
   /** Query parameters, encoded and appended to the path. */
@@ -25,8 +28,11 @@ export interface CallOptions {
    * sent once and never retried; one of Buffers and Blobs follows the normal retry rules.
    */
   multipart?: FormData | MultipartFields
-  /** Timeouts for this call; a number means `total`. */
-  timeout?: number | TimeoutOptions
+  /**
+   * Timeouts for this call; a number means `total`. `connect` is not among them: it belongs to the service's pool
+   * (a call passing it is refused with `InvalidOptionsError`).
+   */
+  timeout?: number | CallTimeoutOptions
   /** Aborts the call; the call then fails with `RequestAbortedError` (its `cause` is the signal's reason). */
   signal?: AbortSignal
   /** Reject a status >= 400 with `HttpStatusError` (default: the service's `throwHttpErrors`, itself `true`). */

@@ -1,13 +1,14 @@
+import { whenBodyDone } from './body-done'
 import { Call, encodeBody, mergeHeaders, type ClientScope } from './call'
 import type { CallOptions, JsonCallOptions } from './client-types'
 import { CallSignal } from './call-signal'
 import { builtInDefaults } from './config/resolve'
+import { checkCallTimeout } from './config/validate'
 import { InvalidRequestError, RequestAbortedError, describe, isHttpServicesError, redactPath, stamp } from './errors'
-import { statusError } from './error-detail'
 import type { Logger } from './pipeline/types'
 import { buildPath } from './request-target'
 import type { HttpResponse } from './response'
-import type { HttpService } from './service'
+import type { Finish, HttpService } from './service'
 
 const kMethods = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'POST', 'PUT', 'PATCH', 'TRACE'])
 
@@ -28,8 +29,7 @@ export class HttpClient {
     this.service = service.name
     this.svc = service
     this.scope = scope
-    const extra = scope.headersFor(service.options.forwardHeaders)
-    this.headers = extra !== undefined ? { ...service.options.headers, ...extra } : service.options.headers
+    this.headers = scope.headersFor(service.options.headers, service.options.forwardHeaders)
   }
 
   /** The logger calls of this client log with (`reqId` of the inbound request, `service`). */
@@ -40,54 +40,44 @@ export class HttpClient {
 
   /** Sends a request and resolves with the response (rejecting a status >= 400 unless `throwHttpErrors: false`). */
   request (method: string, path: string, options?: CallOptions): Promise<HttpResponse> {
-    let call: Call
-    try {
-      call = this.prepare(method, path, options ?? kNoOptions)
-    } catch (err) {
-      return Promise.reject(refused(err, this.service, method, path))
-    }
-    const opts = call.options
-    const handler = opts.timeout !== undefined || opts.retry !== undefined || opts.fallback !== undefined || call.deadline !== Infinity
-      ? this.svc.perCall
-      : this.svc.handler
-    let promise = this.svc.run(call, handler)
-    if (opts.signal !== undefined) promise = unlinkWhenDone(promise, call.signal as CallSignal)
-    const throwHttp = opts.throwHttpErrors ?? this.svc.options.throwHttpErrors
-    if (!throwHttp) return promise
-    return promise.then((res) => res.status < 400 ? res : this.fail(res))
+    return this.send(method, path, options ?? kNoOptions, false)
   }
 
-  get (path: string, options?: CallOptions): Promise<HttpResponse> { return this.request('GET', path, options) }
-  head (path: string, options?: CallOptions): Promise<HttpResponse> { return this.request('HEAD', path, options) }
-  options (path: string, options?: CallOptions): Promise<HttpResponse> { return this.request('OPTIONS', path, options) }
-  delete (path: string, options?: CallOptions): Promise<HttpResponse> { return this.request('DELETE', path, options) }
-  post (path: string, options?: CallOptions): Promise<HttpResponse> { return this.request('POST', path, options) }
-  put (path: string, options?: CallOptions): Promise<HttpResponse> { return this.request('PUT', path, options) }
-  patch (path: string, options?: CallOptions): Promise<HttpResponse> { return this.request('PATCH', path, options) }
+  get (path: string, options?: CallOptions): Promise<HttpResponse> { return this.send('GET', path, options ?? kNoOptions, false) }
+  head (path: string, options?: CallOptions): Promise<HttpResponse> { return this.send('HEAD', path, options ?? kNoOptions, false) }
+  options (path: string, options?: CallOptions): Promise<HttpResponse> { return this.send('OPTIONS', path, options ?? kNoOptions, false) }
+  delete (path: string, options?: CallOptions): Promise<HttpResponse> { return this.send('DELETE', path, options ?? kNoOptions, false) }
+  post (path: string, options?: CallOptions): Promise<HttpResponse> { return this.send('POST', path, options ?? kNoOptions, false) }
+  put (path: string, options?: CallOptions): Promise<HttpResponse> { return this.send('PUT', path, options ?? kNoOptions, false) }
+  patch (path: string, options?: CallOptions): Promise<HttpResponse> { return this.send('PATCH', path, options ?? kNoOptions, false) }
 
-  /** GET and parse the JSON body (`undefined` for an empty body). */
-  async getJson<T = unknown> (path: string, options?: JsonCallOptions): Promise<T> {
-    return (await this.request('GET', path, options)).json<T>()
+  /**
+   * GET and parse the JSON body (`undefined` for an empty body). The *Json helpers read a 2xx body inside the
+   * call's pipeline, so a body that breaks off half-way (connection reset, upstream gone) is retried like any
+   * other failed attempt of an idempotent request, and attempt timeouts cover the body too.
+   */
+  getJson<T = unknown> (path: string, options?: JsonCallOptions): Promise<T> {
+    return this.send('GET', path, options ?? kNoOptions, true) as Promise<unknown> as Promise<T>
   }
 
   /** POST `body` as JSON and parse the JSON answer. */
-  async postJson<T = unknown> (path: string, body?: unknown, options?: JsonCallOptions): Promise<T> {
-    return (await this.request('POST', path, withJson(options, body))).json<T>()
+  postJson<T = unknown> (path: string, body?: unknown, options?: JsonCallOptions): Promise<T> {
+    return this.send('POST', path, withJson(options, body), true) as Promise<unknown> as Promise<T>
   }
 
   /** PUT `body` as JSON and parse the JSON answer. */
-  async putJson<T = unknown> (path: string, body?: unknown, options?: JsonCallOptions): Promise<T> {
-    return (await this.request('PUT', path, withJson(options, body))).json<T>()
+  putJson<T = unknown> (path: string, body?: unknown, options?: JsonCallOptions): Promise<T> {
+    return this.send('PUT', path, withJson(options, body), true) as Promise<unknown> as Promise<T>
   }
 
   /** PATCH `body` as JSON and parse the JSON answer. */
-  async patchJson<T = unknown> (path: string, body?: unknown, options?: JsonCallOptions): Promise<T> {
-    return (await this.request('PATCH', path, withJson(options, body))).json<T>()
+  patchJson<T = unknown> (path: string, body?: unknown, options?: JsonCallOptions): Promise<T> {
+    return this.send('PATCH', path, withJson(options, body), true) as Promise<unknown> as Promise<T>
   }
 
   /** DELETE and parse the JSON answer (`undefined` for 204). */
-  async deleteJson<T = unknown> (path: string, options?: JsonCallOptions): Promise<T> {
-    return (await this.request('DELETE', path, options)).json<T>()
+  deleteJson<T = unknown> (path: string, options?: JsonCallOptions): Promise<T> {
+    return this.send('DELETE', path, options ?? kNoOptions, true) as Promise<unknown> as Promise<T>
   }
 
   /**
@@ -95,7 +85,30 @@ export class HttpClient {
    * Status errors reject as usual (unless `throwHttpErrors: false`), so an error page is never streamed on.
    */
   stream (method: string, path: string, options?: CallOptions): Promise<HttpResponse> {
-    return this.request(method, path, options)
+    return this.send(method, path, options ?? kNoOptions, false)
+  }
+
+  /**
+   * @internal Every verb and helper ends here: one call; `json` reads a 2xx body inside the pipeline and resolves
+   * with it parsed (the *Json helpers). Never throws: bad input rejects. The mock client overrides it.
+   */
+  protected send (method: string, path: string, options: CallOptions, json: boolean): Promise<HttpResponse> {
+    let call: Call
+    try {
+      call = this.prepare(method, path, options)
+    } catch (err) {
+      return Promise.reject(refused(err, this.service, method, path))
+    }
+    call.bufferBody = json
+    const svc = this.svc
+    const handler = options.timeout !== undefined || options.retry !== undefined || options.fallback !== undefined || call.deadline !== Infinity
+      ? svc.perCall
+      : svc.handler
+    const finish = ((options.throwHttpErrors ?? svc.options.throwHttpErrors) ? 1 : 0) | (json ? 2 : 0)
+    const promise = svc.run(call, handler, finish as Finish)
+    if (options.signal === undefined) return promise
+    // A *Json call's body was read in the pipeline: its signal is done with once the call settles.
+    return json ? unlinkWhenSettled(promise, call.signal as CallSignal) : unlinkWhenDone(promise, call.signal as CallSignal)
   }
 
   private prepare (method: string, path: string, options: CallOptions): Call {
@@ -124,6 +137,7 @@ export class HttpClient {
     }
     const call = new Call(svc, method, target, path, headers, copied, body, options, this.scope.log)
     const t = options.timeout
+    if (t !== undefined) checkCallTimeout(t)
     if (t !== undefined && typeof t === 'object') {
       if (t.headers !== undefined) call.headersTimeout = t.headers
       if (t.body !== undefined) call.bodyTimeout = t.body
@@ -147,13 +161,10 @@ export class HttpClient {
     }
     return call
   }
-
-  private async fail (res: HttpResponse): Promise<never> {
-    throw await statusError(res, this.svc.options.passthroughStatus)
-  }
 }
 
 const kNoOptions: CallOptions = Object.freeze({})
+
 const kAcceptEncoding = builtInDefaults.acceptEncoding
 
 function hasHeader (headers: Record<string, unknown>, name: string): boolean {
@@ -176,10 +187,18 @@ function refused (err: unknown, service: string, method: unknown, path: unknown)
 /** Detaches a call's own signal from the caller's once the call is over (its body closed, or it failed). */
 function unlinkWhenDone (promise: Promise<HttpResponse>, signal: CallSignal): Promise<HttpResponse> {
   return promise.then((res) => {
-    const body = res.body
-    if (body.destroyed || body.readableEnded) signal.unlink()
-    else body.once('close', () => signal.unlink())
+    whenBodyDone(res, () => signal.unlink())
     return res
+  }, (err) => {
+    signal.unlink()
+    throw err
+  })
+}
+
+function unlinkWhenSettled<T> (promise: Promise<T>, signal: CallSignal): Promise<T> {
+  return promise.then((value) => {
+    signal.unlink()
+    return value
   }, (err) => {
     signal.unlink()
     throw err

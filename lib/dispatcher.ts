@@ -1,5 +1,6 @@
 import { Agent, BalancedPool, Pool, interceptors, type Dispatcher } from 'undici'
 import type { ResolvedService } from './config/resolved'
+import { breakerUpstreams } from './pipeline/upstreams'
 import { createProxyDispatcher } from './proxy'
 
 /** The undici options every pool of a service shares. */
@@ -30,10 +31,19 @@ function poolOptions (o: ResolvedService): Pool.Options {
   }
 }
 
+/** The Agent's pools are `Pool`s even for `connections: 1` (undici's default makes a `Client`), as elsewhere here. */
+function poolFactory (origin: string | URL, options: object): Dispatcher {
+  return new Pool(origin, options)
+}
+
 /**
  * Creates the dispatcher of a service: a `Pool` for one upstream, a `BalancedPool` for several, and with `dns`
  * caching an `Agent` composed with undici's `dns` interceptor (it rewrites the origin to a resolved address, so it
- * needs an Agent that opens one pool per address). With `proxy`, undici's ProxyAgent (see `./proxy`).
+ * needs an Agent that opens one pool per address). With `proxy`, undici's ProxyAgent (see `./proxy`; a proxy takes
+ * one `baseUrl` only).
+ *
+ * Several upstreams and a breaker: an `Agent` (one `Pool` per origin, same options), since the breaker policy then
+ * picks the upstream of each attempt and the transport names it in `origin` (see `./pipeline/upstreams`).
  */
 export function createDispatcher (o: ResolvedService): Dispatcher {
   const options = poolOptions(o)
@@ -42,6 +52,8 @@ export function createDispatcher (o: ResolvedService): Dispatcher {
     const agent = new Agent(options)
     return agent.compose(interceptors.dns({ maxTTL: o.dns.ttl, maxItems: o.dns.maxItems, dualStack: o.dns.dualStack }))
   }
-  if (o.origins.length > 1) return new BalancedPool(o.origins, options)
+  if (o.origins.length > 1) {
+    return breakerUpstreams(o) !== undefined ? new Agent({ ...options, factory: poolFactory }) : new BalancedPool(o.origins, options)
+  }
   return new Pool(o.origins[0], options)
 }

@@ -11,9 +11,11 @@ type StatusRoute = Exclude<NonNullable<UnderPressureOptions['exposeStatusRoute']
 const kStatsSchema = { httpServices: { type: 'object', additionalProperties: true } }
 
 /**
- * Names of the `critical: true` services whose breaker is open. A half-open breaker does not count: once the
- * app reports healthy again it gets the traffic whose first call is the probe. Counting it would keep an app that
- * a load balancer took out of rotation unhealthy for ever, as no call would ever probe.
+ * Names of the `critical: true` services whose breaker is open: that cannot be reached. With several `baseUrl`s (one
+ * breaker per upstream) that is when every upstream's breaker is open; one healthy upstream keeps the service up. A
+ * half-open breaker does not count: once the app reports healthy again it gets the traffic whose first call is the
+ * probe. Counting it would keep an app that a load balancer took out of rotation unhealthy for ever, as no call would
+ * ever probe.
  */
 export function openCriticalServices (registry: HttpServices): string[] {
   const out: string[] = []

@@ -56,55 +56,86 @@ class InboundSignal extends CallSignal {
   }
 }
 
-/** The scope of one inbound request: created on its first `httpClient()` call. */
-function requestScope (request: ScopedRequest, registry: HttpServices): ClientScope {
-  const { requestIdHeader, requestDeadline, deadlineHeader } = registry.resolved
-  let signal: CallSignal | undefined
-  let budget = requestDeadline > 0 ? requestDeadline : Infinity
-  if (deadlineHeader !== false) {
-    const raw = request.headers[deadlineHeader]
-    // Whole milliseconds only: Number('') is 0, which would fail every call at once.
-    if (typeof raw === 'string' && kMilliseconds.test(raw)) budget = Math.min(budget, Number(raw))
-  }
-  const start = request[kStart]
-  return {
-    log: request.log as unknown as Logger,
-    deadline: budget === Infinity ? Infinity : (start > 0 ? start : performance.now()) + budget,
-    signal () {
-      if (signal === undefined) {
-        const s = new InboundSignal(request.id)
-        const raw = request.raw
-        const abort = (): void => s.abort(undefined)
-        // The response closing before it finished is the client going away. The request's own 'close' cannot tell
-        // once its body was read (Node closes it right then, before any answer), so watch the response, found
-        // through the socket (`res.req` proves it is this request's); else fall back to the request.
-        const res = (raw.socket as { _httpMessage?: ServerResponse } | null)?._httpMessage
-        if (res != null && res.req === raw) {
-          // The client may be gone already: a call started after that must not run.
-          if (res.destroyed && !res.writableFinished) abort()
-          else if (!res.writableFinished) res.once('close', () => { if (!res.writableFinished) abort() })
-        } else if (raw.aborted || raw.socket == null || raw.socket.destroyed) {
-          abort()
-        } else {
-          raw.once('close', () => { if (raw.aborted) abort() })
-        }
-        signal = s
-      }
-      return signal
-    },
-    headersFor (forward: string[]): Record<string, string> | undefined {
-      let out: Record<string, string> | undefined
-      // Fastify's own request id: it honours an inbound id only when Fastify is told to trust one (its
-      // `requestIdHeader` option), so an untrusted, unbounded header is never passed on.
-      if (requestIdHeader !== false) out = { [requestIdHeader]: String(request.id) }
-      for (const name of forward) {
-        const value = request.headers[name]
-        if (value === undefined) continue
-        if (out === undefined) out = {}
-        out[name] = Array.isArray(value) ? value.join(', ') : value
-      }
-      return out
+const kInbound = Symbol('httpServices.inboundSignal')
+
+type Watched<T> = T & { [kInbound]?: CallSignal }
+
+/** The response closed before it finished: the client went away. One function for every request: no closure each. */
+function onResponseClose (this: Watched<ServerResponse>): void {
+  if (!this.writableFinished) this[kInbound]?.abort(undefined)
+}
+
+/** The fallback when the response cannot be found: the request reports the abort itself. */
+function onRequestClose (this: Watched<FastifyRequest['raw']>): void {
+  if (this.aborted) this[kInbound]?.abort(undefined)
+}
+
+/**
+ * The scope of one inbound request: created on its first `httpClient()` call. A class, not an object of closures:
+ * it is made once per inbound request that calls out, on the hot path of every such request.
+ */
+class RequestScope implements ClientScope {
+  readonly log: Logger
+  readonly deadline: number
+  private inbound: InboundSignal | undefined = undefined
+  private readonly request: ScopedRequest
+  private readonly requestIdHeader: string | false
+
+  constructor (request: ScopedRequest, registry: HttpServices) {
+    const { requestIdHeader, requestDeadline, deadlineHeader } = registry.resolved
+    this.request = request
+    this.requestIdHeader = requestIdHeader
+    this.log = request.log as unknown as Logger
+    let budget = requestDeadline > 0 ? requestDeadline : Infinity
+    if (deadlineHeader !== false) {
+      const raw = request.headers[deadlineHeader]
+      // Whole milliseconds only: Number('') is 0, which would fail every call at once.
+      if (typeof raw === 'string' && kMilliseconds.test(raw)) budget = Math.min(budget, Number(raw))
     }
+    const start = request[kStart]
+    this.deadline = budget === Infinity ? Infinity : (start > 0 ? start : performance.now()) + budget
+  }
+
+  signal (): CallSignal {
+    let s = this.inbound
+    if (s === undefined) {
+      s = new InboundSignal(this.request.id)
+      this.inbound = s
+      const raw = this.request.raw as Watched<FastifyRequest['raw']>
+      // The response closing before it finished is the client going away. The request's own 'close' cannot tell
+      // once its body was read (Node closes it right then, before any answer), so watch the response, found
+      // through the socket (`res.req` proves it is this request's); else fall back to the request.
+      const res = (raw.socket as { _httpMessage?: Watched<ServerResponse> } | null)?._httpMessage
+      if (res != null && res.req === raw) {
+        // The client may be gone already: a call started after that must not run.
+        if (res.destroyed && !res.writableFinished) s.abort(undefined)
+        else if (!res.writableFinished) {
+          res[kInbound] = s
+          res.on('close', onResponseClose)
+        }
+      } else if (raw.aborted || raw.socket == null || raw.socket.destroyed) {
+        s.abort(undefined)
+      } else {
+        raw[kInbound] = s
+        raw.on('close', onRequestClose)
+      }
+    }
+    return s
+  }
+
+  headersFor (base: Record<string, string>, forward: string[]): Record<string, string> {
+    const { requestIdHeader, request } = this
+    if (requestIdHeader === false && forward.length === 0) return base
+    const out = { ...base }
+    // Fastify's own request id: it honours an inbound id only when Fastify is told to trust one (its
+    // `requestIdHeader` option), so an untrusted, unbounded header is never passed on.
+    if (requestIdHeader !== false) out[requestIdHeader] = String(request.id)
+    for (const name of forward) {
+      const value = request.headers[name]
+      if (value === undefined) continue
+      out[name] = Array.isArray(value) ? value.join(', ') : value
+    }
+    return out
   }
 }
 
@@ -119,7 +150,7 @@ const plugin: FastifyPluginAsync<HttpServicesOptions> = async function httpServi
     const request = this as ScopedRequest
     let state = request[kClients]
     if (state === null) {
-      state = { scope: requestScope(request, registry), clients: Object.create(null) as Record<string, HttpClient> }
+      state = { scope: new RequestScope(request, registry), clients: Object.create(null) as Record<string, HttpClient> }
       request[kClients] = state
     }
     let client = state.clients[name]

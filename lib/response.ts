@@ -69,6 +69,7 @@ export class HttpResponse {
   /** The body as UTF-8 text, at most `maxResponseSize` bytes. */
   async text (): Promise<string> {
     this.claim()
+    if (this.buffered !== undefined) return this.buffered
     const body = this.body as FastBody
     const known = this.knownLength()
     if (known !== undefined && typeof body.text === 'function') {
@@ -88,7 +89,31 @@ export class HttpResponse {
       this.body.resume()
       return undefined as T
     }
-    const text = await this.text()
+    return this.parse<T>(await this.text())
+  }
+
+  /**
+   * @internal The *Json helpers' read: the parsed body, at once when the pipeline already read it.
+   */
+  readJson (): unknown {
+    if (this.buffered === undefined || this.used) return this.json()
+    this.used = true
+    return this.parse(this.buffered)
+  }
+
+  /**
+   * @internal Reads the body into memory (at most `maxResponseSize`), inside the call's pipeline, so a body that
+   * breaks off fails the attempt rather than the caller's later read. The body can then still be read once.
+   */
+  buffer (): Promise<this> {
+    return this.text().then((text) => {
+      this.buffered = text
+      this.used = false
+      return this
+    })
+  }
+
+  private parse<T> (text: string): T {
     if (text.length === 0) return undefined as T
     try {
       return JSON.parse(text) as T
@@ -107,7 +132,7 @@ export class HttpResponse {
   /** The body as bytes, at most `maxResponseSize`. */
   async arrayBuffer (): Promise<ArrayBuffer> {
     this.claim()
-    const buf = await this.readLimited()
+    const buf = this.buffered !== undefined ? Buffer.from(this.buffered, 'utf8') : await this.readLimited()
     return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer
   }
 
@@ -117,6 +142,7 @@ export class HttpResponse {
   }
 
   private used = false
+  private buffered: string | undefined = undefined
 
   private claim (): void {
     if (this.used) {

@@ -36,7 +36,7 @@ const kUnboundScope = (log: Logger): ClientScope => ({
   log,
   signal: () => undefined,
   deadline: Infinity,
-  headersFor: () => undefined
+  headersFor: (base) => base
 })
 
 /** Options of `createHttpServices`: the plugin's options plus a logger. */

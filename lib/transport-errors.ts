@@ -57,11 +57,38 @@ export function errorCode (err: unknown): string | undefined {
 }
 
 /**
+ * The status a proxy answered a `CONNECT` with, for a `ConnectionError` of errno `ERR_PROXY_CONNECT_STATUS`
+ * (`lib/proxy.ts` makes it with the proxy's failure as its `cause`, which carries the status); `undefined` for any
+ * other error. The tunnel was never opened, so the request never reached the upstream.
+ */
+export function proxyConnectStatus (err: { errno?: string, cause?: unknown }): number | undefined {
+  if (err.errno !== 'ERR_PROXY_CONNECT_STATUS') return undefined
+  const status = (err.cause as { status?: unknown } | null | undefined)?.status
+  return typeof status === 'number' ? status : undefined
+}
+
+const kShared = new WeakSet<object>()
+
+/**
+ * The error a closing service destroys its dispatcher with: every call it aborts reaches `toCallError` with this one
+ * object, which then gives each call its own `ClientClosedError` (with this one as `cause`), stamped with that call.
+ */
+export function sharedClosedError (message: string): ClientClosedError {
+  const e = new ClientClosedError(message)
+  kShared.add(e)
+  return e
+}
+
+/**
  * Turns whatever undici or Node threw during a call into one of this library's typed errors, stamped with the
  * call's target. Errors of this library pass through (stamped if they were not).
  */
 export function toCallError (err: unknown, target: CallTarget, timeouts?: { connect: number, headers: number, body: number }): HttpServicesError {
-  if (isHttpServicesError(err)) return stamp(err, target)
+  if (isHttpServicesError(err)) {
+    // One reason aborts every call a closing dispatcher still holds: each call gets an error of its own.
+    if (kShared.has(err)) return stamp(new ClientClosedError(`${describe(target)}: ${err.message}`, { cause: err }), target)
+    return stamp(err, target)
+  }
   const code = errorCode(err) ?? ''
   const where = describe(target)
   const phase = kTimeoutPhases[code]

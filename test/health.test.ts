@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import underPressure from '@fastify/under-pressure'
 import t, { type Test } from 'tap'
 import httpServices, { createHttpServices, type HttpServicesOptions } from '../index'
@@ -142,4 +142,25 @@ t.test('off by default: no status route', async (t) => {
   t.teardown(async () => await app.close())
   t.equal((await app.inject('/status')).statusCode, 404)
   t.equal(app.hasDecorator('isUnderPressure'), false)
+})
+
+t.test('the status route can be guarded with routeOpts (its body shows upstream origins and counts)', async (t) => {
+  const { app } = await setup(t, {
+    underPressure: {
+      exposeStatusRoute: {
+        url: '/status',
+        routeOpts: {
+          onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
+            if (request.headers.authorization !== 'Bearer ops') await reply.code(401).send({ error: 'unauthorized' })
+          }
+        }
+      }
+    }
+  })
+  const denied = await app.inject('/status')
+  t.equal(denied.statusCode, 401)
+  t.notMatch(denied.body, /httpServices|127\.0\.0\.1/, 'nothing of the stats leaks')
+  const allowed = await app.inject({ url: '/status', headers: { authorization: 'Bearer ops' } })
+  t.equal(allowed.statusCode, 200)
+  t.ok(allowed.json().httpServices.core, 'the stats are there for the operator')
 })

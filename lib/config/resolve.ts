@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import type { ResolvedOptions, ResolvedProxy, ResolvedRateLimit, ResolvedRetry, ResolvedService, ResolvedTls } from './resolved'
-import type { CommonServiceOptions, HttpServicesOptions, ServiceOptions } from './types'
+import type { CommonServiceOptions, HttpServicesOptions, RetryOptions, ServiceOptions } from './types'
 import { loadConfigFile } from './load-file'
 import { basePathOf, invalid, isPlainObject, validateOptions } from './validate'
 
@@ -169,9 +169,22 @@ function definedOnly<T extends object> (value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>
 }
 
-function resolveRetry (retry: ServiceOptions['retry']): ResolvedRetry | undefined {
+/** The built-in retry options, resolved: what a service without its own `retry` gives a call that asks for retries. */
+const kDefaultRetry: ResolvedRetry = Object.freeze({
+  ...builtInDefaults.retry,
+  delay: undefined,
+  budget: Object.freeze({ ...builtInDefaults.retryBudget })
+})
+
+/**
+ * `retry` options over `base`: the built-in defaults for a service, the service's resolved options for a call's own
+ * `retry`. A number is `attempts`; `false` and 0 attempts turn retries off (`undefined`). `budget` merges over the
+ * base's (`false` turns it off). The one place retry options are merged and their defaults applied.
+ */
+export function resolveRetry (retry: number | false | RetryOptions | undefined, base: ResolvedRetry = kDefaultRetry): ResolvedRetry | undefined {
   if (retry === false) return undefined
-  const r = { ...builtInDefaults.retry, ...(retry as object | undefined) } as Required<Exclude<ServiceOptions['retry'], number | false | undefined>>
+  const { budget, ...own } = typeof retry === 'number' ? { attempts: retry } : definedOnly<RetryOptions>(retry ?? {})
+  const r = { ...base, ...own }
   if (r.attempts === 0) return undefined
   return {
     attempts: r.attempts,
@@ -184,7 +197,11 @@ function resolveRetry (retry: ServiceOptions['retry']): ResolvedRetry | undefine
     methods: [...new Set(r.methods.map((m) => m.toUpperCase()))],
     maxRetryAfter: r.maxRetryAfter,
     idempotencyKey: r.idempotencyKey,
-    budget: r.budget === false ? undefined : { ...builtInDefaults.retryBudget, ...definedOnly(r.budget ?? {}) }
+    budget: budget === false
+      ? undefined
+      : budget === undefined
+        ? (base.budget === undefined ? undefined : { ...base.budget })
+        : { ...(base.budget ?? builtInDefaults.retryBudget), ...definedOnly(budget) }
   }
 }
 

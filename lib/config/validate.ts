@@ -270,6 +270,19 @@ const fraction = number('a number > 0 and <= 1', (n) => n > 0 && n <= 1)
 
 const timeout = object({ connect: positiveMs, headers: positiveMs, body: positiveMs, total: ms, attempt: ms })
 
+/**
+ * A call's own `timeout` (a number is `total`). `connect` is the pool's, shared by every call of the service, so a
+ * call cannot set it.
+ */
+const callTimeout = variants([(v) => typeof v === 'number', ms], [isPlainObject, object(
+  { headers: positiveMs, body: positiveMs, total: ms, attempt: ms },
+  { hints: { connect: 'the connect timeout belongs to the service\'s pool: set it in the service options (timeout.connect)' } })])
+
+/** Checks a call's `timeout` option; throws `InvalidOptionsError` naming the key. */
+export function checkCallTimeout (value: unknown): void {
+  callTimeout(value, 'timeout')
+}
+
 const tls = object({
   rejectUnauthorized: boolean,
   ca: variantsAs('PEM text, a file path, a Buffer or a non-empty list of them',

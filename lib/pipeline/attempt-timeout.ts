@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks'
+import { whenBodyDone } from '../body-done'
 import { CallSignal } from '../call-signal'
 import { TimeoutError, describe, stamp } from '../errors'
 import type { HttpResponse } from '../response'
@@ -57,8 +58,6 @@ async function guard (ctx: CallContext, next: Next, limit: number, headers: Dead
     ctx.signal = parent
   }
   // The timer keeps guarding the body until it is read or destroyed.
-  const body = res.body
-  if (body.destroyed || body.readableEnded) done()
-  else body.once('close', done)
+  whenBodyDone(res, done)
   return res
 }

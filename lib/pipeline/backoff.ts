@@ -1,4 +1,6 @@
 import type { CallSignal } from '../call-signal'
+import { ClientClosedError, describe, stamp } from '../errors'
+import type { CallContext } from './types'
 
 /** How much of a backoff delay is randomised. */
 export type Jitter = 'full' | 'equal' | 'none'
@@ -17,22 +19,43 @@ export function backoffDelay (retry: number, baseDelay: number, factor: number, 
   }
 }
 
+/** The error of a call whose wait (retry backoff, bulkhead queue, rate limit) was cut short by the service closing. */
+export function closedWhileWaiting (ctx: CallContext): Error {
+  const target = { service: ctx.service.name, method: ctx.method, path: ctx.path }
+  const e = new ClientClosedError(`${describe(target)}: service client closed while the call waited (closeTimeout passed)`,
+    { cause: ctx.service.closing?.reason })
+  return stamp(e, target)
+}
+
 /**
- * Waits `ms` milliseconds, or rejects with the signal's reason as soon as `signal` aborts (the timer is cleared:
- * an aborted call leaves nothing behind).
+ * Waits `ms` milliseconds for a call, or rejects as soon as its signal aborts (with the signal's reason) or its
+ * service's `closing` signal does (`ClientClosedError`); the timer is then cleared: a call that ends leaves
+ * nothing behind.
  */
-export function sleep (ms: number, signal: CallSignal | undefined): Promise<void> {
-  if (signal === undefined) return new Promise((resolve) => setTimeout(resolve, ms))
-  if (signal.aborted) return Promise.reject(signal.reason)
+export function sleep (ms: number, ctx: CallContext): Promise<void> {
+  const signal = ctx.signal
+  const closing = ctx.service.closing
+  if (signal?.aborted === true) return Promise.reject(signal.reason)
+  if (closing?.aborted === true) return Promise.reject(closedWhileWaiting(ctx))
   return new Promise((resolve, reject) => {
-    const onAbort = (): void => {
+    const stop = (): void => {
       clearTimeout(timer)
-      reject(signal.reason)
+      signal?.removeListener('abort', onAbort)
+      closing?.removeListener('abort', onClosing)
+    }
+    const onAbort = (): void => {
+      stop()
+      reject((signal as CallSignal).reason)
+    }
+    const onClosing = (): void => {
+      stop()
+      reject(closedWhileWaiting(ctx))
     }
     const timer = setTimeout(() => {
-      signal.removeListener('abort', onAbort)
+      stop()
       resolve()
     }, ms)
-    signal.once('abort', onAbort)
+    signal?.once('abort', onAbort)
+    closing?.once('abort', onClosing)
   })
 }

@@ -10,7 +10,9 @@ import {
   withRetryAfter
 } from '../errors'
 import type { HttpResponse } from '../response'
+import { isFailureStatus } from './failure-status'
 import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
+import { UpstreamBreakers, breakerUpstreams } from './upstreams'
 
 /** Where a breaker is: `closed` (calls flow), `open` (calls fail fast), `halfOpen` (one probe may pass). */
 export type BreakerState = 'closed' | 'open' | 'halfOpen'
@@ -27,12 +29,8 @@ class CountedResponse {
   }
 }
 
-function countedStatus (status: number): boolean {
-  return status >= 500 || status === 408 || status === 429
-}
-
 function checkStatus (res: HttpResponse): HttpResponse {
-  if (countedStatus(res.status)) throw new CountedResponse(res)
+  if (isFailureStatus(res.status)) throw new CountedResponse(res)
   return res
 }
 
@@ -61,20 +59,26 @@ function noVerdict (err: unknown): boolean {
   return err instanceof RequestAbortedError || err instanceof ClientClosedError
 }
 
-/** One service's breaker. */
+/**
+ * One opossum breaker: a service's, or with `upstream` one upstream's of a service with several (see `./upstreams`,
+ * which then picks the upstream and calls `fire`; `policy` is for the one-breaker case).
+ */
 export class ServiceBreaker {
   readonly policy: Policy
+  /** The upstream's origin, when this breaker is one of several. */
+  readonly upstream: string | undefined
   private readonly breaker: CircuitBreaker<[CallContext, Next], HttpResponse>
   private readonly resetAfter: number
   private openedAt = 0
   private opens = 0
   private rejected = 0
 
-  constructor (service: ServiceRuntime) {
+  constructor (service: ServiceRuntime, upstream?: string) {
     const o = service.options.breaker as NonNullable<ServiceRuntime['options']['breaker']>
     this.resetAfter = o.resetAfter
+    this.upstream = upstream
     const breaker: CircuitBreaker<[CallContext, Next], HttpResponse> = new CircuitBreaker(action, {
-      name: service.name,
+      name: upstream === undefined ? service.name : `${service.name} ${upstream}`,
       // Attempt timeouts abort the request itself; opossum's own timeout would only stop waiting for it.
       timeout: false,
       errorThresholdPercentage: o.errorPercentage,
@@ -90,16 +94,19 @@ export class ServiceBreaker {
       errorFilter: (err: unknown) => !countedError(err) && !(breaker.halfOpen && noVerdict(err))
     })
     this.breaker = breaker
-    const log = service.log
+    // The service's logger carries `{ service }`; the breaker of one upstream adds `{ upstream }` and names it.
+    const log = upstream === undefined ? service.log : service.log.child({ upstream })
+    const of = upstream === undefined ? '' : ` of ${upstream}`
+    const failFast = upstream === undefined ? 'calls fail fast' : 'calls go to the other upstreams'
     breaker.on('open', () => {
       this.openedAt = performance.now()
       this.opens++
       const s = breaker.stats
       log.warn({ breaker: 'open', failures: s.failures, calls: s.fires, resetAfter: o.resetAfter },
-        `circuit breaker opened: calls fail fast for ${o.resetAfter} ms`)
+        `circuit breaker${of} opened: ${failFast} for ${o.resetAfter} ms`)
     })
-    breaker.on('halfOpen', () => log.info({ breaker: 'halfOpen' }, 'circuit breaker half-open: the next call is a probe'))
-    breaker.on('close', () => log.info({ breaker: 'closed' }, 'circuit breaker closed'))
+    breaker.on('halfOpen', () => log.info({ breaker: 'halfOpen' }, `circuit breaker${of} half-open: the next call is a probe`))
+    breaker.on('close', () => log.info({ breaker: 'closed' }, `circuit breaker${of} closed`))
 
     // opossum's own open check, done here so a refused call costs no fire() and the error can name the call
     // without a closure per call; past it, fire() always runs the action (a half-open breaker's probe included).
@@ -120,12 +127,27 @@ export class ServiceBreaker {
     return b.opened ? 'open' : b.halfOpen ? 'halfOpen' : 'closed'
   }
 
+  /** Whether a call may go through now: closed, or half-open with no probe in flight yet (the call is the probe). */
+  get passes (): boolean {
+    const b = this.breaker
+    return b.closed || (b.pendingClose && !b.isShutdown)
+  }
+
+  get isShutdown (): boolean {
+    return this.breaker.isShutdown
+  }
+
+  /** Runs the rest of the chain through the breaker; a counted response comes back as the response. */
+  fire (ctx: CallContext, next: Next): Promise<HttpResponse> {
+    return this.breaker.fire(ctx, next).then(undefined, unwrap)
+  }
+
   /** Milliseconds until an open breaker lets a probe through (0 when it is not open). */
   get retryAfterMs (): number {
     return this.breaker.opened ? Math.max(0, this.resetAfter - (performance.now() - this.openedAt)) : 0
   }
 
-  stats (): Record<string, unknown> {
+  stats (): BreakerStats {
     const s = this.breaker.stats
     return {
       state: this.state,
@@ -134,7 +156,7 @@ export class ServiceBreaker {
       calls: s.fires,
       successes: s.successes,
       failures: s.failures,
-      // Since start-up: calls refused while open.
+      // Since start-up: calls refused while open (one breaker of several never refuses: it is not picked).
       rejected: this.rejected,
       retryAfterMs: Math.ceil(this.retryAfterMs)
     }
@@ -155,31 +177,55 @@ export class ServiceBreaker {
   }
 }
 
+/** What `stats().breaker` shows of one breaker. */
+export interface BreakerStats {
+  state: BreakerState
+  opens: number
+  calls: number
+  successes: number
+  failures: number
+  rejected: number
+  retryAfterMs: number
+}
+
 function closedError (ctx: CallContext): Error {
   const target = { service: ctx.service.name, method: ctx.method, path: ctx.path }
   return stamp(new ClientClosedError(`${describe(target)}: service client is closed`), target)
 }
 
-const kBreakers = new WeakMap<ServiceRuntime, ServiceBreaker>()
+/** What a service's breaker policy is: one breaker, or one per upstream. */
+export interface Breakers {
+  readonly policy: Policy
+  /** `open` only when no call can get through (with several upstreams: all of them are open). */
+  readonly state: BreakerState
+  stats: () => unknown
+  shutdown: () => void
+}
 
-/** The breaker of a service, when it has one. */
-export function breakerOf (service: ServiceRuntime): ServiceBreaker | undefined {
+const kBreakers = new WeakMap<ServiceRuntime, Breakers>()
+
+/** The breaker(s) of a service, when it has any. */
+export function breakerOf (service: ServiceRuntime): Breakers | undefined {
   return kBreakers.get(service)
 }
 
 /**
  * Circuit breaker (opossum), one per service, inside retry so it sees every attempt. Counts 5xx, 408 and 429
- * responses, timeouts and connection and TLS failures; not 4xx or the caller's aborts. Open: calls fail at once with `CircuitOpenError` (503, `Retry-After` = seconds until half-open)
- * and never reach the upstream; after `resetAfter` one probe passes, and its success closes the breaker.
+ * responses, timeouts and connection and TLS failures; not 4xx or the caller's aborts. Open: calls fail at once with
+ * `CircuitOpenError` (503, `Retry-After` = seconds until half-open) and never reach the upstream; after `resetAfter`
+ * one probe passes, and its success closes the breaker.
  *
- * With several `baseUrl`s the service's BalancedPool picks the upstream and does not say which one answered, so
- * the breaker is per service there too.
+ * With several `baseUrl`s there is one breaker per upstream, and this policy picks the upstream of each attempt
+ * (see `./upstreams`): the service's dispatcher is then an Agent that is told the origin, not a BalancedPool.
  */
 export const breaker: PolicyFactory = (service) => {
   if (service.options.breaker === undefined) return undefined
   let b = kBreakers.get(service)
   if (b === undefined) {
-    const created = new ServiceBreaker(service)
+    const origins = breakerUpstreams(service.options)
+    const created: Breakers = origins === undefined
+      ? new ServiceBreaker(service)
+      : new UpstreamBreakers(origins.map((origin) => new ServiceBreaker(service, origin)))
     kBreakers.set(service, created)
     service.addStats('breaker', () => created.stats())
     service.onClose?.(() => created.shutdown())

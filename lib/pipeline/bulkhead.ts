@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks'
 import type { CallSignal } from '../call-signal'
 import { BulkheadRejectedError, TimeoutError, describe, stamp, type CallTarget } from '../errors'
 import type { HttpResponse } from '../response'
+import { closedWhileWaiting } from './backoff'
 import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
 
 /** A call waiting for a slot. */
@@ -11,6 +12,9 @@ interface Waiter {
   timer: NodeJS.Timeout
   signal: CallSignal | undefined
   onAbort: () => void
+  /** The service's `closing` signal, listened to while the call waits. */
+  closing: CallSignal | undefined
+  onClosing: () => void
 }
 
 function targetOf (ctx: CallContext): CallTarget {
@@ -69,6 +73,8 @@ class Bulkhead {
     }
     const signal = ctx.signal
     if (signal !== undefined && signal.aborted) throw signal.reason
+    const closing = ctx.service.closing
+    if (closing !== undefined && closing.aborted) throw closedWhileWaiting(ctx)
     const left = ctx.deadline === Infinity ? Infinity : ctx.deadline - performance.now()
     const limit = Math.max(0, Math.min(this.queueTimeout, left))
     await new Promise<void>((resolve, reject) => {
@@ -87,9 +93,15 @@ class Bulkhead {
         onAbort: () => {
           this.remove(waiter)
           reject((signal as CallSignal).reason)
+        },
+        closing,
+        onClosing: () => {
+          this.remove(waiter)
+          reject(closedWhileWaiting(ctx))
         }
       }
       if (signal !== undefined) signal.once('abort', waiter.onAbort)
+      if (closing !== undefined) closing.once('abort', waiter.onClosing)
       this.queue.push(waiter)
     })
   }
@@ -114,6 +126,7 @@ class Bulkhead {
   private settle (waiter: Waiter): void {
     clearTimeout(waiter.timer)
     waiter.signal?.removeListener('abort', waiter.onAbort)
+    waiter.closing?.removeListener('abort', waiter.onClosing)
   }
 }
 
@@ -121,8 +134,9 @@ const kBulkheads = new WeakMap<ServiceRuntime, Bulkhead>()
 
 /**
  * Bulkhead: overflow past `maxConcurrent` + `maxQueue` fails at once with `BulkheadRejectedError` (503); a queued
- * call gives up after `queueTimeout` (or the inbound deadline) with `TimeoutError` (phase `queue`, 504), and at
- * once when its signal aborts. This, not undici's unbounded queue, bounds memory under overload.
+ * call gives up after `queueTimeout` (or the inbound deadline) with `TimeoutError` (phase `queue`, 504), at once
+ * when its signal aborts, and with `ClientClosedError` when the service's `closeTimeout` passes while it waits.
+ * This, not undici's unbounded queue, bounds memory under overload.
  */
 export const bulkhead: PolicyFactory = (service) => {
   const options = service.options.bulkhead

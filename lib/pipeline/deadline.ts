@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks'
+import { bodyDone, whenBodyDone } from '../body-done'
 import { CallSignal } from '../call-signal'
 import { DeadlineQueue, DeadlineSignal } from './deadline-queue'
 import { TimeoutError, describe, stamp } from '../errors'
@@ -49,15 +50,22 @@ export const deadline: PolicyFactory = (service, perCall) => {
     ctx.deadline = own
     queue.add(signal)
     return next(ctx).then((res) => {
-      signal.settle(queue)
+      // undici drops its listener only as a body closes, which a body that can hold no data may never do.
+      if (bodyDone(res)) leave(queue, signal)
+      else signal.settle(queue)
       return res
     }, (err: unknown) => {
-      queue.delete(signal)
-      signal.unlink()
+      leave(queue, signal)
       throw err
     })
   }
   return policy
+}
+
+/** Takes a call that is over off the queue and detaches its signal from the caller's. */
+function leave (queue: DeadlineQueue, signal: DeadlineSignal): void {
+  queue.delete(signal)
+  signal.unlink()
 }
 
 /** A deadline of the call's own (per-call `timeout`, or the inbound request's): one timer, cleared when done. */
@@ -84,8 +92,6 @@ async function ownTimer (ctx: CallContext, next: Next, total: number, now: numbe
     throw err
   }
   // The timer keeps guarding the body until it is read or destroyed.
-  const body = res.body
-  if (body.destroyed || body.readableEnded) done()
-  else body.once('close', done)
+  whenBodyDone(res, done)
   return res
 }

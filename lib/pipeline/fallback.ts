@@ -10,11 +10,15 @@ import {
 } from '../errors'
 import { HttpResponse } from '../response'
 import { syntheticResponse } from '../synthetic-response'
+import { isFailureStatus } from './failure-status'
 import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
 
 interface FallbackState {
   policy: Policy
+  /** Fallbacks that produced the call's response. */
   served: number
+  /** Fallbacks that threw (rethrowing the call's error or another): the call failed all the same. */
+  failed: number
 }
 
 const kFallbacks = new WeakMap<ServiceRuntime, FallbackState>()
@@ -27,14 +31,6 @@ const kFallbacks = new WeakMap<ServiceRuntime, FallbackState>()
 function servesFallback (err: unknown): err is HttpServicesError {
   return err instanceof TransportError || err instanceof HttpStatusError || err instanceof CircuitOpenError ||
     err instanceof BulkheadRejectedError || err instanceof RateLimitedError
-}
-
-/**
- * Statuses that mean the downstream failed (5xx, 408, 429). Other 4xx are answers about the request (404: no
- * such thing), which the caller maps itself: a fallback would hide them.
- */
-function isFailureStatus (status: number): boolean {
-  return status >= 500 || status === 408 || status === 429
 }
 
 /** Runs the fallback; its value becomes the call's response (a value that is not a response: 200 with it as JSON). */
@@ -67,8 +63,20 @@ export const fallback: PolicyFactory = (service, perCall) => {
   let state = kFallbacks.get(service)
   if (state !== undefined) return state.policy
   const { throwHttpErrors, passthroughStatus } = service.options
+  const serve = async (fn: Fallback, err: HttpServicesError, ctx: CallContext): Promise<HttpResponse> => {
+    let res: HttpResponse
+    try {
+      res = await recover(fn, err, ctx)
+    } catch (thrown) {
+      created.failed++
+      throw thrown
+    }
+    created.served++
+    return res
+  }
   const created: FallbackState = {
     served: 0,
+    failed: 0,
     policy: async (ctx: CallContext, next: Next): Promise<HttpResponse> => {
       const fn = ctx.options.fallback ?? own
       if (fn === undefined) return next(ctx)
@@ -77,19 +85,17 @@ export const fallback: PolicyFactory = (service, perCall) => {
         res = await next(ctx)
       } catch (err) {
         if (!servesFallback(err)) throw err
-        created.served++
         ctx.log.debug({ err: err.code, method: ctx.method }, 'call failed: serving the fallback')
-        return recover(fn, err, ctx)
+        return serve(fn, err, ctx)
       }
       if (!isFailureStatus(res.status) || !(ctx.options.throwHttpErrors ?? throwHttpErrors)) return res
       const err = await statusError(res, passthroughStatus)
-      created.served++
       ctx.log.debug({ err: err.code, status: res.status, method: ctx.method }, 'call failed: serving the fallback')
-      return recover(fn, err, ctx)
+      return serve(fn, err, ctx)
     }
   }
   state = created
   kFallbacks.set(service, state)
-  service.addStats('fallback', () => ({ served: created.served }))
+  service.addStats('fallback', () => ({ served: created.served, failed: created.failed }))
   return state.policy
 }

@@ -1,9 +1,9 @@
+import { whenBodyDone } from '../body-done'
 import { CallSignal } from '../call-signal'
-import { builtInDefaults } from '../config/resolve'
 import { RequestAbortedError, describe, isHttpServicesError, stamp } from '../errors'
 import type { HttpResponse } from '../response'
-import { discard } from './retry'
-import { retryStateOf, type RetryBudgetLimits, type RetryState } from './retry-budget'
+import { discard, retryPlanner, type RetryPlan } from './retry'
+import { retryStateOf, type RetryState } from './retry-budget'
 import type { CallContext, Next, PolicyFactory } from './types'
 
 /** Methods that may be sent twice at once; other methods are hedged only with an `Idempotency-Key`. */
@@ -12,10 +12,7 @@ const kIdempotent = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']
 interface HedgeSettings {
   delay: number
   maxHedges: number
-  /** Statuses that lose to a pending attempt (the retried ones). */
-  retryable: ReadonlySet<number>
   state: RetryState
-  budget: RetryBudgetLimits | undefined
 }
 
 /**
@@ -24,23 +21,25 @@ interface HedgeSettings {
  * response whose status is not a retried one wins; the others are aborted and their bodies destroyed. When every
  * attempt fails, the last failure is the outcome, for the retry policy above to judge. Only idempotent methods (or
  * requests carrying an `Idempotency-Key`) with a replayable body are hedged, and each hedge spends the retry budget.
+ * The retried statuses and the budget are the call's: its own `retry` option over the service's (the service's, or
+ * the built-in ones, when the call turns retries off).
  */
 export const hedge: PolicyFactory = (service) => {
   const h = service.options.hedge
   if (h === undefined) return undefined
-  const retry = service.options.retry
-  const settings: HedgeSettings = {
-    delay: h.delay,
-    maxHedges: h.maxHedges,
-    retryable: new Set(retry?.statusCodes ?? builtInDefaults.retry.statusCodes),
-    state: retryStateOf(service),
-    budget: retry === undefined ? builtInDefaults.retryBudget : retry.budget
-  }
+  const settings: HedgeSettings = { delay: h.delay, maxHedges: h.maxHedges, state: retryStateOf(service) }
+  const { basePlan, planFor } = retryPlanner(service)
   return (ctx: CallContext, next: Next): Promise<HttpResponse> => {
     if (!ctx.replayable || (!kIdempotent.has(ctx.method) && ctx.headers['idempotency-key'] === undefined)) {
       return next(ctx)
     }
-    return new HedgedCall(ctx, next, settings).promise
+    let plan: RetryPlan
+    try {
+      plan = planFor(ctx.options.retry) ?? basePlan
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return new HedgedCall(ctx, next, settings, plan).promise
   }
 }
 
@@ -50,6 +49,8 @@ class HedgedCall {
   private readonly ctx: CallContext
   private readonly next: Next
   private readonly settings: HedgeSettings
+  /** The call's retry plan: its retried statuses lose to a pending attempt, and its budget pays for hedges. */
+  private readonly plan: RetryPlan
   private readonly attempts: CallContext[] = []
   /** Attempts still waiting for their response. */
   private readonly running = new Set<CallContext>()
@@ -59,10 +60,11 @@ class HedgedCall {
   private resolve!: (res: HttpResponse) => void
   private reject!: (err: unknown) => void
 
-  constructor (ctx: CallContext, next: Next, settings: HedgeSettings) {
+  constructor (ctx: CallContext, next: Next, settings: HedgeSettings, plan: RetryPlan) {
     this.ctx = ctx
     this.next = next
     this.settings = settings
+    this.plan = plan
     this.promise = new Promise<HttpResponse>((resolve, reject) => {
       this.resolve = resolve
       this.reject = reject
@@ -101,7 +103,8 @@ class HedgedCall {
   private onDelay (): void {
     this.timer = undefined
     if (this.done || this.ctx.signal?.aborted === true) return
-    const { state, budget } = this.settings
+    const state = this.settings.state
+    const budget = this.plan.budget
     if (budget !== undefined && state.budget !== undefined && !state.budget.tryRetry(budget)) {
       state.budgetExhausted++
       return
@@ -117,7 +120,7 @@ class HedgedCall {
       res.destroy()
       return
     }
-    if (!this.settings.retryable.has(res.status)) {
+    if (!this.plan.statusCodes.has(res.status)) {
       this.finish(view, res)
       return
     }
@@ -170,9 +173,7 @@ class HedgedCall {
     if (lost !== undefined && lost !== res) void discard(lost)
     // The answering attempt's signal follows the caller's until its body is read or destroyed.
     const signal = answered.signal as CallSignal
-    const body = res.body
-    if (body.destroyed || body.readableEnded) signal.unlink()
-    else body.once('close', () => signal.unlink())
+    whenBodyDone(res, () => signal.unlink())
     res.attempts = ctx.attempt
     this.resolve(res)
   }

@@ -42,7 +42,7 @@ function create (service: ServiceRuntime): ServiceLimiter | undefined {
       }
       waited++
       // An aborted wait forfeits its reserved permit: the limiter errs on the slow side.
-      await sleep(wait, ctx.signal)
+      await sleep(wait, ctx)
     }
     return next(ctx)
   }

@@ -1,15 +1,16 @@
 import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
-import { builtInDefaults } from '../config/resolve'
+import { resolveRetry } from '../config/resolve'
 import type { ResolvedRetry } from '../config/resolved'
 import type { RetryOptions } from '../config/types'
 import { commonServiceSpec } from '../config/validate'
 import { ConnectionError, TimeoutError, isHttpServicesError, redactPath, type TimeoutPhase } from '../errors'
 import type { HttpResponse } from '../response'
+import { proxyConnectStatus } from '../transport-errors'
 import { backoffDelay, sleep, type Jitter } from './backoff'
 import { requestedDelay } from './retry-after'
 import { retryStateOf, type RetryBudgetLimits, type RetryState } from './retry-budget'
-import type { CallContext, Next, PolicyFactory } from './types'
+import type { CallContext, Next, PolicyFactory, ServiceRuntime } from './types'
 
 /** The retry options of one call, ready to use. */
 export interface RetryPlan {
@@ -32,33 +33,36 @@ const kRetriedCodes = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT
 const kRetriedPhases = new Set<TimeoutPhase>(['connect', 'headers', 'attempt'])
 // Failures that prove the request never left: no connection, or no address to connect to.
 const kNeverSentCodes = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN'])
+// A proxy's answers to CONNECT that say the upstream or the proxy is unavailable for now (407 asks for credentials).
+const kRetriedProxyStatuses = new Set([502, 503, 504])
 
 /**
- * Why a failed attempt may be retried (`'ECONNRESET'`, `'timeout headers'` …), or `undefined` when it may not:
- * the caller's abort, the total timeout, TLS failures, an open breaker, a full bulkhead and anything that is not a
- * transport failure of this library.
+ * Why a failed attempt may be retried (`'ECONNRESET'`, `'timeout headers'`, `'proxy CONNECT 503'` …), or `undefined`
+ * when it may not: the caller's abort, the total timeout, TLS failures, a proxy refusing the tunnel for good (403,
+ * 407), an open breaker, a full bulkhead and anything that is not a transport failure of this library.
  */
 export function retryReason (err: unknown): string | undefined {
   if (!isHttpServicesError(err)) return undefined
   if (err instanceof TimeoutError) return kRetriedPhases.has(err.phase) ? `timeout ${err.phase}` : undefined
   if (err instanceof ConnectionError) {
     const code = err.errno
-    return code !== undefined && kRetriedCodes.has(code) ? code : undefined
+    if (code !== undefined && kRetriedCodes.has(code)) return code
+    const status = proxyConnectStatus(err)
+    return status !== undefined && kRetriedProxyStatuses.has(status) ? `proxy CONNECT ${status}` : undefined
   }
   return undefined
 }
 
-/** `true` when a failure shows the request was never sent (so even a POST may be repeated). */
+/**
+ * `true` when a failure shows the request was never sent (so even a POST may be repeated): no connection, or a
+ * proxy that did not open the tunnel.
+ */
 export function neverSent (err: unknown): boolean {
   if (err instanceof TimeoutError) return err.phase === 'connect'
-  if (err instanceof ConnectionError) return err.errno !== undefined && kNeverSentCodes.has(err.errno)
+  if (err instanceof ConnectionError) {
+    return err.errno !== undefined && (kNeverSentCodes.has(err.errno) || err.errno === 'ERR_PROXY_CONNECT_STATUS')
+  }
   return false
-}
-
-/** The retry options a service without its own `retry` gives a call that asks for retries. */
-export function defaultRetry (): ResolvedRetry {
-  const d = builtInDefaults.retry
-  return { ...d, delay: undefined, statusCodes: [...d.statusCodes], methods: [...d.methods], budget: { ...builtInDefaults.retryBudget } }
 }
 
 /** The plan of resolved retry options. */
@@ -71,7 +75,7 @@ export function planOf (r: ResolvedRetry): RetryPlan {
     jitter: r.jitter,
     delay: r.delay,
     statusCodes: new Set(r.statusCodes),
-    methods: new Set(r.methods.map((m) => m.toUpperCase())),
+    methods: new Set(r.methods),
     maxRetryAfter: r.maxRetryAfter,
     idempotencyKey: r.idempotencyKey,
     budget: r.budget === undefined ? undefined : { ratio: r.budget.ratio, minPerSecond: r.budget.minPerSecond }
@@ -79,36 +83,42 @@ export function planOf (r: ResolvedRetry): RetryPlan {
 }
 
 /**
- * A call's `retry` option over the service's resolved retry options: a number is `attempts`, `false` and `0` turn
- * retries off (`undefined`). The options are checked like the service's.
+ * A call's `retry` option over the service's resolved retry options (`resolveRetry`, as for the service's own): a
+ * number is `attempts`, `false` and `0` turn retries off (`undefined`). The option is checked like the service's.
  */
 export function callPlan (base: ResolvedRetry, option: number | false | RetryOptions): RetryPlan | undefined {
   commonServiceSpec.retry(option, 'retry')
-  if (option === false || option === 0) return undefined
-  if (typeof option === 'number') return planOf({ ...base, attempts: option })
-  const own = Object.fromEntries(Object.entries(option).filter(([, v]) => v !== undefined)) as RetryOptions
-  const { budget, ...rest } = own
-  const merged: ResolvedRetry = { ...base, ...rest as Partial<ResolvedRetry> }
-  if (budget === false) merged.budget = undefined
-  else if (budget !== undefined) merged.budget = { ...(base.budget ?? builtInDefaults.retryBudget), ...budget }
-  return merged.attempts === 0 ? undefined : planOf(merged)
+  const resolved = resolveRetry(option, base)
+  return resolved === undefined ? undefined : planOf(resolved)
 }
 
-/**
- * Retry with exponential backoff and jitter, honouring `Retry-After` / `X-RateLimit-Reset`, capped by the service's
- * retry budget, logged at warn. A call's `retry` option overrides the service's, and can turn retries on for a
- * service that leaves them off (the per-call chain then holds this policy).
- */
-export const retry: PolicyFactory = (service, perCall) => {
-  const resolved = service.options.retry
-  if (resolved === undefined && !perCall) return undefined
-  const servicePlan = resolved === undefined ? undefined : planOf(resolved)
-  const base = resolved ?? defaultRetry()
-  const state = retryStateOf(service)
+/** How one service turns a call's `retry` option into a plan: shared by the retry and hedging policies. */
+export interface RetryPlanner {
+  /** The plan of the options a call's own `retry` is merged over: the service's, or the built-in ones. */
+  readonly basePlan: RetryPlan
+  /** The plan of a call (`undefined`: no retries); checks the option and throws `InvalidOptionsError` when it is bad. */
+  planFor: (option: number | false | RetryOptions | undefined) => RetryPlan | undefined
+}
+
+const kPlanners = new WeakMap<ServiceRuntime, RetryPlanner>()
+
+/** The retry planner of a service, made on first use. */
+export function retryPlanner (service: ServiceRuntime): RetryPlanner {
+  let planner = kPlanners.get(service)
+  if (planner === undefined) {
+    planner = createPlanner(service.options.retry)
+    kPlanners.set(service, planner)
+  }
+  return planner
+}
+
+function createPlanner (resolved: ResolvedRetry | undefined): RetryPlanner {
+  const base = resolved ?? resolveRetry(undefined) as ResolvedRetry
+  const basePlan = planOf(base)
+  const servicePlan = resolved === undefined ? undefined : basePlan
   // Call options are often hoisted constants: each is checked and merged once.
   const plans = new WeakMap<object, RetryPlan | null>()
   const numbered = new Map<number, RetryPlan | undefined>()
-
   const planFor = (option: number | false | RetryOptions | undefined): RetryPlan | undefined => {
     if (option === undefined) return servicePlan
     if (typeof option === 'object' && option !== null) {
@@ -124,6 +134,18 @@ export const retry: PolicyFactory = (service, perCall) => {
     if (typeof option === 'number') numbered.set(option, plan)
     return plan
   }
+  return { basePlan, planFor }
+}
+
+/**
+ * Retry with exponential backoff and jitter, honouring `Retry-After` / `X-RateLimit-Reset`, capped by the service's
+ * retry budget, logged at warn. A call's `retry` option overrides the service's, and can turn retries on for a
+ * service that leaves them off (the per-call chain then holds this policy).
+ */
+export const retry: PolicyFactory = (service, perCall) => {
+  if (service.options.retry === undefined && !perCall) return undefined
+  const { planFor } = retryPlanner(service)
+  const state = retryStateOf(service)
 
   // Not an async function: a call that is not retried costs no extra promise.
   return (ctx: CallContext, next: Next): Promise<HttpResponse> => {
@@ -135,26 +157,33 @@ export const retry: PolicyFactory = (service, perCall) => {
     }
     // A stream body is gone once sent: never replayed.
     if (plan === undefined || !ctx.replayable) return next(ctx)
-    return retryLoop(ctx, next, plan, state)
+    return firstAttempt(ctx, next, plan, state)
   }
 }
 
-async function retryLoop (ctx: CallContext, next: Next, plan: RetryPlan, state: RetryState): Promise<HttpResponse> {
+/**
+ * Sends the first attempt. Not an async function either: the retry loop (an async frame) is entered only when the
+ * attempt failed or answered a retried status.
+ */
+function firstAttempt (ctx: CallContext, next: Next, plan: RetryPlan, state: RetryState): Promise<HttpResponse> {
   const idempotent = plan.methods.has(ctx.method)
   if (!idempotent && plan.idempotencyKey && ctx.headers['idempotency-key'] === undefined) {
     ctx.setHeader('idempotency-key', randomUUID())
   }
   const repeatable = idempotent || ctx.headers['idempotency-key'] !== undefined
+  return next(ctx).then(
+    (res) => plan.statusCodes.has(res.status) ? retryLoop(ctx, next, plan, state, repeatable, res, undefined) : settled(ctx, res),
+    (err: unknown) => retryLoop(ctx, next, plan, state, repeatable, undefined, err))
+}
+
+/** Judges the outcome of the first attempt (`res` or `error`) and of each retry, retrying while the plan allows. */
+async function retryLoop (
+  ctx: CallContext, next: Next, plan: RetryPlan, state: RetryState, repeatable: boolean,
+  res: HttpResponse | undefined, error: unknown
+): Promise<HttpResponse> {
   const tries = plan.attempts + 1
   for (let attempt = 1; ; attempt++) {
-    let res: HttpResponse | undefined
-    let error: unknown
     let reason: string | undefined
-    try {
-      res = await next(ctx)
-    } catch (err) {
-      error = err
-    }
     if (res !== undefined) {
       if (!plan.statusCodes.has(res.status)) return settled(ctx, res)
       // A status means the request was sent and handled: only a repeatable request may be sent again.
@@ -193,13 +222,20 @@ async function retryLoop (ctx: CallContext, next: Next, plan: RetryPlan, state: 
     // The failed body is read while the call sleeps; what is not read by the end of the sleep is dropped.
     if (res !== undefined) void discard(res)
     try {
-      await sleep(delayMs, ctx.signal)
+      await sleep(delayMs, ctx)
     } catch (err) {
       return settled(ctx, undefined, err)
     } finally {
       res?.destroy()
     }
     ctx.attempt++
+    res = undefined
+    error = undefined
+    try {
+      res = await next(ctx)
+    } catch (err) {
+      error = err
+    }
   }
 }
 

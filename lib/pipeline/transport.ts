@@ -5,30 +5,43 @@ import { HttpResponse, type ResponseMeta } from '../response'
 import { toCallError } from '../transport-errors'
 import type { CallContext, Next, ServiceRuntime } from './types'
 
+type Timeouts = NonNullable<ResponseMeta['timeouts']>
+
 /**
  * The innermost layer: one `dispatcher.request` per attempt. Phase timeouts are undici's own `headersTimeout` and
  * `bodyTimeout` (its timers are cheap and coarse); the connect timeout is the pool's. Failures become typed errors.
+ *
+ * A call of the *Json helpers (`ctx.bufferBody`) has its 2xx body read here, inside the attempt: a body that breaks
+ * off fails the attempt (and may be retried), and attempt timeouts and the breaker see it.
+ *
+ * This runs for every attempt of every call, so it is written for the hot path: undici's callback API (no promise of
+ * undici's own), and the response's description (`meta`) made once the answer is in, not held while waiting.
  */
 export function transport (service: ServiceRuntime): Next {
   const { origins, maxResponseSize, timeout, decompress } = service.options
   const origin = origins[0]
-  const timeouts = { connect: timeout.connect, headers: timeout.headers, body: timeout.body }
+  const timeouts: Timeouts = { connect: timeout.connect, headers: timeout.headers, body: timeout.body }
   const name = service.name
-  return async (ctx: CallContext): Promise<HttpResponse> => {
-    const dispatcher = service.dispatcher
-    // Errors report the limit that applied: a call's own phase timeouts, when it set them.
+  const counters = service.counters
+
+  /** What a response or error of this attempt reports: the call's own phase timeouts, when it set them. */
+  function metaOf (ctx: CallContext): ResponseMeta {
     const limits = ctx.headersTimeout === timeouts.headers && ctx.bodyTimeout === timeouts.body
       ? timeouts
       : { connect: timeouts.connect, headers: ctx.headersTimeout, body: ctx.bodyTimeout }
-    const meta: ResponseMeta = { service: name, method: ctx.method, path: ctx.path, origin, maxResponseSize, timeouts: limits }
+    return { service: name, method: ctx.method, path: ctx.path, origin: ctx.upstream?.origin ?? origin, maxResponseSize, timeouts: limits }
+  }
+
+  return (ctx: CallContext): Promise<HttpResponse> => {
+    const dispatcher = service.dispatcher
     if (dispatcher === undefined) {
-      throw toCallError(new ClientClosedError(`${name}: service is not open (call it after ready() / onReady, before close())`), meta)
+      return Promise.reject(toCallError(new ClientClosedError(`${name}: service is not open (call it after ready() / onReady, before close())`), metaOf(ctx)))
     }
-    service.counters.attempts++
-    let data: Dispatcher.ResponseData
-    try {
-      data = await dispatcher.request({
-        origin,
+    counters.attempts++
+    return new Promise<HttpResponse>((resolve, reject) => {
+      dispatcher.request({
+        // The upstream the breaker picked (several baseUrls and a breaker), else the first: the pool picks.
+        origin: ctx.upstream?.origin ?? origin,
         path: ctx.path,
         method: ctx.method as Dispatcher.HttpMethod,
         headers: ctx.headers,
@@ -37,13 +50,21 @@ export function transport (service: ServiceRuntime): Next {
         signal: ctx.signal,
         headersTimeout: ctx.headersTimeout,
         bodyTimeout: ctx.bodyTimeout
+      }, (err, data) => {
+        const meta = metaOf(ctx)
+        if (err !== null) {
+          reject(toCallError(err, meta, meta.timeouts))
+          return
+        }
+        const res = data.headers['content-encoding'] !== undefined && (ctx.options.decompress ?? decompress)
+          ? decodeResponse(data.statusCode, data.headers, data.body, meta)
+          : new HttpResponse(data.statusCode, data.headers, data.body, meta)
+        if (ctx.bufferBody && res.status >= 200 && res.status < 300 && res.status !== 204 && ctx.method !== 'HEAD') {
+          res.buffer().then(resolve, reject)
+        } else {
+          resolve(res)
+        }
       })
-    } catch (err) {
-      throw toCallError(err, meta, limits)
-    }
-    if (data.headers['content-encoding'] !== undefined && (ctx.options.decompress ?? decompress)) {
-      return decodeResponse(data.statusCode, data.headers, data.body, meta)
-    }
-    return new HttpResponse(data.statusCode, data.headers, data.body, meta)
+    })
   }
 }

@@ -41,6 +41,12 @@ export interface ServiceRuntime {
   addStats: (key: string, fn: () => unknown) => void
   /** Registers a function run once the service is closed (policies stop their timers: breakers). Optional for test doubles. */
   onClose?: (fn: () => void) => void
+  /**
+   * Aborts when `closeTimeout` passes with calls still in the pipeline: a call waiting in a retry backoff, the
+   * bulkhead queue or a rate-limit wait then ends with `ClientClosedError`. Only a waiting call listens to it.
+   * Optional for test doubles.
+   */
+  readonly closing?: CallSignal
 }
 
 /**
@@ -72,6 +78,14 @@ export interface CallContext {
   /** Per-call phase timeouts handed to undici. */
   headersTimeout: number
   bodyTimeout: number
+  /** `true` for the *Json helpers: the transport reads a 2xx body before the attempt counts as answered. */
+  bufferBody: boolean
+  /**
+   * The upstream this attempt goes to, when the service picks it itself: set by the breaker policy of a service with
+   * several `baseUrl`s and a breaker (one breaker per upstream). `undefined` otherwise: the transport then sends to
+   * the first origin and the dispatcher (Pool, BalancedPool) picks.
+   */
+  upstream: { readonly origin: string } | undefined
   /** The caller's options, for policies that take per-call overrides. */
   readonly options: CallOptions
   /** The bound logger (request's `reqId` and `{ service }`), created on first use. */

@@ -56,14 +56,17 @@ export interface MockClientCall {
   options: CallOptions
 }
 
+function readJson (res: HttpResponse): Promise<HttpResponse> {
+  return res.json()
+}
+
 const kMethods = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'POST', 'PUT', 'PATCH', 'TRACE'])
-const kNoOptions: CallOptions = Object.freeze({})
 
 const kScope: ClientScope = {
   log: silentLogger,
   signal: () => undefined,
   deadline: Infinity,
-  headersFor: () => undefined
+  headersFor: (base) => base
 }
 
 /**
@@ -88,8 +91,10 @@ export class MockHttpClient extends HttpClient {
     this.passthroughStatus = options.passthroughStatus ?? false
   }
 
-  override request (method: string, path: string, options?: CallOptions): Promise<HttpResponse> {
-    return this.answer(method, path, options ?? kNoOptions)
+  protected override send (method: string, path: string, options: CallOptions, json: boolean): Promise<HttpResponse> {
+    const answer = this.answer(method, path, options)
+    // The *Json helpers resolve with the parsed body (the real client reads it inside its pipeline).
+    return json ? answer.then(readJson) : answer
   }
 
   private async answer (method: string, path: string, options: CallOptions): Promise<HttpResponse> {

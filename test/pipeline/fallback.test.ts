@@ -93,6 +93,15 @@ t.test('a fallback may return a response of its own, or throw', async (t) => {
   await t.rejects(api.get('/x', { fallback: async (err) => { throw err } }), HttpStatusError)
 })
 
+t.test('stats count the fallbacks that served a response apart from those that threw', async (t) => {
+  const { api, services } = await setup(t, (_req, res) => sendJson(res, 503, {}))
+  await (await api.get('/x', { fallback: () => 'value' })).dump()
+  await (await api.get('/x', { fallback: () => syntheticResponse({ status: 203, text: 'stale' }) })).dump()
+  await t.rejects(api.get('/x', { fallback: (err) => { throw err } }), HttpStatusError)
+  await t.rejects(api.get('/x', { fallback: async () => { throw new Error('mine') } }), { message: 'mine' })
+  t.match(services.stats().api.fallback, { served: 2, failed: 2 })
+})
+
 t.test('the caller\'s own abort is not recovered', async (t) => {
   const fb = recording('fallback')
   const { api } = await setup(t, (_req, res) => { setTimeout(() => sendJson(res, 200, {}), 200) }, { fallback: fb.fn })

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net'
 import { Readable } from 'node:stream'
 import t from 'tap'
 import { createHttpServices, type Logger } from '../../index'
+import { startProxy } from '../helpers/proxy'
 import { closedPort, sendJson, startServer } from '../helpers/server'
 
 interface Line { level: string, obj: Record<string, unknown>, msg?: string }
@@ -372,4 +373,25 @@ t.test('a custom delay function gets the retry number and the failed outcome', a
   t.teardown(async () => { await services.close(); await server.close() })
   await t.rejects(services.client('api').get('/x'), { code: 'HTTP_SERVICES_ERR_STATUS', status: 500, attempts: 3 })
   t.same(seen, [[1, 500], [2, 500]])
+})
+
+t.test('a proxy answering CONNECT with 502, 503 or 504 is retried, even for a POST; 403 and 407 are not', async (t) => {
+  for (const [status, errno, tries] of [
+    [502, 'ERR_PROXY_CONNECT_STATUS', 3],
+    [503, 'ERR_PROXY_CONNECT_STATUS', 3],
+    [504, 'ERR_PROXY_CONNECT_STATUS', 3],
+    [403, 'ERR_PROXY_CONNECT_STATUS', 1],
+    [407, 'ERR_PROXY_AUTH_REQUIRED', 1]
+  ] as const) {
+    const proxy = await startProxy({ refuseConnect: status })
+    const services = createHttpServices({
+      services: { api: { baseUrl: 'https://billing.internal:8443', proxy: proxy.url, retry: { attempts: 2, baseDelay: 1 } } }
+    })
+    await services.open()
+    const err = await services.client('api').post('/orders', { json: {} }).then(() => undefined, (e: unknown) => e)
+    t.match(err, { code: 'HTTP_SERVICES_ERR_CONNECTION', errno, attempts: tries }, `CONNECT answered ${status}`)
+    t.equal(proxy.seen.filter((r) => r.method === 'CONNECT').length, tries, `${tries} CONNECT for ${status}`)
+    await services.close()
+    await proxy.close()
+  }
 })

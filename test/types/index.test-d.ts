@@ -1,6 +1,6 @@
 import { expectType, expectError } from 'tsd'
 import Fastify from 'fastify'
-import httpServices, { createHttpServices, HttpClient, HttpResponse } from '../../index'
+import httpServices, { createHttpServices, HttpClient, HttpResponse, type CallTimeoutOptions } from '../../index'
 
 const app = Fastify()
 app.register(httpServices, { services: { billing: { baseUrl: 'http://127.0.0.1:1' } } })
@@ -10,6 +10,12 @@ app.get('/', async (request) => {
   expectType<Promise<HttpResponse>>(client.get('/x'))
   expectType<Promise<{ id: number }>>(client.getJson<{ id: number }>('/x'))
   expectError(client.get('/x', { nope: 1 }))
+  // A call sets every timeout phase but `connect`, which is the pool's.
+  expectType<Promise<HttpResponse>>(client.get('/x', { timeout: { headers: 100, body: 100, attempt: 50, total: 500 } }))
+  expectType<Promise<HttpResponse>>(client.get('/x', { timeout: 500 }))
+  expectError(client.get('/x', { timeout: { connect: 100 } }))
+  const t: CallTimeoutOptions = { attempt: 10 }
+  expectType<Promise<unknown>>(client.postJson('/x', { a: 1 }, { timeout: t }))
 })
 const services = createHttpServices({ services: { a: { baseUrl: 'http://127.0.0.1:1' } } })
 expectType<HttpClient>(services.client('a'))

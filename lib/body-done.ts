@@ -1,0 +1,21 @@
+import type { HttpResponse } from './response'
+
+/**
+ * `true` when a response's body is over, or can hold no data: a HEAD response, 204, 304 or `content-length: 0`.
+ * undici's body stream of such a response emits no 'close' until someone reads it, so it may never come.
+ */
+export function bodyDone (res: HttpResponse): boolean {
+  const body = res.body
+  return body.destroyed || body.readableEnded || res.status === 204 || res.status === 304 ||
+    res.meta.method === 'HEAD' || res.headers['content-length'] === '0'
+}
+
+/**
+ * Runs `fn` once the response's body is done: at once when `bodyDone(res)`, else once the body stream closes (read
+ * to its end, or destroyed). For per-call cleanup (timers, listeners) that guards the body. The body is not read:
+ * the caller may still stream it.
+ */
+export function whenBodyDone (res: HttpResponse, fn: () => void): void {
+  if (bodyDone(res)) fn()
+  else res.body.once('close', fn)
+}
