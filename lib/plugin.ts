@@ -28,14 +28,8 @@ declare module 'fastify' {
 const kClients = Symbol('httpServices.clients')
 const kStart = Symbol('httpServices.start')
 
-/** Per-request state, filled on the first `httpClient()` call of the request. */
-interface RequestClients {
-  scope: ClientScope
-  clients: Record<string, HttpClient>
-}
-
 interface ScopedRequest extends FastifyRequest {
-  [kClients]: RequestClients | null
+  [kClients]: RequestScope | null
   [kStart]: number
 }
 
@@ -46,44 +40,48 @@ const kMilliseconds = /^\d{1,10}$/
  * follower) gets an error of its own, so stamping one call's details on it never shows up on another call's error.
  */
 class InboundSignal extends CallSignal {
-  constructor (private readonly requestId: string) {
+  private readonly requestId: string
+
+  constructor (requestId: string) {
     super()
+    this.requestId = requestId
   }
 
   override get reason (): unknown {
     if (!this.aborted) return undefined
     return new RequestAbortedError(`request ${this.requestId}: the inbound request was aborted by its client`)
   }
-}
 
-const kInbound = Symbol('httpServices.inboundSignal')
+  /** Watches the response: closing before it finished is the client going away. */
+  watchResponse (res: ServerResponse): void {
+    res.on('close', () => { if (!res.writableFinished) this.abort(undefined) })
+  }
 
-type Watched<T> = T & { [kInbound]?: CallSignal }
-
-/** The response closed before it finished: the client went away. One function for every request: no closure each. */
-function onResponseClose (this: Watched<ServerResponse>): void {
-  if (!this.writableFinished) this[kInbound]?.abort(undefined)
-}
-
-/** The fallback when the response cannot be found: the request reports the abort itself. */
-function onRequestClose (this: Watched<FastifyRequest['raw']>): void {
-  if (this.aborted) this[kInbound]?.abort(undefined)
+  /** The fallback when the response cannot be found: the request reports the abort itself. */
+  watchRequest (req: FastifyRequest['raw']): void {
+    req.on('close', () => { if (req.aborted) this.abort(undefined) })
+  }
 }
 
 /**
- * The scope of one inbound request: created on its first `httpClient()` call. A class, not an object of closures:
- * it is made once per inbound request that calls out, on the hot path of every such request.
+ * The scope of one inbound request, and its clients: created on its first `httpClient()` call. A class, not an
+ * object of closures: it is made once per inbound request that calls out, on the hot path of every such request.
  */
 class RequestScope implements ClientScope {
   readonly log: Logger
   readonly deadline: number
   private inbound: InboundSignal | undefined = undefined
   private readonly request: ScopedRequest
+  private readonly registry: HttpServices
   private readonly requestIdHeader: string | false
+  private firstName: string | undefined = undefined
+  private firstClient: HttpClient | undefined = undefined
+  private others: Map<string, HttpClient> | undefined = undefined
 
   constructor (request: ScopedRequest, registry: HttpServices) {
     const { requestIdHeader, requestDeadline, deadlineHeader } = registry.resolved
     this.request = request
+    this.registry = registry
     this.requestIdHeader = requestIdHeader
     this.log = request.log as unknown as Logger
     let budget = requestDeadline > 0 ? requestDeadline : Infinity
@@ -96,28 +94,43 @@ class RequestScope implements ClientScope {
     this.deadline = budget === Infinity ? Infinity : (start > 0 ? start : performance.now()) + budget
   }
 
+  /** The client of service `name` for this request: made on first use, then the same object. */
+  client (name: string): HttpClient {
+    // Most requests call one service: that one needs no map.
+    if (name === this.firstName) return this.firstClient as HttpClient
+    if (this.firstName === undefined) {
+      const client = this.registry.bind(name, this)
+      this.firstName = name
+      this.firstClient = client
+      return client
+    }
+    this.others ??= new Map()
+    let client = this.others.get(name)
+    if (client === undefined) {
+      client = this.registry.bind(name, this)
+      this.others.set(name, client)
+    }
+    return client
+  }
+
   signal (): CallSignal {
     let s = this.inbound
     if (s === undefined) {
       s = new InboundSignal(this.request.id)
       this.inbound = s
-      const raw = this.request.raw as Watched<FastifyRequest['raw']>
+      const raw = this.request.raw
       // The response closing before it finished is the client going away. The request's own 'close' cannot tell
       // once its body was read (Node closes it right then, before any answer), so watch the response, found
       // through the socket (`res.req` proves it is this request's); else fall back to the request.
-      const res = (raw.socket as { _httpMessage?: Watched<ServerResponse> } | null)?._httpMessage
+      const res = (raw.socket as { _httpMessage?: ServerResponse } | null)?._httpMessage
       if (res != null && res.req === raw) {
         // The client may be gone already: a call started after that must not run.
         if (res.destroyed && !res.writableFinished) s.abort(undefined)
-        else if (!res.writableFinished) {
-          res[kInbound] = s
-          res.on('close', onResponseClose)
-        }
+        else if (!res.writableFinished) s.watchResponse(res)
       } else if (raw.aborted || raw.socket == null || raw.socket.destroyed) {
         s.abort(undefined)
       } else {
-        raw[kInbound] = s
-        raw.on('close', onRequestClose)
+        s.watchRequest(raw)
       }
     }
     return s
@@ -148,17 +161,12 @@ const plugin: FastifyPluginAsync<HttpServicesOptions> = async function httpServi
   fastify.decorateRequest(kClients as unknown as string, null)
   fastify.decorateRequest('httpClient', function httpClient (this: FastifyRequest, name: ServiceName): HttpClient {
     const request = this as ScopedRequest
-    let state = request[kClients]
-    if (state === null) {
-      state = { scope: new RequestScope(request, registry), clients: Object.create(null) as Record<string, HttpClient> }
-      request[kClients] = state
+    let scope = request[kClients]
+    if (scope === null) {
+      scope = new RequestScope(request, registry)
+      request[kClients] = scope
     }
-    let client = state.clients[name]
-    if (client === undefined) {
-      client = registry.bind(name, state.scope)
-      state.clients[name] = client
-    }
-    return client
+    return scope.client(name)
   })
 
   if (requestDeadline > 0 || deadlineHeader !== false) {

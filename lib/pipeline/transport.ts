@@ -60,7 +60,7 @@ export function transport (service: ServiceRuntime): Next {
           ? decodeResponse(data.statusCode, data.headers, data.body, meta)
           : new HttpResponse(data.statusCode, data.headers, data.body, meta)
         if (ctx.bufferBody && res.status >= 200 && res.status < 300 && res.status !== 204 && ctx.method !== 'HEAD') {
-          res.buffer().then(resolve, reject)
+          res.buffer(resolve, reject)
         } else {
           resolve(res)
         }
