@@ -47,6 +47,7 @@ export class HttpService implements ServiceRuntime {
   private perCallHandler: Next | undefined = undefined
   private readonly policyNames: string[]
   private readonly statsFns: Array<[string, () => unknown]> = []
+  private readonly sharedState = new Map<string, unknown>()
   private readonly closeHooks: Array<() => void> = []
   private state: State = 'created'
   private readonly injected: Dispatcher | undefined
@@ -68,6 +69,19 @@ export class HttpService implements ServiceRuntime {
   get perCall (): Next {
     if (this.perCallHandler === undefined) this.perCallHandler = buildChain(this, transport(this), true).handler
     return this.perCallHandler
+  }
+
+  shared<T> (key: string, create: () => T): T {
+    let value = this.sharedState.get(key) as T | undefined
+    if (value === undefined) {
+      value = create()
+      this.sharedState.set(key, value)
+    }
+    return value
+  }
+
+  sharedIf<T> (key: string): T | undefined {
+    return this.sharedState.get(key) as T | undefined
   }
 
   addStats (key: string, fn: () => unknown): void {

@@ -202,11 +202,9 @@ export interface Breakers {
   shutdown: () => void
 }
 
-const kBreakers = new WeakMap<ServiceRuntime, Breakers>()
-
 /** The breaker(s) of a service, when it has any. */
 export function breakerOf (service: ServiceRuntime): Breakers | undefined {
-  return kBreakers.get(service)
+  return service.sharedIf<Breakers>('breaker')
 }
 
 /**
@@ -220,16 +218,13 @@ export function breakerOf (service: ServiceRuntime): Breakers | undefined {
  */
 export const breaker: PolicyFactory = (service) => {
   if (service.options.breaker === undefined) return undefined
-  let b = kBreakers.get(service)
-  if (b === undefined) {
+  return service.shared('breaker', (): Breakers => {
     const origins = breakerUpstreams(service.options)
     const created: Breakers = origins === undefined
       ? new ServiceBreaker(service)
       : new UpstreamBreakers(origins.map((origin) => new ServiceBreaker(service, origin)))
-    kBreakers.set(service, created)
     service.addStats('breaker', () => created.stats())
     service.onClose?.(() => created.shutdown())
-    b = created
-  }
-  return b.policy
+    return created
+  }).policy
 }

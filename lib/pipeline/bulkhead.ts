@@ -130,8 +130,6 @@ class Bulkhead {
   }
 }
 
-const kBulkheads = new WeakMap<ServiceRuntime, Bulkhead>()
-
 /**
  * Bulkhead: overflow past `maxConcurrent` + `maxQueue` fails at once with `BulkheadRejectedError` (503); a queued
  * call gives up after `queueTimeout` (or the inbound deadline) with `TimeoutError` (phase `queue`, 504), at once
@@ -141,12 +139,9 @@ const kBulkheads = new WeakMap<ServiceRuntime, Bulkhead>()
 export const bulkhead: PolicyFactory = (service) => {
   const options = service.options.bulkhead
   if (options === undefined) return undefined
-  let b = kBulkheads.get(service)
-  if (b === undefined) {
+  return service.shared('bulkhead', () => {
     const created = new Bulkhead(options)
-    kBulkheads.set(service, created)
     service.addStats('bulkhead', () => created.stats())
-    b = created
-  }
-  return b.policy
+    return created
+  }).policy
 }

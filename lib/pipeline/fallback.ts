@@ -21,7 +21,6 @@ interface FallbackState {
   failed: number
 }
 
-const kFallbacks = new WeakMap<ServiceRuntime, FallbackState>()
 
 /**
  * Failures a fallback may stand in for: the downstream's (transport, timeouts, status) and the resilience limits'
@@ -60,8 +59,10 @@ async function recover (fallback: Fallback, err: HttpServicesError, ctx: CallCon
 export const fallback: PolicyFactory = (service, perCall) => {
   const own = service.options.fallback
   if (own === undefined && !perCall) return undefined
-  let state = kFallbacks.get(service)
-  if (state !== undefined) return state.policy
+  return service.shared('fallback', () => createFallback(service, own)).policy
+}
+
+function createFallback (service: ServiceRuntime, own: Fallback | undefined): FallbackState {
   const { throwHttpErrors, passthroughStatus } = service.options
   const serve = async (fn: Fallback, err: HttpServicesError, ctx: CallContext): Promise<HttpResponse> => {
     let res: HttpResponse
@@ -94,8 +95,6 @@ export const fallback: PolicyFactory = (service, perCall) => {
       return serve(fn, err, ctx)
     }
   }
-  state = created
-  kFallbacks.set(service, state)
   service.addStats('fallback', () => ({ served: created.served, failed: created.failed }))
-  return state.policy
+  return created
 }

@@ -10,9 +10,6 @@ interface ServiceLimiter {
   policy: Policy
 }
 
-/** One limiter per service, shared by both of its chains. */
-const kLimiters = new WeakMap<ServiceRuntime, ServiceLimiter>()
-
 function rateLimited (ctx: CallContext, wait: number, maxWait: number): Error {
   const target = { service: ctx.service.name, method: ctx.method, path: ctx.path }
   const e = new RateLimitedError(
@@ -20,11 +17,14 @@ function rateLimited (ctx: CallContext, wait: number, maxWait: number): Error {
   return withRetryAfter(stamp(e, target), wait / 1000)
 }
 
-function create (service: ServiceRuntime): ServiceLimiter | undefined {
+/** One limiter per service, shared by both of its chains. */
+function limiterOf (service: ServiceRuntime): ServiceLimiter | undefined {
   const options = service.options.rateLimit
   if (options === undefined) return undefined
-  let state = kLimiters.get(service)
-  if (state !== undefined) return state
+  return service.shared('rateLimit', () => create(service, options))
+}
+
+function create (service: ServiceRuntime, options: NonNullable<ServiceRuntime['options']['rateLimit']>): ServiceLimiter {
   const limiter = createRateLimiter(options)
   const { maxWait, kind } = options
   let waited = 0
@@ -46,10 +46,8 @@ function create (service: ServiceRuntime): ServiceLimiter | undefined {
     }
     return next(ctx)
   }
-  state = { limiter, policy }
-  kLimiters.set(service, state)
   service.addStats('rateLimit', () => ({ kind, maxWait, ...limiter.stats(performance.now()), waited, rejected }))
-  return state
+  return { limiter, policy }
 }
 
 /**
@@ -57,7 +55,7 @@ function create (service: ServiceRuntime): ServiceLimiter | undefined {
  * retries. A call waits up to `maxWait` ms (and never past the inbound deadline) for a permit, else fails at once
  * with `RateLimitedError` (503, `Retry-After` = when a permit is next free).
  */
-export const rateLimit: PolicyFactory = (service) => create(service)?.policy
+export const rateLimit: PolicyFactory = (service) => limiterOf(service)?.policy
 
 /**
  * The adaptive limiter's feedback, placed inside retry and hedging so it sees the status of every attempt:
@@ -65,7 +63,7 @@ export const rateLimit: PolicyFactory = (service) => create(service)?.policy
  */
 export const rateLimitFeedback: PolicyFactory = (service) => {
   if (service.options.rateLimit?.adaptive === undefined) return undefined
-  const limiter = (create(service) as ServiceLimiter).limiter
+  const limiter = (limiterOf(service) as ServiceLimiter).limiter
   return async (ctx: CallContext, next: Next): Promise<HttpResponse> => {
     const sentAt = performance.now()
     const res = await next(ctx)

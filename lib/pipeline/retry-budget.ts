@@ -115,27 +115,25 @@ export interface RetryState {
   budgetExhausted: number
 }
 
-const kStates = new WeakMap<ServiceRuntime, RetryState>()
-
 /**
  * The retry state of `service`, created on first use and shown by `stats()` under `retry`. The budget takes the
  * service's `retry.budget`, or the built-in one when the service leaves retries off (per-call retries and hedges
  * are still budgeted).
  */
 export function retryStateOf (service: ServiceRuntime): RetryState {
-  let state = kStates.get(service)
-  if (state !== undefined) return state
+  return service.shared('retry', () => createRetryState(service))
+}
+
+function createRetryState (service: ServiceRuntime): RetryState {
   const retry = service.options.retry
   const options = retry !== undefined ? retry.budget : builtInDefaults.retryBudget
   const budget = options === undefined ? undefined : new RetryBudget(service.counters, options, options.window)
   const s: RetryState = { budget, retries: 0, hedges: 0, budgetExhausted: 0 }
-  kStates.set(service, s)
   service.addStats('retry', () => ({
     retries: s.retries,
     hedges: s.hedges,
     budgetExhausted: s.budgetExhausted,
     budget: s.budget?.stats()
   }))
-  state = s
-  return state
+  return s
 }

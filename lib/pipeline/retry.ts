@@ -100,16 +100,9 @@ export interface RetryPlanner {
   planFor: (option: number | false | RetryOptions | undefined) => RetryPlan | undefined
 }
 
-const kPlanners = new WeakMap<ServiceRuntime, RetryPlanner>()
-
 /** The retry planner of a service, made on first use. */
 export function retryPlanner (service: ServiceRuntime): RetryPlanner {
-  let planner = kPlanners.get(service)
-  if (planner === undefined) {
-    planner = createPlanner(service.options.retry)
-    kPlanners.set(service, planner)
-  }
-  return planner
+  return service.shared('retryPlanner', () => createPlanner(service.options.retry))
 }
 
 function createPlanner (resolved: ResolvedRetry | undefined): RetryPlanner {

@@ -37,6 +37,13 @@ export interface ServiceRuntime {
   readonly counters: ServiceCounters
   /** The dispatcher, once the service is open. */
   readonly dispatcher: Dispatcher | undefined
+  /**
+   * State a policy keeps once per service, for both of the service's chains (breakers, limiters, budgets):
+   * `create` runs on the first call for `key`; later calls return what it made.
+   */
+  shared: <T>(key: string, create: () => T) => T
+  /** What `shared` made for `key`, if anything. */
+  sharedIf: <T>(key: string) => T | undefined
   /** Registers a function whose result is merged into `stats()` under `key`. */
   addStats: (key: string, fn: () => unknown) => void
   /** Registers a function run once the service is closed (policies stop their timers: breakers). Optional for test doubles. */
