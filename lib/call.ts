@@ -38,12 +38,12 @@ export function checkHeader (service: string, name: string, value: string): void
 /** One logical call through a service's pipeline. */
 export class Call implements CallContext {
   readonly service: ServiceRuntime
+  readonly call: CallContext
   method: string
   path: string
   readonly route: string
   headers: Record<string, string>
   body: RequestBody
-  readonly replayable: boolean
   signal: CallSignal | undefined
   deadline: number
   attempt = 1
@@ -61,13 +61,13 @@ export class Call implements CallContext {
     ownHeaders: boolean, body: RequestBody, options: CallOptions, parentLog: Logger
   ) {
     this.service = service
+    this.call = this
     this.method = method
     this.path = path
     this.route = route
     this.headers = headers
     this.ownHeaders = ownHeaders
     this.body = body
-    this.replayable = !(body instanceof Readable)
     this.signal = undefined
     this.deadline = Infinity
     const t = service.options.timeout
@@ -76,6 +76,11 @@ export class Call implements CallContext {
     this.upstream = undefined
     this.options = options
     this.parentLog = parentLog
+  }
+
+  /** `false` when the body is a stream: it cannot be sent twice. */
+  get replayable (): boolean {
+    return !(this.body instanceof Readable)
   }
 
   get log (): Logger {

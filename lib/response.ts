@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { parseCookie, type Cookie } from 'undici'
 import { InvalidRequestError, ResponseParseError, ResponseTooLargeError, describe, stamp, type CallTarget } from './errors'
 import { toCallError } from './transport-errors'
+import type { CallContext } from './pipeline/types'
 
 /** Where a response came from and how much of it may be buffered. */
 export interface ResponseMeta extends CallTarget {
@@ -37,6 +38,8 @@ export class HttpResponse {
   attempts = 1
   /** @internal */
   readonly meta: ResponseMeta
+  /** @internal The call whose attempt this is the answer of (set by the transport). */
+  call: CallContext | undefined = undefined
 
   constructor (status: number, headers: IncomingHttpHeaders, body: Readable, meta: ResponseMeta) {
     this.status = status

@@ -9,6 +9,7 @@ import type { HttpResponse } from '../response'
 import { proxyConnectStatus } from '../transport-errors'
 import { backoffDelay, sleep, type Jitter } from './backoff'
 import { requestedDelay } from './retry-after'
+import { callOfFailure, callOfResponse } from './attempt-call'
 import { retryStateOf, type RetryBudgetLimits, type RetryState } from './retry-budget'
 import type { CallContext, Next, PolicyFactory, ServiceRuntime } from './types'
 
@@ -140,6 +141,32 @@ export const retry: PolicyFactory = (service, perCall) => {
   const { planFor } = retryPlanner(service)
   const state = retryStateOf(service)
 
+  // The first attempt's outcome is judged by functions made once per chain (`next` does not change), which find
+  // the call on the outcome (`./attempt-call`): a call holds no closure while its first attempt is in flight.
+  let inner: Next | undefined
+  let judgeFirst: (res: HttpResponse) => HttpResponse | Promise<HttpResponse>
+  let judgeFirstFailure: (err: unknown) => Promise<HttpResponse>
+  const bind = (next: Next): void => {
+    inner = next
+    judgeFirst = (res) => {
+      const ctx = callOfResponse(res)
+      if (ctx === undefined) return res
+      const plan = planFor(ctx.options.retry) as RetryPlan
+      if (!plan.statusCodes.has(res.status)) return res
+      return retryLoop(ctx, next, plan, state, repeatable(ctx, plan), res, undefined)
+    }
+    judgeFirstFailure = async (err) => {
+      const ctx = callOfFailure(err)
+      // Not an attempt's failure (an open breaker …): final, after one attempt.
+      if (ctx === undefined) {
+        if (isHttpServicesError(err)) err.attempts = 1
+        throw err
+      }
+      const plan = planFor(ctx.options.retry) as RetryPlan
+      return await retryLoop(ctx, next, plan, state, repeatable(ctx, plan), undefined, err)
+    }
+  }
+
   // Not an async function: a call that is not retried costs no extra promise.
   return (ctx: CallContext, next: Next): Promise<HttpResponse> => {
     let plan: RetryPlan | undefined
@@ -150,23 +177,17 @@ export const retry: PolicyFactory = (service, perCall) => {
     }
     // A stream body is gone once sent: never replayed.
     if (plan === undefined || !ctx.replayable) return next(ctx)
-    return firstAttempt(ctx, next, plan, state)
+    if (next !== inner) bind(next)
+    if (plan.idempotencyKey && !plan.methods.has(ctx.method) && ctx.headers['idempotency-key'] === undefined) {
+      ctx.setHeader('idempotency-key', randomUUID())
+    }
+    return next(ctx).then(judgeFirst, judgeFirstFailure)
   }
 }
 
-/**
- * Sends the first attempt. Not an async function either: the retry loop (an async frame) is entered only when the
- * attempt failed or answered a retried status.
- */
-function firstAttempt (ctx: CallContext, next: Next, plan: RetryPlan, state: RetryState): Promise<HttpResponse> {
-  const idempotent = plan.methods.has(ctx.method)
-  if (!idempotent && plan.idempotencyKey && ctx.headers['idempotency-key'] === undefined) {
-    ctx.setHeader('idempotency-key', randomUUID())
-  }
-  const repeatable = idempotent || ctx.headers['idempotency-key'] !== undefined
-  return next(ctx).then(
-    (res) => plan.statusCodes.has(res.status) ? retryLoop(ctx, next, plan, state, repeatable, res, undefined) : settled(ctx, res),
-    (err: unknown) => retryLoop(ctx, next, plan, state, repeatable, undefined, err))
+/** Whether a call may be sent again after it was handled: an idempotent method, or an `Idempotency-Key`. */
+function repeatable (ctx: CallContext, plan: RetryPlan): boolean {
+  return plan.methods.has(ctx.method) || ctx.headers['idempotency-key'] !== undefined
 }
 
 /** Judges the outcome of the first attempt (`res` or `error`) and of each retry, retrying while the plan allows. */

@@ -3,9 +3,23 @@ import { decodeResponse } from '../decompress'
 import { ClientClosedError } from '../errors'
 import { HttpResponse, type ResponseMeta } from '../response'
 import { toCallError } from '../transport-errors'
+import { markFailure, markResponse } from './attempt-call'
 import type { CallContext, Next, ServiceRuntime } from './types'
 
 type Timeouts = NonNullable<ResponseMeta['timeouts']>
+
+/** One attempt in flight: what undici's callback needs to settle it. */
+class Attempt {
+  readonly ctx: CallContext
+  readonly resolve: (res: HttpResponse) => void
+  readonly reject: (err: unknown) => void
+
+  constructor (ctx: CallContext, resolve: (res: HttpResponse) => void, reject: (err: unknown) => void) {
+    this.ctx = ctx
+    this.resolve = resolve
+    this.reject = reject
+  }
+}
 
 /**
  * The innermost layer: one `dispatcher.request` per attempt. Phase timeouts are undici's own `headersTimeout` and
@@ -35,7 +49,7 @@ export function transport (service: ServiceRuntime): Next {
   return (ctx: CallContext): Promise<HttpResponse> => {
     const dispatcher = service.dispatcher
     if (dispatcher === undefined) {
-      return Promise.reject(toCallError(new ClientClosedError(`${name}: service is not open (call it after ready() / onReady, before close())`), metaOf(ctx)))
+      return Promise.reject(markFailure(toCallError(new ClientClosedError(`${name}: service is not open (call it after ready() / onReady, before close())`), metaOf(ctx)), ctx))
     }
     counters.attempts++
     return new Promise<HttpResponse>((resolve, reject) => {
@@ -49,22 +63,29 @@ export function transport (service: ServiceRuntime): Next {
         body: ctx.body as Dispatcher.DispatchOptions['body'],
         signal: ctx.signal,
         headersTimeout: ctx.headersTimeout,
-        bodyTimeout: ctx.bodyTimeout
-      }, (err, data) => {
-        const meta = metaOf(ctx)
-        if (err !== null) {
-          reject(toCallError(err, meta, meta.timeouts))
-          return
-        }
-        const res = data.headers['content-encoding'] !== undefined && (ctx.options.decompress ?? decompress)
-          ? decodeResponse(data.statusCode, data.headers, data.body, meta)
-          : new HttpResponse(data.statusCode, data.headers, data.body, meta)
-        if (ctx.bufferBody && res.status >= 200 && res.status < 300 && res.status !== 204 && ctx.method !== 'HEAD') {
-          res.buffer(resolve, reject)
-        } else {
-          resolve(res)
-        }
-      })
+        bodyTimeout: ctx.bodyTimeout,
+        // undici hands `opaque` back to the callback: one small object per attempt, no closure over it.
+        opaque: new Attempt(ctx, resolve, reject)
+      }, settle)
     })
+  }
+
+  /** undici's answer to one attempt (made once per service). */
+  function settle (err: Error | null, data: Dispatcher.ResponseData | { opaque: unknown }): void {
+    const { ctx, resolve, reject } = data.opaque as Attempt
+    const meta = metaOf(ctx)
+    if (err !== null) {
+      reject(markFailure(toCallError(err, meta, meta.timeouts), ctx))
+      return
+    }
+    const { statusCode, headers, body } = data as Dispatcher.ResponseData
+    const res = markResponse(headers['content-encoding'] !== undefined && (ctx.options.decompress ?? decompress)
+      ? decodeResponse(statusCode, headers, body, meta)
+      : new HttpResponse(statusCode, headers, body, meta), ctx)
+    if (ctx.bufferBody && res.status >= 200 && res.status < 300 && res.status !== 204 && ctx.method !== 'HEAD') {
+      res.buffer(resolve, (e) => reject(markFailure(e as object, ctx)))
+    } else {
+      resolve(res)
+    }
   }
 }

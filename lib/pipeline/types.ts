@@ -62,6 +62,12 @@ export interface ServiceRuntime {
  */
 export interface CallContext {
   readonly service: ServiceRuntime
+  /**
+   * The call this context is: itself, or, for the view a policy makes of it for one attempt (hedging), the call it
+   * was made from (views inherit it). The transport marks each attempt's response and error with it (see
+   * `./attempt-call`), so a policy above can pick up the call from the outcome without holding it in a closure.
+   */
+  readonly call: CallContext
   /** Upper-case method (a redirect policy may turn it into GET). */
   method: string
   /** Path and query as sent, base path included. */
