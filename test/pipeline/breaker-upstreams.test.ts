@@ -1,6 +1,4 @@
-import { Writable } from 'node:stream'
 import Fastify from 'fastify'
-import pino from 'pino'
 import t, { type Test } from 'tap'
 import httpServices, {
   CircuitOpenError,
@@ -10,22 +8,14 @@ import httpServices, {
   type Logger,
   type ServiceOptions
 } from '../../index'
+import { capturePino } from '../helpers/pino-lines'
 import { closedPort, sendJson, startServer, type TestServer } from '../helpers/server'
 
 type LogLine = { level: number, msg: string, service?: string, upstream?: string, breaker?: string }
 type UpstreamStats = { state: string, opens: number, calls: number, failures: number, retryAfterMs: number }
 type Stats = { state: string, opens: number, rejected: number, retryAfterMs: number, upstreams: Record<string, UpstreamStats> }
 
-function capture (): { logger: Logger, lines: LogLine[] } {
-  const lines: LogLine[] = []
-  const stream = new Writable({
-    write (chunk, _enc, cb) {
-      lines.push(JSON.parse(String(chunk)))
-      cb()
-    }
-  })
-  return { logger: pino({ level: 'debug' }, stream) as unknown as Logger, lines }
-}
+const capture = (): { logger: Logger, lines: LogLine[] } => capturePino<LogLine>()
 
 const kSmall: BreakerOptions = { minimumRequests: 2, errorPercentage: 50, window: 10000, resetAfter: 200 }
 const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))

@@ -1,23 +1,12 @@
-import { Writable } from 'node:stream'
 import Fastify from 'fastify'
-import pino from 'pino'
 import t, { type Test } from 'tap'
 import httpServices, { CircuitOpenError, ConnectionError, createHttpServices, type BreakerOptions, type HttpServicesOptions, type Logger } from '../../index'
+import { capturePino } from '../helpers/pino-lines'
 import { closedPort, sendJson, startServer, type Handler } from '../helpers/server'
 
 type LogLine = { level: number, msg: string, service?: string, breaker?: string }
 
-/** A pino logger writing into an array of parsed lines. */
-function capture (): { logger: Logger, lines: LogLine[] } {
-  const lines: LogLine[] = []
-  const stream = new Writable({
-    write (chunk, _enc, cb) {
-      lines.push(JSON.parse(String(chunk)))
-      cb()
-    }
-  })
-  return { logger: pino({ level: 'debug' }, stream) as unknown as Logger, lines }
-}
+const capture = (): { logger: Logger, lines: LogLine[] } => capturePino<LogLine>()
 
 const kSmall: BreakerOptions = { minimumRequests: 4, errorPercentage: 50, window: 10000, resetAfter: 200 }
 
