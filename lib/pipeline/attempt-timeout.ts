@@ -1,9 +1,8 @@
 import { performance } from 'node:perf_hooks'
-import { whenBodyDone } from '../body-done'
-import { CallSignal } from '../call-signal'
 import { TimeoutError, describe, stamp } from '../errors'
 import type { HttpResponse } from '../response'
 import { setDeadlineHeaders, type DeadlineHeaderNames } from './deadline-headers'
+import { underTimer } from './timer-guard'
 import type { CallContext, Next, PolicyFactory } from './types'
 
 /** The attempt limit of a call: its own `timeout.attempt` over the service's; 0 is none. */
@@ -13,9 +12,9 @@ function limitOf (ctx: CallContext, serviceLimit: number): number {
   return serviceLimit
 }
 
-function onTimeout (ctx: CallContext, signal: CallSignal, limit: number): void {
+function attemptTimeoutError (ctx: CallContext, limit: number): Error {
   const target = { service: ctx.service.name, method: ctx.method, path: ctx.path }
-  signal.abort(stamp(new TimeoutError(`${describe(target)}: attempt timeout after ${limit} ms`), target, { phase: 'attempt', timeout: limit }))
+  return stamp(new TimeoutError(`${describe(target)}: attempt timeout after ${limit} ms`), target, { phase: 'attempt', timeout: limit })
 }
 
 /**
@@ -36,28 +35,8 @@ export const attemptTimeout: PolicyFactory = (service, perCall) => {
   }
 }
 
-async function guard (ctx: CallContext, next: Next, limit: number, headers: DeadlineHeaderNames | undefined): Promise<HttpResponse> {
-  const parent = ctx.signal
-  const signal = new CallSignal()
-  if (parent !== undefined) signal.follow(parent)
-  const timer = setTimeout(onTimeout, limit, ctx, signal, limit)
-  const done = (): void => {
-    clearTimeout(timer)
-    signal.unlink()
-  }
+function guard (ctx: CallContext, next: Next, limit: number, headers: DeadlineHeaderNames | undefined): Promise<HttpResponse> {
   if (headers !== undefined) setDeadlineHeaders(ctx, headers, Math.min(ctx.deadline, performance.now() + limit))
   // The signal is this attempt's only: the retry policy above sends the next attempt with the call's own.
-  ctx.signal = signal
-  let res: HttpResponse
-  try {
-    res = await next(ctx)
-  } catch (err) {
-    done()
-    throw err
-  } finally {
-    ctx.signal = parent
-  }
-  // The timer keeps guarding the body until it is read or destroyed.
-  whenBodyDone(res, done)
-  return res
+  return underTimer(ctx, next, limit, () => attemptTimeoutError(ctx, limit), true)
 }

@@ -1,9 +1,9 @@
 import { performance } from 'node:perf_hooks'
-import { bodyDone, whenBodyDone } from '../body-done'
-import { CallSignal } from '../call-signal'
+import { bodyDone } from '../body-done'
 import { DeadlineQueue, DeadlineSignal } from './deadline-queue'
 import { TimeoutError, describe, stamp } from '../errors'
 import type { HttpResponse } from '../response'
+import { underTimer } from './timer-guard'
 import type { CallContext, Next, Policy, PolicyFactory } from './types'
 
 /** The call's own total timeout: per-call `timeout` (a number is total) over the service's. */
@@ -76,22 +76,5 @@ async function ownTimer (ctx: CallContext, next: Next, total: number, now: numbe
   if (limit <= 0) throw timeoutError(ctx, inbound ? 0 : total, inbound)
   ctx.deadline = end
 
-  const signal = new CallSignal()
-  if (ctx.signal !== undefined) signal.follow(ctx.signal)
-  ctx.signal = signal
-  const timer = setTimeout(() => signal.abort(timeoutError(ctx, inbound ? limit : total, inbound)), limit)
-  const done = (): void => {
-    clearTimeout(timer)
-    signal.unlink()
-  }
-  let res: HttpResponse
-  try {
-    res = await next(ctx)
-  } catch (err) {
-    done()
-    throw err
-  }
-  // The timer keeps guarding the body until it is read or destroyed.
-  whenBodyDone(res, done)
-  return res
+  return await underTimer(ctx, next, limit, () => timeoutError(ctx, inbound ? limit : total, inbound), false)
 }

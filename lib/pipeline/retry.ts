@@ -68,17 +68,11 @@ export function neverSent (err: unknown): boolean {
 
 /** The plan of resolved retry options. */
 export function planOf (r: ResolvedRetry): RetryPlan {
+  // `resolveRetry` made `r` complete and checked: only the lists become sets, and the budget keeps its limits.
   return {
-    attempts: r.attempts,
-    baseDelay: r.baseDelay,
-    maxDelay: r.maxDelay,
-    factor: r.factor,
-    jitter: r.jitter,
-    delay: r.delay,
+    ...r,
     statusCodes: new Set(r.statusCodes),
     methods: new Set(r.methods),
-    maxRetryAfter: r.maxRetryAfter,
-    idempotencyKey: r.idempotencyKey,
     budget: r.budget === undefined ? undefined : { ratio: r.budget.ratio, minPerSecond: r.budget.minPerSecond }
   }
 }

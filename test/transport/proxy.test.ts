@@ -1,7 +1,7 @@
 import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2'
 import { inspect } from 'node:util'
 import Fastify from 'fastify'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import httpServices, {
   ConnectionError,
   TimeoutError,
@@ -283,8 +283,8 @@ t.test('credentials never reach the logs: a Fastify app whose proxied call fails
   assertNoSecret(t, res.body, 'reply')
 })
 
-t.test("proxy: 'env' follows HTTP_PROXY / HTTPS_PROXY, and NO_PROXY bypasses the proxy", async (t) => {
-  const names = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'NO_PROXY', 'no_proxy']
+/** Unsets the environment variables `names` for the test, restoring them after it. */
+function clearEnv (t: Test, names: string[]): void {
   const saved = Object.fromEntries(names.map((n) => [n, process.env[n]]))
   t.teardown(() => {
     for (const n of names) {
@@ -293,6 +293,11 @@ t.test("proxy: 'env' follows HTTP_PROXY / HTTPS_PROXY, and NO_PROXY bypasses the
     }
   })
   for (const n of names) delete process.env[n]
+}
+
+t.test("proxy: 'env' follows HTTP_PROXY / HTTPS_PROXY, and NO_PROXY bypasses the proxy", async (t) => {
+  const names = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'NO_PROXY', 'no_proxy']
+  clearEnv(t, names)
   const target = await upstream(t)
   const httpsTarget = await httpsUpstream(t)
   const proxy = await proxyServer(t, { auth: { username: user, password } })
@@ -328,14 +333,7 @@ t.test("proxy: 'env' follows HTTP_PROXY / HTTPS_PROXY, and NO_PROXY bypasses the
 
 t.test("proxy: 'env' without proxy variables goes straight to the upstream; a malformed variable is refused at open", async (t) => {
   const names = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy']
-  const saved = Object.fromEntries(names.map((n) => [n, process.env[n]]))
-  t.teardown(() => {
-    for (const n of names) {
-      if (saved[n] === undefined) delete process.env[n]
-      else process.env[n] = saved[n]
-    }
-  })
-  for (const n of names) delete process.env[n]
+  clearEnv(t, names)
   const target = await upstream(t)
   const s = await services(t, { baseUrl: target.url, proxy: 'env' })
   t.equal((await s.client('api').get('/')).status, 200)
