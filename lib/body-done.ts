@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream'
 import type { HttpResponse } from './response'
 
 /**
@@ -5,8 +6,9 @@ import type { HttpResponse } from './response'
  * undici's body stream of such a response emits no 'close' until someone reads it, so it may never come.
  */
 export function bodyDone (res: HttpResponse): boolean {
-  const body = res.body
-  return body.destroyed || body.readableEnded || res.status === 204 || res.status === 304 ||
+  const body = res.bodyStream
+  // No stream: the transport read the body itself.
+  return body === null || body.destroyed || body.readableEnded || res.status === 204 || res.status === 304 ||
     res.meta.method === 'HEAD' || res.headers['content-length'] === '0'
 }
 
@@ -17,5 +19,5 @@ export function bodyDone (res: HttpResponse): boolean {
  */
 export function whenBodyDone (res: HttpResponse, fn: () => void): void {
   if (bodyDone(res)) fn()
-  else res.body.once('close', fn)
+  else (res.bodyStream as Readable).once('close', fn)
 }

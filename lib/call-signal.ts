@@ -1,5 +1,10 @@
 type Listener = () => void
 
+/** A listener that is an object: no closure per listener (an attempt in flight listens to its call's signal). */
+export interface AbortListener {
+  onSignalAbort: () => void
+}
+
 /**
  * A minimal abort signal for one call or one inbound request.
  *
@@ -11,7 +16,7 @@ type Listener = () => void
 export class CallSignal {
   aborted = false
   protected abortReason: unknown = undefined
-  private listeners: Listener[] | undefined = undefined
+  private listeners: Array<Listener | AbortListener> | undefined = undefined
   private unlinkers: Array<() => void> | undefined = undefined
 
   /** Aborts with `reason` and notifies every listener once. Later calls do nothing. */
@@ -23,7 +28,10 @@ export class CallSignal {
     this.listeners = undefined
     this.unlink()
     if (listeners !== undefined) {
-      for (const fn of listeners) fn()
+      for (const fn of listeners) {
+        if (typeof fn === 'function') fn()
+        else fn.onSignalAbort()
+      }
     }
   }
 
@@ -32,17 +40,17 @@ export class CallSignal {
     return this.abortReason
   }
 
-  on (_event: 'abort', fn: Listener): this {
+  on (_event: 'abort', fn: Listener | AbortListener): this {
     if (this.listeners === undefined) this.listeners = [fn]
     else this.listeners.push(fn)
     return this
   }
 
-  once (event: 'abort', fn: Listener): this {
+  once (event: 'abort', fn: Listener | AbortListener): this {
     return this.on(event, fn)
   }
 
-  removeListener (_event: 'abort', fn: Listener): this {
+  removeListener (_event: 'abort', fn: Listener | AbortListener): this {
     const listeners = this.listeners
     if (listeners !== undefined) {
       const i = listeners.lastIndexOf(fn)
@@ -56,7 +64,7 @@ export class CallSignal {
     return this.listeners !== undefined && this.listeners.length > 0
   }
 
-  off (event: 'abort', fn: Listener): this {
+  off (event: 'abort', fn: Listener | AbortListener): this {
     return this.removeListener(event, fn)
   }
 

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream'
+import { Readable } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
 import { parseCookie, type Cookie } from 'undici'
 import { InvalidRequestError, ResponseParseError, ResponseTooLargeError, describe, stamp, type CallTarget } from './errors'
@@ -32,8 +32,6 @@ export class HttpResponse {
   readonly status: number
   /** Response headers, lower-case names (`set-cookie` is an array). */
   readonly headers: IncomingHttpHeaders
-  /** The body as a stream; pass it to `reply.send()` to stream it on. */
-  readonly body: Readable
   /** How many attempts the call took (set by the retry policy; 1 without retries). */
   attempts = 1
   /** @internal */
@@ -44,8 +42,39 @@ export class HttpResponse {
   constructor (status: number, headers: IncomingHttpHeaders, body: Readable, meta: ResponseMeta) {
     this.status = status
     this.headers = headers
-    this.body = body
+    this.stream = body
     this.meta = meta
+  }
+
+  /**
+   * @internal A response whose body the transport reads itself, without a stream (the *Json helpers): `setText()`
+   * gives it its body once read.
+   */
+  static unread (status: number, headers: IncomingHttpHeaders, meta: ResponseMeta): HttpResponse {
+    return new HttpResponse(status, headers, null as unknown as Readable, meta)
+  }
+
+  /** @internal The body the transport read for an `unread()` response (UTF-8, at most `maxResponseSize` bytes). */
+  setText (text: string): void {
+    this.buffered = text
+  }
+
+  /** The body as a stream; pass it to `reply.send()` to stream it on. */
+  get body (): Readable {
+    let stream = this.stream
+    if (stream === null) {
+      // A body the transport read already: the same bytes as a stream (an empty one once it was read).
+      stream = new Readable({ read () {} })
+      if (this.buffered !== undefined && !this.used) stream.push(Buffer.from(this.buffered, 'utf8'))
+      stream.push(null)
+      this.stream = stream
+    }
+    return stream
+  }
+
+  /** @internal The body stream, `null` when the transport read the body without one (no stream made for it). */
+  get bodyStream (): Readable | null {
+    return this.stream
   }
 
   /** `true` for a 2xx status. */
@@ -93,7 +122,7 @@ export class HttpResponse {
   async json<T = unknown> (): Promise<T> {
     if (this.status === 204 || this.status === 304 || this.meta.method === 'HEAD') {
       this.claim()
-      this.body.resume()
+      this.stream?.resume()
       return undefined as T
     }
     return this.parse<T>(await this.text())
@@ -162,6 +191,7 @@ export class HttpResponse {
 
   private used = false
   private buffered: string | undefined = undefined
+  private stream: Readable | null
 
   private claim (): void {
     if (this.used) {
@@ -172,8 +202,8 @@ export class HttpResponse {
 
   /** Discards the body so the connection can be reused. Safe to call more than once. */
   async dump (): Promise<void> {
-    const body = this.body
-    if (body.destroyed || body.readableEnded) return
+    const body = this.stream
+    if (body === null || body.destroyed || body.readableEnded) return
     try {
       for await (const _ of body) { /* discard */ } // eslint-disable-line no-unused-vars
     } catch {
@@ -183,8 +213,8 @@ export class HttpResponse {
 
   /** Destroys the body (closing or freeing its connection) without reading it. */
   destroy (): void {
-    const body = this.body
-    if (body.destroyed) return
+    const body = this.stream
+    if (body === null || body.destroyed) return
     // undici's body emits 'error' (UND_ERR_ABORTED) when destroyed before its end; nobody reads it any more.
     body.on('error', ignore)
     body.destroy()
@@ -200,7 +230,8 @@ export class HttpResponse {
     return n
   }
 
-  private tooLarge (size: number | undefined): Error {
+  /** @internal The error of a body over `maxResponseSize` (`size` when known); destroys the body. */
+  tooLarge (size: number | undefined): Error {
     this.destroy()
     const limit = this.meta.maxResponseSize
     const e = new ResponseTooLargeError(

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks'
-import { CallSignal } from '../call-signal'
+import { CallSignal, type AbortListener } from '../call-signal'
 
 /** The signal of one call under a service's total timeout: when it expires, and the call it names then. */
 export class DeadlineSignal extends CallSignal {
@@ -23,7 +23,7 @@ export class DeadlineSignal extends CallSignal {
     }
   }
 
-  override removeListener (event: 'abort', fn: () => void): this {
+  override removeListener (event: 'abort', fn: (() => void) | AbortListener): this {
     super.removeListener(event, fn)
     if (this.settledIn !== undefined && !this.listening) {
       this.settledIn.delete(this)

@@ -4,6 +4,7 @@ import { ClientClosedError } from '../errors'
 import { HttpResponse, type ResponseMeta } from '../response'
 import { toCallError } from '../transport-errors'
 import { markFailure, markResponse } from './attempt-call'
+import { BufferedAttempt, type AttemptSettings } from './buffered-attempt'
 import type { CallContext, Next, ServiceRuntime } from './types'
 
 type Timeouts = NonNullable<ResponseMeta['timeouts']>
@@ -26,7 +27,9 @@ class Attempt {
  * `bodyTimeout` (its timers are cheap and coarse); the connect timeout is the pool's. Failures become typed errors.
  *
  * A call of the *Json helpers (`ctx.bufferBody`) has its 2xx body read here, inside the attempt: a body that breaks
- * off fails the attempt (and may be retried), and attempt timeouts and the breaker see it.
+ * off fails the attempt (and may be retried), and attempt timeouts and the breaker see it. Such a call is dispatched
+ * with a handler of its own that reads the body without a stream (`./buffered-attempt`); other calls use undici's
+ * `request()`, whose body stream is what they hand over.
  *
  * This runs for every attempt of every call, so it is written for the hot path: undici's callback API (no promise of
  * undici's own), and the response's description (`meta`) made once the answer is in, not held while waiting.
@@ -46,12 +49,32 @@ export function transport (service: ServiceRuntime): Next {
     return { service: name, method: ctx.method, path: ctx.path, origin: ctx.upstream?.origin ?? origin, maxResponseSize, timeouts: limits }
   }
 
+  const settings: AttemptSettings = { metaOf, decompress }
+
   return (ctx: CallContext): Promise<HttpResponse> => {
     const dispatcher = service.dispatcher
     if (dispatcher === undefined) {
       return Promise.reject(markFailure(toCallError(new ClientClosedError(`${name}: service is not open (call it after ready() / onReady, before close())`), metaOf(ctx)), ctx))
     }
     counters.attempts++
+    if (ctx.bufferBody) {
+      const signal = ctx.signal
+      if (signal?.aborted === true) {
+        const meta = metaOf(ctx)
+        return Promise.reject(markFailure(toCallError(signal.reason, meta, meta.timeouts), ctx))
+      }
+      return new Promise<HttpResponse>((resolve, reject) => {
+        dispatcher.dispatch({
+          origin: ctx.upstream?.origin ?? origin,
+          path: ctx.path,
+          method: ctx.method as Dispatcher.HttpMethod,
+          headers: ctx.headers,
+          body: ctx.body as Dispatcher.DispatchOptions['body'],
+          headersTimeout: ctx.headersTimeout,
+          bodyTimeout: ctx.bodyTimeout
+        }, new BufferedAttempt(settings, ctx, resolve, reject))
+      })
+    }
     return new Promise<HttpResponse>((resolve, reject) => {
       dispatcher.request({
         // The upstream the breaker picked (several baseUrls and a breaker), else the first: the pool picks.
@@ -79,13 +102,8 @@ export function transport (service: ServiceRuntime): Next {
       return
     }
     const { statusCode, headers, body } = data as Dispatcher.ResponseData
-    const res = markResponse(headers['content-encoding'] !== undefined && (ctx.options.decompress ?? decompress)
+    resolve(markResponse(headers['content-encoding'] !== undefined && (ctx.options.decompress ?? decompress)
       ? decodeResponse(statusCode, headers, body, meta)
-      : new HttpResponse(statusCode, headers, body, meta), ctx)
-    if (ctx.bufferBody && res.status >= 200 && res.status < 300 && res.status !== 204 && ctx.method !== 'HEAD') {
-      res.buffer(resolve, (e) => reject(markFailure(e as object, ctx)))
-    } else {
-      resolve(res)
-    }
+      : new HttpResponse(statusCode, headers, body, meta), ctx))
   }
 }
