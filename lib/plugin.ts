@@ -6,6 +6,7 @@ import type { ClientScope } from './call'
 import { CallSignal } from './call-signal'
 import type { HttpClient } from './client'
 import type { HttpServicesOptions } from './config/types'
+import { kMaxTimerMs } from './config/validate'
 import { RequestAbortedError } from './errors'
 import { registerUnderPressure } from './health'
 import type { Logger } from './pipeline/types'
@@ -87,8 +88,12 @@ class RequestScope implements ClientScope {
     let budget = requestDeadline > 0 ? requestDeadline : Infinity
     if (deadlineHeader !== false) {
       const raw = request.headers[deadlineHeader]
-      // Whole milliseconds only: Number('') is 0, which would fail every call at once.
-      if (typeof raw === 'string' && kMilliseconds.test(raw)) budget = Math.min(budget, Number(raw))
+      // Whole milliseconds only: Number('') is 0, which would fail every call at once. A budget longer than a timer
+      // can wait (24.8 days) is no deadline: Node would fire such a timer after 1 ms.
+      if (typeof raw === 'string' && kMilliseconds.test(raw)) {
+        const ms = Number(raw)
+        if (ms <= kMaxTimerMs) budget = Math.min(budget, ms)
+      }
     }
     const start = request[kStart]
     this.deadline = budget === Infinity ? Infinity : (start > 0 ? start : performance.now()) + budget

@@ -91,8 +91,20 @@ export function number (expected: string, test: (n: number) => boolean): Checker
   return rule(expected, (v) => isNumber(v) && test(v))
 }
 
-export const positiveMs = number('a positive number of milliseconds', (n) => n > 0)
-export const ms = number('a number of milliseconds >= 0', (n) => n >= 0)
+/** The longest wait Node's timers take: a longer `setTimeout` fires after 1 ms instead. */
+export const kMaxTimerMs = 2_147_483_647
+
+/** Milliseconds that pass `test`, at most `kMaxTimerMs` (a longer one is refused with its own message). */
+function millis (expected: string, test: (n: number) => boolean): Checker {
+  const base = number(expected, test)
+  return Object.assign((value: unknown, key: string) => {
+    base(value, key)
+    if ((value as number) > kMaxTimerMs) fail(key, `at most ${kMaxTimerMs} ms (about 24.8 days: Node's timers wait no longer)`, value)
+  }, { expected })
+}
+
+export const positiveMs = millis('a positive number of milliseconds', (n) => n > 0)
+export const ms = millis('a number of milliseconds >= 0', (n) => n >= 0)
 export const positive = number('a positive number', (n) => n > 0)
 export const boolean = rule('a boolean', isBoolean)
 export const string = rule('a non-empty string', (v) => isString(v) && v !== '')

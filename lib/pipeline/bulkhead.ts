@@ -1,20 +1,47 @@
 import { performance } from 'node:perf_hooks'
-import type { CallSignal } from '../call-signal'
+import type { AbortListener, CallSignal } from '../call-signal'
 import { BulkheadRejectedError, TimeoutError, describe, stamp, type CallTarget } from '../errors'
 import type { HttpResponse } from '../response'
 import { closedWhileWaiting } from './backoff'
 import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
 
-/** A call waiting for a slot. */
-interface Waiter {
-  resolve: () => void
-  reject: (err: unknown) => void
-  timer: NodeJS.Timeout
-  signal: CallSignal | undefined
-  onAbort: () => void
-  /** The service's `closing` signal, listened to while the call waits. */
-  closing: CallSignal | undefined
-  onClosing: () => void
+/**
+ * A call waiting for a slot: one object, no closure. Waiters form a doubly linked FIFO list, so a call that gives up
+ * (its signal aborts, it times out) leaves from anywhere in O(1), even with 10,000 waiting.
+ */
+class Waiter implements AbortListener {
+  prev: Waiter | null = null
+  next: Waiter | null = null
+  readonly ctx: CallContext
+  readonly stage: Next
+  readonly resolve: (res: HttpResponse) => void
+  readonly reject: (err: unknown) => void
+  /** `performance.now()` time at which it gives up after `queueTimeout` (the bulkhead's one timer watches it). */
+  readonly expiresAt: number
+  /**
+   * The call's own timer when its inbound deadline comes before `queueTimeout` (rare: such calls do not expire in
+   * queue order). Its wait limit is then `limit`.
+   */
+  timer: NodeJS.Timeout | undefined = undefined
+  limit = 0
+  private readonly bulkhead: Bulkhead
+
+  constructor (
+    bulkhead: Bulkhead, ctx: CallContext, stage: Next, expiresAt: number,
+    resolve: (res: HttpResponse) => void, reject: (err: unknown) => void
+  ) {
+    this.bulkhead = bulkhead
+    this.ctx = ctx
+    this.stage = stage
+    this.expiresAt = expiresAt
+    this.resolve = resolve
+    this.reject = reject
+  }
+
+  /** The call's signal aborted: it leaves the queue with the signal's reason. */
+  onSignalAbort (): void {
+    this.bulkhead.abandon(this, (this.ctx.signal as CallSignal).reason)
+  }
 }
 
 function targetOf (ctx: CallContext): CallTarget {
@@ -26,30 +53,49 @@ function targetOf (ctx: CallContext): CallTarget {
  * from the start of the call until its response headers are back (every retry and backoff sleep included), and
  * released when the response is returned, whether or not its body is read: an unread body must not take a slot
  * for ever. Streamed bodies are bounded by the pool's `connections` instead.
+ *
+ * Written for a full queue: a waiting call is one `Waiter` in a linked list; one timer per bulkhead, armed for the
+ * first waiter in line, stands for every waiter's `queueTimeout` (they expire in the order they came; a call whose
+ * inbound deadline comes first has a timer of its own); the service's `closing` signal is listened to once, while
+ * anything waits.
  */
-class Bulkhead {
+class Bulkhead implements AbortListener {
   readonly policy: Policy
   private active = 0
-  private readonly queue: Waiter[] = []
+  private head: Waiter | null = null
+  private tail: Waiter | null = null
+  private queued = 0
   private rejected = 0
   private timedOut = 0
+  /** Armed for the first waiter in line without a timer of its own. */
+  private timer: NodeJS.Timeout | undefined = undefined
+  /** The closing signal listened to while the queue is not empty. */
+  private closing: CallSignal | undefined = undefined
   private readonly maxConcurrent: number
   private readonly maxQueue: number
   private readonly queueTimeout: number
+  private readonly released: (res: HttpResponse) => HttpResponse
+  private readonly failed: (err: unknown) => never
 
   constructor (options: { maxConcurrent: number, maxQueue: number, queueTimeout: number }) {
     this.maxConcurrent = options.maxConcurrent
     this.maxQueue = options.maxQueue
     this.queueTimeout = options.queueTimeout
-    this.policy = async (ctx: CallContext, next: Next): Promise<HttpResponse> => {
+    this.released = (res) => {
+      this.release()
+      return res
+    }
+    this.failed = (err) => {
+      this.release()
+      throw err
+    }
+    this.policy = (ctx, next) => {
       // A free slot implies an empty queue: release() hands slots to waiters first.
-      if (this.active < this.maxConcurrent) this.active++
-      else await this.wait(ctx)
-      try {
-        return await next(ctx)
-      } finally {
-        this.release()
+      if (this.active < this.maxConcurrent) {
+        this.active++
+        return this.run(ctx, next)
       }
+      return this.enqueue(ctx, next)
     }
   }
 
@@ -58,75 +104,134 @@ class Bulkhead {
       maxConcurrent: this.maxConcurrent,
       maxQueue: this.maxQueue,
       active: this.active,
-      queued: this.queue.length,
+      queued: this.queued,
       rejected: this.rejected,
       queueTimeouts: this.timedOut
     }
   }
 
-  private async wait (ctx: CallContext): Promise<void> {
-    if (this.queue.length >= this.maxQueue) {
+  /** Runs a call that holds a slot; the slot is released when the call settles. */
+  private run (ctx: CallContext, next: Next): Promise<HttpResponse> {
+    let promise: Promise<HttpResponse>
+    try {
+      promise = next(ctx)
+    } catch (err) {
+      this.release()
+      return Promise.reject(err)
+    }
+    return promise.then(this.released, this.failed)
+  }
+
+  private enqueue (ctx: CallContext, next: Next): Promise<HttpResponse> {
+    if (this.queued >= this.maxQueue) {
       this.rejected++
       const target = targetOf(ctx)
-      throw stamp(new BulkheadRejectedError(
-        `${describe(target)}: bulkhead full (${this.maxConcurrent} in flight, ${this.queue.length} waiting)`), target)
+      return Promise.reject(stamp(new BulkheadRejectedError(
+        `${describe(target)}: bulkhead full (${this.maxConcurrent} in flight, ${this.queued} waiting)`), target))
     }
     const signal = ctx.signal
-    if (signal !== undefined && signal.aborted) throw signal.reason
+    if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason)
     const closing = ctx.service.closing
-    if (closing !== undefined && closing.aborted) throw closedWhileWaiting(ctx)
-    const left = ctx.deadline === Infinity ? Infinity : ctx.deadline - performance.now()
-    const limit = Math.max(0, Math.min(this.queueTimeout, left))
-    await new Promise<void>((resolve, reject) => {
-      const waiter: Waiter = {
-        resolve,
-        reject,
-        signal,
-        timer: setTimeout(() => {
-          this.remove(waiter)
-          this.timedOut++
-          const target = targetOf(ctx)
-          const why = limit < this.queueTimeout ? 'the inbound request\'s deadline passed' : `no slot within queueTimeout ${limit} ms`
-          reject(stamp(new TimeoutError(`${describe(target)}: waited for a bulkhead slot: ${why}`), target,
-            { phase: 'queue', timeout: Math.round(limit) }))
-        }, limit),
-        onAbort: () => {
-          this.remove(waiter)
-          reject((signal as CallSignal).reason)
-        },
-        closing,
-        onClosing: () => {
-          this.remove(waiter)
-          reject(closedWhileWaiting(ctx))
-        }
+    if (closing !== undefined && closing.aborted) return Promise.reject(closedWhileWaiting(ctx))
+    const now = performance.now()
+    const expiresAt = now + this.queueTimeout
+    return new Promise<HttpResponse>((resolve, reject) => {
+      const waiter = new Waiter(this, ctx, next, expiresAt, resolve, reject)
+      if (ctx.deadline < expiresAt) {
+        waiter.limit = Math.max(0, ctx.deadline - now)
+        waiter.timer = setTimeout(this.deadlinePassed, waiter.limit, waiter)
+      } else if (this.timer === undefined) {
+        this.timer = setTimeout(this.expire, this.queueTimeout)
       }
-      if (signal !== undefined) signal.once('abort', waiter.onAbort)
-      if (closing !== undefined) closing.once('abort', waiter.onClosing)
-      this.queue.push(waiter)
+      if (this.tail === null) {
+        this.head = waiter
+        if (closing !== undefined) {
+          this.closing = closing
+          closing.on('abort', this)
+        }
+      } else {
+        this.tail.next = waiter
+        waiter.prev = this.tail
+      }
+      this.tail = waiter
+      this.queued++
+      if (signal !== undefined) signal.on('abort', waiter)
     })
   }
 
   /** Frees a slot, or hands it straight to the first waiter. */
   private release (): void {
-    const waiter = this.queue.shift()
-    if (waiter === undefined) {
+    const waiter = this.head
+    if (waiter === null) {
       this.active--
       return
     }
-    this.settle(waiter)
-    waiter.resolve()
+    this.unlink(waiter)
+    this.run(waiter.ctx, waiter.stage).then(waiter.resolve, waiter.reject)
   }
 
-  private remove (waiter: Waiter): void {
-    const i = this.queue.indexOf(waiter)
-    if (i !== -1) this.queue.splice(i, 1)
-    this.settle(waiter)
+  /** A waiter gives up: it leaves the queue and its call fails with `err`. */
+  abandon (waiter: Waiter, err: unknown): void {
+    this.unlink(waiter)
+    waiter.reject(err)
   }
 
-  private settle (waiter: Waiter): void {
-    clearTimeout(waiter.timer)
-    waiter.signal?.removeListener('abort', waiter.onAbort)
-    waiter.closing?.removeListener('abort', waiter.onClosing)
+  /** The service closed while calls waited: each fails with its own `ClientClosedError`. */
+  onSignalAbort (): void {
+    for (let w = this.head; w !== null; w = this.head) this.abandon(w, closedWhileWaiting(w.ctx))
+  }
+
+  private unlink (waiter: Waiter): void {
+    const { prev, next } = waiter
+    if (prev === null) this.head = next
+    else prev.next = next
+    if (next === null) this.tail = prev
+    else next.prev = prev
+    waiter.prev = null
+    waiter.next = null
+    this.queued--
+    waiter.ctx.signal?.removeListener('abort', waiter)
+    if (waiter.timer !== undefined) clearTimeout(waiter.timer)
+    if (this.head === null) {
+      this.closing?.removeListener('abort', this)
+      this.closing = undefined
+      if (this.timer !== undefined) {
+        clearTimeout(this.timer)
+        this.timer = undefined
+      }
+    }
+  }
+
+  /** The queue timer fired: the waiters whose `queueTimeout` is up give up; it is armed for the next one. */
+  private readonly expire = (): void => {
+    this.timer = undefined
+    const now = performance.now()
+    for (let w = this.head; w !== null;) {
+      const after = w.next
+      if (w.timer === undefined) {
+        // Waiters without a timer of their own expire in queue order: the first one left is the next due.
+        if (w.expiresAt > now) {
+          this.timer = setTimeout(this.expire, w.expiresAt - now)
+          return
+        }
+        this.timedOut++
+        this.abandon(w, this.expired(w, this.queueTimeout, `no slot within queueTimeout ${this.queueTimeout} ms`))
+      }
+      w = after
+    }
+  }
+
+  /** A waiter's inbound deadline passed before a slot came. */
+  private readonly deadlinePassed = (w: Waiter): void => {
+    w.timer = undefined
+    this.timedOut++
+    this.abandon(w, this.expired(w, w.limit, 'the inbound request\'s deadline passed'))
+  }
+
+  private expired (w: Waiter, limit: number, why: string): Error {
+    const target = targetOf(w.ctx)
+    return stamp(new TimeoutError(`${describe(target)}: waited for a bulkhead slot: ${why}`), target,
+      { phase: 'queue', timeout: Math.round(limit) })
   }
 }
 

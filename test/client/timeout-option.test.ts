@@ -16,6 +16,7 @@ t.test('a call\'s timeout option is checked: bad values and connect are refused 
   await t.rejects(api.get('/x', { timeout: { headers: 0 } }), { code: 'HTTP_SERVICES_ERR_INVALID_OPTIONS', key: 'timeout.headers' })
   await t.rejects(api.get('/x', { timeout: { atempt: 5 } as never }), { message: /did you mean "attempt"/ })
   await t.rejects(api.get('/x', { timeout: 'soon' as never }), { key: 'timeout', message: /expected/ })
+  await t.rejects(api.get('/x', { timeout: { total: 3e9 } }), { key: 'timeout.total', message: /at most 2147483647 ms/ })
   t.equal(server.requests.length, 0, 'no refused call reached the server')
 
   const res = await api.get('/x', { timeout: { headers: 2000, body: 2000, attempt: 3000, total: 5000 } })

@@ -95,3 +95,57 @@ t.test('the slot is handed to the first waiter, in order', async (t) => {
   await Promise.all(['/1', '/2', '/3', '/4'].map(async (p) => await api.getJson(p)))
   t.same(server.requests.map((r) => r.url), ['/1', '/2', '/3', '/4'])
 })
+
+t.test('waiters that give up in the middle of a long queue leave it; the others keep their turn', async (t) => {
+  const { server } = await slowServer(t, 2)
+  const { services, api } = await setup(t, server.url, { maxConcurrent: 1, maxQueue: 40 })
+  const controllers = Array.from({ length: 40 }, () => new AbortController())
+  const first = api.getJson('/first')
+  const queued = controllers.map(async (c, i) => await api.getJson(`/${i}`, { signal: c.signal }))
+  t.match(services.stats().api.bulkhead, { active: 1, queued: 40 })
+  // Every odd waiter, the last one included, gives up while the first call holds the slot.
+  for (let i = 1; i < 40; i += 2) controllers[i].abort()
+  t.match(services.stats().api.bulkhead, { queued: 20 })
+  const results = await Promise.allSettled([first, ...queued])
+  for (let i = 0; i < 40; i++) {
+    t.equal(results[i + 1].status, i % 2 === 0 ? 'fulfilled' : 'rejected', `call ${i}`)
+  }
+  t.same(server.requests.map((r) => r.url), ['/first', ...Array.from({ length: 20 }, (_, k) => `/${k * 2}`)],
+    'the remaining waiters ran in the order they came')
+  t.match(services.stats().api.bulkhead, { active: 0, queued: 0 })
+})
+
+t.test('queued calls time out in the order they came, each a queueTimeout after it started waiting', async (t) => {
+  const { server } = await slowServer(t, 400)
+  const { services, api } = await setup(t, server.url, { maxConcurrent: 1, maxQueue: 5, queueTimeout: 60 })
+  const first = api.getJson('/first')
+  const order: string[] = []
+  const early = api.getJson('/early').catch((err: { phase?: string }) => { order.push(`early ${err.phase}`) })
+  await new Promise((resolve) => setTimeout(resolve, 30))
+  const late = api.getJson('/late').catch((err: { phase?: string }) => {
+    order.push(`late ${err.phase}`)
+  })
+  await early
+  t.same(order, ['early queue'], 'the first waiter timed out alone')
+  t.match(services.stats().api.bulkhead, { queued: 1 }, 'the later waiter still waits')
+  await late
+  t.same(order, ['early queue', 'late queue'])
+  t.match(services.stats().api.bulkhead, { queued: 0, queueTimeouts: 2 })
+  await first
+  t.equal(server.requests.length, 1)
+})
+
+t.test('a queue of 10,000 waiters that all give up at once empties without leaving anything behind', async (t) => {
+  const { server } = await slowServer(t, 100)
+  const { services, api } = await setup(t, server.url, { maxConcurrent: 1, maxQueue: 10_000 })
+  const controller = new AbortController()
+  const first = api.getJson('/first')
+  const calls = Array.from({ length: 10_000 }, async (_, i) => await api.getJson(`/${i}`, { signal: controller.signal }))
+  t.match(services.stats().api.bulkhead, { queued: 10_000 })
+  controller.abort()
+  const results = await Promise.allSettled(calls)
+  t.equal(results.filter((r) => r.status === 'rejected').length, 10_000)
+  t.match(services.stats().api.bulkhead, { queued: 0 })
+  await first
+  t.same(server.requests.map((r) => r.url), ['/first'])
+})

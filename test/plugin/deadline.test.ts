@@ -66,6 +66,16 @@ t.test('deadlineHeader: the inbound header sets the budget; without it calls are
   t.equal(server.requests.filter((r) => r.url === '/?delay=0').length, 1, 'the spent budget never reached the downstream')
 })
 
+t.test('a deadline header longer than a timer can wait (24.8 days) is no deadline, not one that has passed', async (t) => {
+  const { app } = await setup(t, { deadlineHeader: 'x-request-timeout-ms' })
+  for (const value of ['2147483648', '9999999999']) {
+    const res = await app.inject({ url: '/?delay=20', headers: { 'x-request-timeout-ms': value } })
+    t.equal(res.statusCode, 200, value)
+  }
+  const longest = await app.inject({ url: '/?delay=20', headers: { 'x-request-timeout-ms': '2147483647' } })
+  t.equal(longest.statusCode, 200, 'the longest a timer waits is a deadline that holds')
+})
+
 t.test('deadlineHeader is capped by requestDeadline', async (t) => {
   const { app } = await setup(t, { deadlineHeader: 'x-request-timeout-ms', requestDeadline: 150 })
   const res = await app.inject({ url: '/?delay=600', headers: { 'x-request-timeout-ms': '60000' } })
@@ -83,4 +93,18 @@ t.test('without requestDeadline or deadlineHeader inbound requests add no deadli
   const { app } = await setup(t, {})
   const res = await app.inject('/?delay=200')
   t.equal(res.statusCode, 200)
+})
+
+t.test('a call queued in the bulkhead gives up at its inbound deadline, long before queueTimeout', async (t) => {
+  const { app } = await setup(t, {
+    deadlineHeader: 'x-request-timeout-ms',
+    defaults: { retry: false, bulkhead: { maxConcurrent: 1, maxQueue: 2, queueTimeout: 10_000 } }
+  })
+  const holder = app.inject('/?delay=400')
+  await sleep(20)
+  const queued = await app.inject({ url: '/?delay=0', headers: { 'x-request-timeout-ms': '80' } })
+  t.equal(queued.statusCode, 504)
+  t.match(queued.json(), { code: 'HTTP_SERVICES_ERR_TIMEOUT', message: /deadline passed/ })
+  t.match(app.httpServices.stats().api.bulkhead, { active: 1, queued: 0 })
+  t.equal((await holder).statusCode, 200)
 })
