@@ -57,6 +57,17 @@ export function transport (service: ServiceRuntime): Next {
       return Promise.reject(markFailure(toCallError(new ClientClosedError(`${name}: service is not open (call it after ready() / onReady, before close())`), metaOf(ctx)), ctx))
     }
     counters.attempts++
+    const options: Dispatcher.RequestOptions<Attempt> = {
+      // The upstream the breaker picked (several baseUrls and a breaker), else the first: the pool picks.
+      origin: ctx.upstream?.origin ?? origin,
+      path: ctx.path,
+      method: ctx.method as Dispatcher.HttpMethod,
+      headers: ctx.headers,
+      // undici also sends (async) iterables, which its types leave out: the replayable multipart body is one.
+      body: ctx.body as Dispatcher.DispatchOptions['body'],
+      headersTimeout: ctx.headersTimeout,
+      bodyTimeout: ctx.bodyTimeout
+    }
     if (ctx.bufferBody) {
       const signal = ctx.signal
       if (signal?.aborted === true) {
@@ -64,32 +75,14 @@ export function transport (service: ServiceRuntime): Next {
         return Promise.reject(markFailure(toCallError(signal.reason, meta, meta.timeouts), ctx))
       }
       return new Promise<HttpResponse>((resolve, reject) => {
-        dispatcher.dispatch({
-          origin: ctx.upstream?.origin ?? origin,
-          path: ctx.path,
-          method: ctx.method as Dispatcher.HttpMethod,
-          headers: ctx.headers,
-          body: ctx.body as Dispatcher.DispatchOptions['body'],
-          headersTimeout: ctx.headersTimeout,
-          bodyTimeout: ctx.bodyTimeout
-        }, new BufferedAttempt(settings, ctx, resolve, reject))
+        dispatcher.dispatch(options, new BufferedAttempt(settings, ctx, resolve, reject))
       })
     }
+    options.signal = ctx.signal
     return new Promise<HttpResponse>((resolve, reject) => {
-      dispatcher.request({
-        // The upstream the breaker picked (several baseUrls and a breaker), else the first: the pool picks.
-        origin: ctx.upstream?.origin ?? origin,
-        path: ctx.path,
-        method: ctx.method as Dispatcher.HttpMethod,
-        headers: ctx.headers,
-        // undici also sends (async) iterables, which its types leave out: the replayable multipart body is one.
-        body: ctx.body as Dispatcher.DispatchOptions['body'],
-        signal: ctx.signal,
-        headersTimeout: ctx.headersTimeout,
-        bodyTimeout: ctx.bodyTimeout,
-        // undici hands `opaque` back to the callback: one small object per attempt, no closure over it.
-        opaque: new Attempt(ctx, resolve, reject)
-      }, settle)
+      // undici hands `opaque` back to the callback: one small object per attempt, no closure over it.
+      options.opaque = new Attempt(ctx, resolve, reject)
+      dispatcher.request(options, settle)
     })
   }
 
