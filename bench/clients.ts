@@ -23,13 +23,14 @@ const rawPool: ClientFactory = async (origin) => {
   }
 }
 
-function library (extra: Record<string, unknown>): ClientFactory {
+function library (extra: Record<string, unknown>, stream = false): ClientFactory {
   return async (origin) => {
     const services = createHttpServices({ services: { up: { baseUrl: origin, connections, ...extra } } })
     await services.open()
     const client = services.client('up')
     return {
-      call: async () => await client.getJson('/'),
+      // getJson reads the body in its own dispatch handler; get() hands over undici's body stream, read by json().
+      call: stream ? async () => await (await client.get('/')).json() : async () => await client.getJson('/'),
       close: async () => { await services.close() }
     }
   }
@@ -85,6 +86,7 @@ export const clients: Array<[name: string, factory: ClientFactory]> = [
   ['undici Pool.request (raw)', rawPool],
   ['fastify-http-services, default', library({})],
   ['fastify-http-services, all policies', library(allPolicies)],
+  ['fastify-http-services, get() + json()', library({}, true)],
   // Slots for the telemetry issue: the OpenTelemetry API without an SDK, and with an SDK + no-op exporter.
   ['undici.request', undiciRequestClient],
   ['fetch', fetchClient],

@@ -119,6 +119,15 @@ export function mergeHeaders (
  * unless the caller set one; `multipart` always sets its own (the boundary must match) and its `content-length` when
  * known. Only one of the four may be given.
  */
+/**
+ * Destroys a request body stream that will never be sent: its call failed or was refused. undici does the same for
+ * a call it fails; a call that fails before reaching it (bad input, an open breaker, a full bulkhead, a closed
+ * service) must too, or a file stream's descriptor stays open.
+ */
+export function discardRequestBody (body: unknown): void {
+  if (body instanceof Readable && !body.destroyed) body.destroy()
+}
+
 export function encodeBody (
   service: string, options: CallOptions, headers: Record<string, string>, copied: boolean
 ): { body: RequestBody, headers: Record<string, string>, copied: boolean } {

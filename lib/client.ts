@@ -1,11 +1,12 @@
 import { whenBodyDone } from './body-done'
-import { Call, encodeBody, mergeHeaders, type ClientScope } from './call'
+import { Call, discardRequestBody, encodeBody, mergeHeaders, type ClientScope } from './call'
 import type { CallOptions, JsonCallOptions } from './client-types'
 import { CallSignal } from './call-signal'
 import { builtInDefaults } from './config/resolve'
 import { checkCallTimeout } from './config/validate'
 import { InvalidRequestError, RequestAbortedError, describe, isHttpServicesError, redactPath, stamp } from './errors'
 import type { Logger } from './pipeline/types'
+import { destroyStreams } from './multipart'
 import { buildPath } from './request-target'
 import type { HttpResponse } from './response'
 import type { Finish, HttpService } from './service'
@@ -97,6 +98,8 @@ export class HttpClient {
     try {
       call = this.prepare(method, path, options)
     } catch (err) {
+      discardRequestBody(options.body)
+      if (options.multipart !== undefined) destroyStreams(options.multipart)
       return Promise.reject(refused(err, this.service, method, path))
     }
     call.bufferBody = json

@@ -1,30 +1,45 @@
 import { Readable, type Transform } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
 import {
-  brotliDecompressSync, createBrotliDecompress, createGunzip, createInflate, gunzipSync, inflateSync, type ZlibOptions
+  brotliDecompressSync, createBrotliDecompress, createGunzip, createInflate, createInflateRaw, gunzipSync, inflateRawSync,
+  inflateSync, type ZlibOptions
 } from 'node:zlib'
 import { DecompressError, describe, stamp } from './errors'
 import { HttpResponse, type ResponseMeta } from './response'
 
-const kDecoders: Record<string, () => Transform> = {
-  gzip: createGunzip,
-  'x-gzip': createGunzip,
-  deflate: createInflate,
-  br: createBrotliDecompress
+// Maps, not object literals: a coding named `constructor` or `__proto__` must not find a decoder on the prototype.
+// `deflate` is the zlib format; a raw deflate stream (no zlib header, as some servers send) is decoded too, like
+// browsers and undici's fetch do, when it is the outermost coding (its first bytes are then at hand).
+const kDecoders = new Map<string, (head: Buffer | undefined) => Transform>([
+  ['gzip', () => createGunzip()],
+  ['x-gzip', () => createGunzip()],
+  ['deflate', (head) => head !== undefined && !hasZlibHeader(head) ? createInflateRaw() : createInflate()],
+  ['br', () => createBrotliDecompress()]
+])
+
+const kSyncDecoders = new Map<string, (buf: Buffer, options: ZlibOptions) => Buffer>([
+  ['gzip', gunzipSync],
+  ['x-gzip', gunzipSync],
+  ['deflate', (buf, options) => hasZlibHeader(buf) ? inflateSync(buf, options) : inflateRawSync(buf, options)],
+  ['br', brotliDecompressSync]
+])
+
+/** RFC 1950: compression method 8 in the low nibble of the first byte, and the two first bytes a multiple of 31. */
+function hasZlibHeader (buf: Buffer): boolean {
+  return buf.length < 2 || ((buf[0] & 0x0f) === 8 && ((buf[0] << 8) | buf[1]) % 31 === 0)
 }
 
-const kSyncDecoders: Record<string, (buf: Buffer, options: ZlibOptions) => Buffer> = {
-  gzip: gunzipSync,
-  'x-gzip': gunzipSync,
-  deflate: inflateSync,
-  br: brotliDecompressSync
-}
-
-// Bodies up to this many bytes on the wire are decoded in one call, when their output stays under the second limit.
+// Bodies up to this many bytes on the wire are decoded in one call, when their output stays under the second limit
+// (and under the response's maxResponseSize: a bigger output is decoded again as a stream, which only readers that
+// buffer limit).
 const kSmallBody = 64 * 1024
 const kSyncOutputLimit = 1024 * 1024
-const kSyncOptions: ZlibOptions = { maxOutputLength: kSyncOutputLimit }
 const kNothing: Buffer[] = []
+
+type Decoder = (head: Buffer | undefined) => Transform
+type SyncDecoder = (buf: Buffer, options: ZlibOptions) => Buffer
+
+function ignore (): void {}
 
 // A body compressed more than a few times over is an attack, not an optimisation (urllib3 and curl cap it too).
 const kMaxCodings = 5
@@ -42,7 +57,7 @@ export function decodeResponse (status: number, headers: IncomingHttpHeaders, ra
     : parseCodings(headers['content-encoding'])
   if (codings === undefined) return new HttpResponse(status, headers, raw, meta)
   const { 'content-encoding': encoding, 'content-length': _length, ...rest } = headers
-  const body = new DecodedBody(raw, codings, decodeError(meta, status, String(encoding)))
+  const body = new DecodedBody(raw, codings, decodeError(meta, status, String(encoding)), meta.maxResponseSize)
   return new HttpResponse(status, rest, body, meta)
 }
 
@@ -54,7 +69,7 @@ function parseCodings (value: string | string[] | undefined): string[] | undefin
   for (let i = listed.length - 1; i >= 0; i--) {
     const coding = listed[i].trim()
     if (coding === '' || coding === 'identity') continue
-    if (kDecoders[coding] === undefined) return undefined
+    if (!kDecoders.has(coding)) return undefined
     codings.push(coding)
   }
   return codings.length > 0 ? codings : undefined
@@ -82,13 +97,20 @@ class DecodedBody extends Readable {
   private gathered: Buffer[] | undefined = undefined
   private size = 0
 
-  constructor (raw: Readable, codings: string[], fail: (cause: Error | undefined, why: string) => Error) {
+  private readonly syncOptions: ZlibOptions
+
+  constructor (raw: Readable, codings: string[], fail: (cause: Error | undefined, why: string) => Error, maxResponseSize: number) {
     super()
     this.raw = raw
     this.codings = codings
     this.fail = fail
-    // Listening from the start: a raw body that fails before it is read would otherwise throw from an unread stream.
-    raw.on('error', (err) => this.destroy(err))
+    this.syncOptions = { maxOutputLength: Math.min(kSyncOutputLimit, maxResponseSize + 1) }
+    // Listening from the start: a raw body that fails (its connection, a timeout, an abort) before anybody reads the
+    // decoded one must not throw from it either. A later read still fails with the error: the stream keeps it.
+    raw.on('error', (err) => {
+      if (this.listenerCount('error') === 0) this.on('error', ignore)
+      this.destroy(err)
+    })
   }
 
   override _read (): void {
@@ -128,7 +150,7 @@ class DecodedBody extends Readable {
     }
     let out: Buffer = raw
     try {
-      for (const coding of this.codings) out = kSyncDecoders[coding](out, kSyncOptions)
+      for (const coding of this.codings) out = (kSyncDecoders.get(coding) as SyncDecoder)(out, this.syncOptions)
     } catch (err) {
       if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') this.stream([raw], true)
       else this.destroy(this.fail(err as Error, (err as Error).message))
@@ -140,7 +162,8 @@ class DecodedBody extends Readable {
 
   /** Decodes through zlib streams: `head` first, then the rest of the raw body unless it has already ended. */
   private stream (head: Buffer[], ended: boolean): void {
-    const decoders = this.codings.map((coding) => kDecoders[coding]())
+    const start = head.length === 0 ? undefined : head.length === 1 || head[0].length >= 2 ? head[0] : Buffer.concat(head)
+    const decoders = this.codings.map((coding, i) => (kDecoders.get(coding) as Decoder)(i === 0 ? start : undefined))
     this.decoders = decoders
     for (const decoder of decoders) {
       decoder.on('error', (err: Error) => this.destroy(this.fail(err, err.message)))

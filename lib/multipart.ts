@@ -80,17 +80,23 @@ export function encodeMultipart (service: string, input: unknown): EncodedMultip
   const add = (name: string, value: unknown): void => {
     parts.push(toPart(service, boundary, name, value))
   }
-  if (isFormData(input)) {
-    for (const [name, value] of input.entries()) add(name, value)
-  } else if (isPlainObject(input)) {
-    for (const name of Object.keys(input)) {
-      const value = input[name]
-      if (value === undefined || value === null) continue
-      if (Array.isArray(value)) for (const item of value) add(name, item)
-      else add(name, value)
+  try {
+    if (isFormData(input)) {
+      for (const [name, value] of input.entries()) add(name, value)
+    } else if (isPlainObject(input)) {
+      for (const name of Object.keys(input)) {
+        const value = input[name]
+        if (value === undefined || value === null) continue
+        if (Array.isArray(value)) for (const item of value) add(name, item)
+        else add(name, value)
+      }
+    } else {
+      throw new InvalidRequestError(`${service}: multipart must be a FormData or an object of fields`)
     }
-  } else {
-    throw new InvalidRequestError(`${service}: multipart must be a FormData or an object of fields`)
+  } catch (err) {
+    // A refused form is never sent: the streams it was given are closed, as a sent one's are at its end.
+    destroyStreams(input)
+    throw err
   }
   const end = Buffer.from(`--${boundary}--\r\n`)
   const contentType = `multipart/form-data; boundary=${boundary}`
@@ -107,7 +113,13 @@ export function encodeMultipart (service: string, input: unknown): EncodedMultip
     }
   }
   if (length === undefined) {
-    return { body: Readable.from(generate(parts, end, service), { objectMode: false }), contentType, length }
+    const body = Readable.from(generate(parts, end, service), { objectMode: false })
+    // Sent whole, every stream part has ended; a body closed before its end (the call failed, was aborted, never
+    // sent) leaves the rest unread: they are destroyed so no file descriptor stays open.
+    body.once('close', () => {
+      for (const part of parts) if (part.content instanceof Readable && !part.content.destroyed) part.content.destroy()
+    })
+    return { body, contentType, length }
   }
   if (buffers && length <= kOneBufferLimit) {
     const chunks: Buffer[] = []
@@ -116,6 +128,15 @@ export function encodeMultipart (service: string, input: unknown): EncodedMultip
     return { body: Buffer.concat(chunks, length), contentType, length }
   }
   return { body: new MultipartBody(service, parts, end), contentType, length }
+}
+
+/** Destroys every stream of a form's fields (in `{ value }` wrappers and lists too): the form will not be sent. */
+export function destroyStreams (input: unknown): void {
+  const values: unknown[] = isFormData(input) ? [...input.values()] : isPlainObject(input) ? Object.values(input) : []
+  for (const value of values.flat()) {
+    const content = isPlainObject(value) ? value.value : value
+    if (content instanceof Readable && !content.destroyed) content.destroy()
+  }
 }
 
 function toPart (service: string, boundary: string, name: string, value: unknown): Part {

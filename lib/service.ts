@@ -1,5 +1,7 @@
 import type { Dispatcher } from 'undici'
 import { performance } from 'node:perf_hooks'
+import { Readable } from 'node:stream'
+import { discardRequestBody } from './call'
 import { CallSignal } from './call-signal'
 import type { ResolvedService } from './config/resolved'
 import { createDispatcher } from './dispatcher'
@@ -115,7 +117,10 @@ export class HttpService implements ServiceRuntime {
    * frame and no closure (an async function's frame is several hundred bytes per call in flight).
    */
   run (ctx: CallContext, handler: Next, finish: Finish): Promise<HttpResponse> {
-    if (this.state !== 'open') return Promise.reject(this.closedError(ctx))
+    if (this.state !== 'open') {
+      discardRequestBody(ctx.body)
+      return Promise.reject(this.closedError(ctx))
+    }
     const c = this.counters
     c.requests++
     c.inFlight++
@@ -124,6 +129,13 @@ export class HttpService implements ServiceRuntime {
       promise = handler(ctx)
     } catch (err) {
       promise = Promise.reject(err)
+    }
+    // A stream body (rare: a closure for it is fine) is destroyed when the call fails, wherever it failed.
+    if (ctx.body instanceof Readable) {
+      return promise.then(this.finishers[finish], (err: unknown) => {
+        discardRequestBody(ctx.body)
+        return this.failed(err)
+      })
     }
     return promise.then(this.finishers[finish], this.failed)
   }

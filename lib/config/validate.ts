@@ -105,6 +105,8 @@ function millis (expected: string, test: (n: number) => boolean): Checker {
 
 export const positiveMs = millis('a positive number of milliseconds', (n) => n > 0)
 export const ms = millis('a number of milliseconds >= 0', (n) => n >= 0)
+/** A span only used in arithmetic (a window, a TTL), never a timer's delay: any length. */
+const positiveSpan = number('a positive number of milliseconds', (n) => n > 0)
 export const positive = number('a positive number', (n) => n > 0)
 export const boolean = rule('a boolean', isBoolean)
 export const string = rule('a non-empty string', (v) => isString(v) && v !== '')
@@ -338,9 +340,9 @@ const proxy = variants(falseBranch, [isString, proxyUri], [isPlainObject, object
   }
 })])
 
-const dns = object({ ttl: positiveMs, maxItems: integer(1), dualStack: boolean })
+const dns = object({ ttl: positiveSpan, maxItems: integer(1), dualStack: boolean })
 
-const retryBudget = object({ ratio: number('a number >= 0', (n) => n >= 0), minPerSecond: number('a number >= 0', (n) => n >= 0), window: positiveMs })
+const retryBudget = object({ ratio: number('a number >= 0', (n) => n >= 0), minPerSecond: number('a number >= 0', (n) => n >= 0), window: positiveSpan })
 
 const retry = object({
   attempts: integer(0),
@@ -371,10 +373,10 @@ const kSlidingWindowKeys = ['limit', 'window']
 
 const rateLimit = object({
   rate: positive,
-  interval: positiveMs,
+  interval: positiveSpan,
   burst: number('a number >= 1', (n) => n >= 1),
   limit: integer(1),
-  window: positiveMs,
+  window: positiveSpan,
   maxWait: ms,
   adaptive: booleanOr(object({ floor: fraction, ceiling: positive, increase: fraction }))
 }, {

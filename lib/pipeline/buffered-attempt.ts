@@ -29,8 +29,8 @@ export interface AttemptSettings {
  * Any other answer (an error status, a compressed body) gets a stream of its own (`BodyBridge`) and follows the same
  * path as responses of `request()`: error details are read from it, compressed bodies decoded and then buffered.
  *
- * The call's signal is listened to by this object (no closure); it aborts the attempt at once, even while the
- * request still waits for a connection.
+ * The call's signal is listened to by this object (no closure); it aborts the attempt, and a request that still
+ * waits for a connection as soon as it gets one (unsent).
  */
 export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListener, BodySource {
   private readonly ctx: CallContext
@@ -156,9 +156,10 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
     if (this.controller !== null) {
       this.abortWith(reason, this.controller)
     } else {
-      // Not started yet (waiting for a connection): settle now, abort once undici starts it.
+      // Not started yet (waiting for a connection): undici keeps the request queued, and offers no way to take it
+      // out, until a connection is free; it is aborted then, unsent. The attempt settles then too, as with undici's
+      // own request(): settling now would free the call's bulkhead slot while undici still holds the request.
       this.abortReason = reason
-      this.fail(reason)
     }
   }
 

@@ -172,6 +172,7 @@ class Bulkhead implements AbortListener {
 
   /** A waiter gives up: it leaves the queue and its call fails with `err`. */
   abandon (waiter: Waiter, err: unknown): void {
+    if (waiter.prev === null && this.head !== waiter) return // not waiting any more
     this.unlink(waiter)
     waiter.reject(err)
   }

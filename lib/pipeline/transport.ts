@@ -75,7 +75,13 @@ export function transport (service: ServiceRuntime): Next {
         return Promise.reject(markFailure(toCallError(signal.reason, meta, meta.timeouts), ctx))
       }
       return new Promise<HttpResponse>((resolve, reject) => {
-        dispatcher.dispatch(options, new BufferedAttempt(settings, ctx, resolve, reject))
+        const attempt = new BufferedAttempt(settings, ctx, resolve, reject)
+        try {
+          dispatcher.dispatch(options, attempt)
+        } catch (err) {
+          // undici's dispatchers report through the handler; an injected one or an interceptor may throw instead.
+          attempt.onResponseError(undefined, err as Error)
+        }
       })
     }
     options.signal = ctx.signal

@@ -204,3 +204,50 @@ t.test('bad multipart input is refused before any connection', async (t) => {
   await t.rejects(api.post('/upload', { json: {}, multipart: { a: 'b' } }), InvalidRequestError)
   t.equal(received.length, 0)
 })
+
+t.test('the streams of a form that is never sent, or not to its end, are destroyed (no file descriptor left open)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'hs-multipart-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const file = join(dir, 'data.bin')
+  await writeFile(file, Buffer.alloc(256 * 1024, 1))
+  const { createReadStream } = await import('node:fs')
+  const closed = async (s: Readable): Promise<void> => {
+    if (!s.destroyed) await new Promise((resolve) => s.once('close', resolve))
+  }
+
+  // Nothing listens: the connection is refused before a byte of the form is read.
+  const down = createHttpServices({ services: { files: { baseUrl: 'http://127.0.0.1:1', retry: false } } })
+  await down.open()
+  t.teardown(async () => { await down.close() })
+  const a = createReadStream(file)
+  const b = createReadStream(file)
+  await t.rejects(down.client('files').post('/upload', { multipart: { a, b } }), { code: 'HTTP_SERVICES_ERR_CONNECTION' })
+  await Promise.all([closed(a), closed(b)])
+  t.ok(a.destroyed && b.destroyed, 'a refused connection destroys every stream part')
+
+  // A later field is invalid: the form is refused before any connection, and the stream before it is closed.
+  const { api } = await setup(t)
+  const c = createReadStream(file)
+  await t.rejects(api.post('/upload', { multipart: { c, bad: { nope: true } as never } }), InvalidRequestError)
+  await closed(c)
+  t.ok(c.destroyed, 'a refused form destroys its streams')
+
+  // Bad input elsewhere in the call (a header) refuses the call: its stream body is closed too.
+  const d = createReadStream(file)
+  await t.rejects(api.post('/upload', { body: d, headers: { 'x-bad': 'a\r\nb' } }), InvalidRequestError)
+  await closed(d)
+  t.ok(d.destroyed, 'a refused call destroys its stream body')
+})
+
+t.test('a stream body of a call that fails before reaching the upstream (open breaker) is destroyed', async (t) => {
+  const services = createHttpServices({
+    services: { files: { baseUrl: 'http://127.0.0.1:1', retry: false, breaker: { minimumRequests: 1, resetAfter: 60_000 } } }
+  })
+  await services.open()
+  t.teardown(async () => { await services.close() })
+  const api = services.client('files')
+  await t.rejects(api.get('/'), { code: 'HTTP_SERVICES_ERR_CONNECTION' })
+  const body = Readable.from([Buffer.from('never sent')])
+  await t.rejects(api.post('/upload', { body }), { code: 'HTTP_SERVICES_ERR_CIRCUIT_OPEN' })
+  t.ok(body.destroyed, 'the open breaker\'s refusal destroyed the body')
+})

@@ -233,3 +233,12 @@ t.test('suggests only names that are close', async (t) => {
   t.equal(suggest('foo', ['retry', 'hedge']), undefined)
   t.equal(suggest('dsn', ['dns', 'tls']), undefined, 'a transposition in a 3-letter name is too far')
 })
+
+t.test('spans that never become a timer\'s delay (windows, a DNS TTL) may be longer than 24.8 days', async (t) => {
+  const month = 30 * 24 * 3600 * 1000
+  t.doesNotThrow(() => validateOptions(billing({ rateLimit: { limit: 10_000, window: month } })))
+  t.doesNotThrow(() => validateOptions(billing({ rateLimit: { rate: 10_000, interval: month } })))
+  t.doesNotThrow(() => validateOptions(billing({ retry: { budget: { window: month } } })))
+  t.doesNotThrow(() => validateOptions(billing({ dns: { ttl: month } })))
+  t.throws(() => validateOptions(billing({ rateLimit: { limit: 1, window: 1000, maxWait: month } })), { key: 'services.billing.rateLimit.maxWait' } as never)
+})

@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import { Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { brotliCompressSync, deflateSync, gunzipSync, gzipSync } from 'node:zlib'
+import { brotliCompressSync, deflateRawSync, deflateSync, gunzipSync, gzipSync } from 'node:zlib'
 import Fastify from 'fastify'
 import t from 'tap'
 import {
@@ -311,4 +311,40 @@ t.test('decompress must be a boolean', async (t) => {
     { code: 'HTTP_SERVICES_ERR_INVALID_OPTIONS', key: 'services.api.decompress', message: 'services.api.decompress: expected a boolean, got "yes"' })
   t.throws(() => createHttpServices({ defaults: { decompress: 1 as unknown as boolean }, services: {} }),
     { key: 'defaults.decompress', message: 'defaults.decompress: expected a boolean, got 1' })
+})
+
+t.test('a compressed body nobody reads yet fails quietly when its connection breaks or a timeout ends the call; reading it then rejects', async (t) => {
+  const body = gzipSync(Buffer.alloc(256 * 1024, 'x'), { level: 0 })
+  const uncaught: unknown[] = []
+  const onUncaught = (err: unknown): void => { uncaught.push(err) }
+  process.on('uncaughtException', onUncaught)
+  t.teardown(() => { process.off('uncaughtException', onUncaught) })
+  const { api } = await setup(t, (req, res) => {
+    res.writeHead(200, { 'content-encoding': 'gzip', 'content-length': String(body.length) })
+    res.write(body.subarray(0, 1000), () => {
+      if (req.url === '/cut') setTimeout(() => res.socket?.destroy(), 10)
+    })
+  })
+  const cut = await api.get('/cut')
+  const slow = await api.get('/slow', { timeout: 100 })
+  await new Promise((resolve) => setTimeout(resolve, 250))
+  t.same(uncaught, [], 'no uncaught exception')
+  await t.rejects(cut.text(), ConnectionError)
+  await t.rejects(slow.text(), { code: 'HTTP_SERVICES_ERR_TIMEOUT', phase: 'total' })
+})
+
+t.test('a coding named like an Object property (constructor, __proto__, toString) is an unknown coding, passed through', async (t) => {
+  const { api } = await setup(t, (req, res) => send(res, req.url?.slice(1), kJson))
+  for (const coding of ['constructor', '__proto__', 'hasownproperty']) {
+    const res = await api.get(`/${coding}`)
+    t.equal(res.headers['content-encoding'], coding, coding)
+    t.same(Buffer.from(await res.arrayBuffer()), kJson, `${coding}: bytes as sent`)
+  }
+})
+
+t.test('deflate without its zlib header (raw deflate, as some servers send) is decoded too, small or large', async (t) => {
+  const large = Buffer.from(JSON.stringify({ items: Array.from({ length: 30_000 }, (_, i) => `item-${i}-${randomBytes(4).toString('hex')}`) }))
+  const { api } = await setup(t, (req, res) => send(res, 'deflate', deflateRawSync(req.url === '/large' ? large : kJson)))
+  t.same(await api.getJson('/small'), kPayload)
+  t.same(await api.getJson('/large'), JSON.parse(large.toString()))
 })
