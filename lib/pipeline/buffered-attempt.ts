@@ -146,7 +146,10 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
     this.fail(err)
   }
 
-  /** The call's signal aborted: the attempt fails with its reason, now, wherever it is. */
+  /**
+   * The call's signal aborted: the attempt fails with its reason, at once once undici started it; a request still
+   * waiting for a connection is aborted (unsent) when undici gets to it.
+   */
   onSignalAbort (): void {
     const reason = (this.signal as CallSignal).reason as Error
     if (this.bridge !== null) {
