@@ -250,12 +250,29 @@ async function retryLoop (
 /** Small error bodies are read to the end so the connection is reused; others are destroyed. */
 const kDumpLimit = 64 * 1024
 
-/** Reads a small failed response to its end (its connection is kept) or destroys it. */
+/**
+ * Reads a small failed response to its end (its connection is kept) or destroys it. A body of unknown length
+ * (chunked, or decoded from a compressed one) is read up to the limit, then destroyed if it goes on.
+ */
 export function discard (res: HttpResponse): Promise<void> {
-  const length = Number(res.headers['content-length'])
-  if (res.headers['content-length'] !== undefined && length <= kDumpLimit) return res.dump()
+  const raw = res.headers['content-length']
+  if (raw === undefined) return readUpTo(res, kDumpLimit)
+  if (Number(raw) <= kDumpLimit) return res.dump()
   res.destroy()
   return Promise.resolve()
+}
+
+async function readUpTo (res: HttpResponse, limit: number): Promise<void> {
+  let size = 0
+  try {
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length
+      if (size > limit) break
+    }
+  } catch {
+    // a body that breaks off while discarded has nothing left to give
+  }
+  res.destroy()
 }
 
 /** The outcome of the call: the response, or the error thrown, carrying the number of attempts made. */

@@ -91,6 +91,38 @@ t.test('each failed body is read or dropped before the next attempt, so one conn
   t.equal(res.attempts, 3)
 })
 
+t.test('a small failed body of unknown length (chunked, or gzip: decoded) is read to its end: the connection is kept', async (t) => {
+  const { gzipSync } = await import('node:zlib')
+  let hits = 0
+  const sockets = new Set<Socket>()
+  const server = await startServer((req, res) => {
+    hits++
+    sockets.add(req.socket)
+    // Each body ends a little after its first bytes (within the 100 ms backoff, while it is discarded): a body
+    // dropped before its end would take its connection along.
+    if (hits === 1) {
+      res.writeHead(503, { 'content-type': 'text/plain' }) // chunked
+      res.write('busy, ')
+      setTimeout(() => res.end('try again'), 30)
+    } else if (hits === 2) {
+      const body = gzipSync(Buffer.from(JSON.stringify({ error: 'busy' })))
+      res.writeHead(503, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': body.length })
+      res.write(body.subarray(0, 10))
+      setTimeout(() => res.end(body.subarray(10)), 30)
+    } else {
+      sendJson(res, 200, { ok: true })
+    }
+  })
+  const services = createHttpServices({
+    services: { api: { baseUrl: server.url, connections: 1, timeout: 5000, retry: { baseDelay: 100, jitter: 'none' } } }
+  })
+  await services.open()
+  t.teardown(async () => { await services.close(); await server.close() })
+  t.same(await services.client('api').getJson('/x'), { ok: true })
+  t.equal(hits, 3)
+  t.equal(sockets.size, 1, 'the three attempts shared one connection')
+})
+
 t.test('never retries a 4xx other than 408 and 429', async (t) => {
   const server = await startServer((_req, res) => sendJson(res, 404, { error: 'no such thing' }))
   const { logger, lines } = captureLogger()
