@@ -80,23 +80,17 @@ export function encodeMultipart (service: string, input: unknown): EncodedMultip
   const add = (name: string, value: unknown): void => {
     parts.push(toPart(service, boundary, name, value))
   }
-  try {
-    if (isFormData(input)) {
-      for (const [name, value] of input.entries()) add(name, value)
-    } else if (isPlainObject(input)) {
-      for (const name of Object.keys(input)) {
-        const value = input[name]
-        if (value === undefined || value === null) continue
-        if (Array.isArray(value)) for (const item of value) add(name, item)
-        else add(name, value)
-      }
-    } else {
-      throw new InvalidRequestError(`${service}: multipart must be a FormData or an object of fields`)
+  if (isFormData(input)) {
+    for (const [name, value] of input.entries()) add(name, value)
+  } else if (isPlainObject(input)) {
+    for (const name of Object.keys(input)) {
+      const value = input[name]
+      if (value === undefined || value === null) continue
+      if (Array.isArray(value)) for (const item of value) add(name, item)
+      else add(name, value)
     }
-  } catch (err) {
-    // A refused form is never sent: the streams it was given are closed, as a sent one's are at its end.
-    destroyStreams(input)
-    throw err
+  } else {
+    throw new InvalidRequestError(`${service}: multipart must be a FormData or an object of fields`)
   }
   const end = Buffer.from(`--${boundary}--\r\n`)
   const contentType = `multipart/form-data; boundary=${boundary}`
@@ -130,7 +124,10 @@ export function encodeMultipart (service: string, input: unknown): EncodedMultip
   return { body: new MultipartBody(service, parts, end), contentType, length }
 }
 
-/** Destroys every stream of a form's fields (in `{ value }` wrappers and lists too): the form will not be sent. */
+/**
+ * Destroys every stream of a form's fields (in `{ value }` wrappers and lists too): the form will not be sent (the
+ * client calls it for every call it refuses, a form it refused included).
+ */
 export function destroyStreams (input: unknown): void {
   const values: unknown[] = isFormData(input) ? [...input.values()] : isPlainObject(input) ? Object.values(input) : []
   for (const value of values.flat()) {

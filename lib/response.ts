@@ -156,7 +156,7 @@ export class HttpResponse {
       return
     }
     text.then((t) => {
-      this.buffered = t
+      this.setText(t)
       done(this)
     }, (err: unknown) => failed(toCallError(err, this.meta, this.meta.timeouts)))
   }
@@ -202,10 +202,25 @@ export class HttpResponse {
 
   /** Discards the body so the connection can be reused. Safe to call more than once. */
   async dump (): Promise<void> {
+    await this.drain(Infinity)
+  }
+
+  /**
+   * @internal Reads and discards at most `limit` bytes of the body; a body that goes on is destroyed (its connection
+   * closed) instead of read to its end.
+   */
+  async drain (limit: number): Promise<void> {
     const body = this.stream
     if (body === null || body.destroyed || body.readableEnded) return
+    let size = 0
     try {
-      for await (const _ of body) { /* discard */ } // eslint-disable-line no-unused-vars
+      for await (const chunk of body) {
+        size += (chunk as Buffer).length
+        if (size > limit) {
+          this.destroy()
+          return
+        }
+      }
     } catch {
       // a body that fails while being discarded has nothing left to give
     }

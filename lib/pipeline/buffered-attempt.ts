@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
-import { Readable } from 'node:stream'
 import { errors, type Dispatcher } from 'undici'
 import type { AbortListener, CallSignal } from '../call-signal'
+import { discardRequestBody } from '../call'
 import { decodeResponse } from '../decompress'
 import { HttpResponse, type ResponseMeta } from '../response'
 import { toCallError } from '../transport-errors'
@@ -141,8 +141,8 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
       if (!bridge.destroyed) bridge.destroy(err)
       return
     }
-    const body = this.ctx.body
-    if (body instanceof Readable && !body.destroyed) body.on('error', ignore).destroy(err)
+    // As undici's request(): a stream body of a failed attempt is not sent again.
+    discardRequestBody(this.ctx.body)
     this.fail(err)
   }
 
@@ -196,5 +196,3 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
     this.reject(markFailure(toCallError(err, meta, meta.timeouts), this.ctx))
   }
 }
-
-function ignore (): void {}

@@ -255,24 +255,12 @@ const kDumpLimit = 64 * 1024
  * (chunked, or decoded from a compressed one) is read up to the limit, then destroyed if it goes on.
  */
 export function discard (res: HttpResponse): Promise<void> {
-  const raw = res.headers['content-length']
-  if (raw === undefined) return readUpTo(res, kDumpLimit)
-  if (Number(raw) <= kDumpLimit) return res.dump()
-  res.destroy()
-  return Promise.resolve()
-}
-
-async function readUpTo (res: HttpResponse, limit: number): Promise<void> {
-  let size = 0
-  try {
-    for await (const chunk of res.body) {
-      size += (chunk as Buffer).length
-      if (size > limit) break
-    }
-  } catch {
-    // a body that breaks off while discarded has nothing left to give
+  const length = res.headers['content-length']
+  if (length !== undefined && Number(length) > kDumpLimit) {
+    res.destroy()
+    return Promise.resolve()
   }
-  res.destroy()
+  return res.drain(kDumpLimit)
 }
 
 /** The outcome of the call: the response, or the error thrown, carrying the number of attempts made. */
