@@ -153,6 +153,8 @@ t.test('a form of Buffers and Blobs is replayable: with an Idempotency-Key a POS
   })
   t.equal(res.status, 200)
   t.equal(res.attempts, 2)
+  // Read the answer: an unread body is a call in flight, which close() would wait for (closeTimeout, 10 s).
+  t.same((await res.json<Received>()).fields[0], ['note', 'again'], 'the answer is the retried upload')
   t.equal(received.length, 2, 'the server saw two uploads')
   for (const got of received) {
     t.same(got.fields, [['note', 'again'], ['a', 'a'.repeat(40_000)], ['b', 'b'.repeat(40_000)]])

@@ -2,6 +2,7 @@ import { getEventListeners } from 'node:events'
 import t from 'tap'
 import { createHttpServices, RequestAbortedError } from '../../index'
 import { startServer, type Handler } from '../helpers/server'
+import { waitUntil, within } from '../helpers/wait'
 
 async function setup (t: tap.Test, handler: Handler) {
   const server = await startServer(handler)
@@ -17,14 +18,14 @@ t.test('aborting the caller\'s signal mid-call rejects with RequestAbortedError 
   const { api, server, services } = await setup(t, (req) => { req.socket.once('close', () => closed()) })
   const controller = new AbortController()
   const call = api.get('/slow?token=x', { signal: controller.signal })
-  while (server.requests.length === 0) await new Promise((resolve) => setTimeout(resolve, 5))
+  await waitUntil('the server has the request', () => server.requests.length > 0)
   const reason = new Error('user cancelled')
   controller.abort(reason)
   const err = await call.then(() => undefined, (e: unknown) => e) as RequestAbortedError
   t.ok(err instanceof RequestAbortedError)
   t.match(err, { code: 'HTTP_SERVICES_ERR_ABORTED', statusCode: 499, service: 'api', method: 'GET', url: '/slow?token=***' })
   t.equal(err.cause, reason)
-  await socketClosed
+  await within('the downstream sees its socket close', socketClosed)
   t.pass('the downstream saw its socket close')
   t.equal(services.stats().api.inFlight, 0)
 })

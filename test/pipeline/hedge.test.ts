@@ -2,11 +2,7 @@ import type { ServerResponse } from 'node:http'
 import t from 'tap'
 import { createHttpServices } from '../../index'
 import { sendJson, startServer, type TestServer } from '../helpers/server'
-
-/** Resolves once `check` holds, polling every few milliseconds. */
-async function until (check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((resolve) => setTimeout(resolve, 5))
-}
+import { waitUntil } from '../helpers/wait'
 
 /**
  * A server whose n-th request is answered after `plan(n)`: `[ms, status]`, or `undefined` to hold it until the
@@ -40,7 +36,7 @@ t.test('a hedge wins over a slow first attempt, which is aborted', async (t) => 
   t.same(await res.json(), { n: 2 }, 'the hedge answered')
   t.equal(res.attempts, 2)
   t.same(server.requests.map((r) => r.headers['x-attempt']), ['1', '2'], 'each attempt knows its number')
-  await until(() => server.abandoned.length === 1)
+  await waitUntil('the slow attempt is closed upstream', () => server.abandoned.length === 1)
   t.same(server.abandoned, [1], 'the slow attempt was closed upstream')
   t.match(services.stats().api.retry, { hedges: 1 })
   t.equal(services.stats().api.attempts, 2)
@@ -64,7 +60,7 @@ t.test('up to maxHedges hedges are sent, one per delay', async (t) => {
   const res = await services.client('api').get('/x')
   t.same(await res.json(), { n: 3 })
   t.equal(res.attempts, 3)
-  await until(() => server.abandoned.length === 2)
+  await waitUntil('both slow attempts are closed upstream', () => server.abandoned.length === 2)
   t.same(server.abandoned.sort(), [1, 2], 'both slow attempts were aborted')
 })
 
@@ -132,11 +128,11 @@ t.test('the caller\'s abort ends every attempt', async (t) => {
   t.teardown(() => services.close())
   const controller = new AbortController()
   const call = services.client('api').get('/x', { signal: controller.signal })
-  await until(() => server.requests.length === 2)
+  await waitUntil('the server has both attempts', () => server.requests.length === 2)
   controller.abort()
   await t.rejects(call, { code: 'HTTP_SERVICES_ERR_ABORTED' })
-  await until(() => server.abandoned.length === 2)
-  t.pass('both attempts were closed upstream')
+  await waitUntil('both attempts are closed upstream', () => server.abandoned.length === 2)
+  t.same(server.abandoned.sort(), [1, 2], 'both attempts were closed upstream')
 })
 
 t.test('a call\'s own retry statusCodes decide which answers lose to an attempt in flight', async (t) => {

@@ -4,6 +4,7 @@ import Fastify from 'fastify'
 import { request as undiciRequest } from 'undici'
 import httpServices from '../../index'
 import { startServer } from '../helpers/server'
+import { within } from '../helpers/wait'
 
 interface LogLine { level: number, msg?: string, err?: { type?: string, code?: string } }
 
@@ -54,11 +55,11 @@ for (const method of ['GET', 'POST'] as const) {
       ...(method === 'POST' ? { body: JSON.stringify({ a: 1 }), headers: { 'content-type': 'application/json' } } : {})
     })
     inbound.catch(() => {})
-    await s.reached
+    await within('the downstream has the call', s.reached)
     controller.abort()
-    await s.closed
+    await within('the downstream sees its socket close', s.closed)
     t.pass('the downstream server saw its socket close')
-    await s.done
+    await within('the route handler settles', s.done)
     t.match(s.outcome(), { code: 'HTTP_SERVICES_ERR_ABORTED', statusCode: 499 }, 'the downstream call failed with RequestAbortedError')
     t.equal(s.downstream.requests.length, 1)
     t.equal(s.app.httpServices.stats().slow.inFlight, 0)
