@@ -1,15 +1,102 @@
-import { httpServices } from './lib/plugin'
+/**
+ * The package's public surface, in the shape Fastify's own plugins ship (@fastify/redis, @fastify/under-pressure):
+ * the plugin is the module itself (`module.exports`), with `.default` and `.httpServices` pointing at it and every
+ * other export as a property. `import httpServices from 'fastify-http-services'` then gives the plugin both in an
+ * ES module (Node hands a CommonJS module's `module.exports` over as its default export) and through
+ * `esModuleInterop`, and `require('fastify-http-services')` is the plugin too. The types say the same thing with
+ * `export =` and a namespace merged with the plugin function.
+ *
+ * Each export is written twice: in the namespace (its types) and as a `module.exports.name =` line, the form Node's
+ * ES module loader reads to learn a CommonJS module's named exports (cjs-module-lexer: it does not run the code).
+ * test/package/exports.test.ts checks that the two lists agree and that lib/errors and lib/config/types are covered.
+ */
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import type { Dispatcher } from 'undici'
+import './lib/plugin' // its `declare module 'fastify'` (the decorators' types) must reach index.d.ts
+import { httpServicesPlugin } from './lib/plugin'
+import {
+  createHttpServices, HttpServices, silentLogger, type CreateHttpServicesOptions, type HttpServiceNames, type ServiceName
+} from './lib/services'
+import { HttpClient } from './lib/client'
+import { HttpResponse } from './lib/response'
+import { HttpService, type FailureCounts, type ServiceStats } from './lib/service'
+import type { CallOptions, CallTimeoutOptions, JsonCallOptions, QueryValue } from './lib/client-types'
+import type { MultipartFields, MultipartFile, MultipartValue } from './lib/multipart'
+import type {
+  AdaptiveRateOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions, DeadlineHeadersOptions, DnsOptions,
+  Fallback, HedgeOptions, HttpServicesOptions, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
+  ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
+} from './lib/config/types'
+import type { CallContext, Logger, Next, Policy } from './lib/pipeline/types'
+import {
+  BulkheadRejectedError, CircuitOpenError, ClientClosedError, ConnectionError, DecompressError, ForbiddenUrlError,
+  HttpServicesError, HttpStatusError, InvalidOptionsError, InvalidRequestError, RateLimitedError, RequestAbortedError,
+  ResponseParseError, ResponseTooLargeError, TimeoutError, TlsError, TransportError, UnknownServiceError,
+  describe, isHttpServicesError, redactPath, stamp, withRetryAfter,
+  type CallTarget, type HttpServicesErrorClass, type TimeoutPhase
+} from './lib/errors'
 
-export default httpServices
-export { httpServices }
-export { createHttpServices, HttpServices, silentLogger } from './lib/services'
-export type { CreateHttpServicesOptions, HttpServiceNames, ServiceName } from './lib/services'
-export { HttpClient } from './lib/client'
-export { HttpResponse } from './lib/response'
-export { HttpService } from './lib/service'
-export type { ServiceStats } from './lib/service'
-export type { CallOptions, CallTimeoutOptions, JsonCallOptions, QueryValue } from './lib/client-types'
-export type { MultipartFields, MultipartFile, MultipartValue } from './lib/multipart'
-export type * from './lib/config/types'
-export type { CallContext, Logger, Next, Policy } from './lib/pipeline/types'
-export * from './lib/errors'
+/** The Fastify plugin: `fastify.register(httpServices, { services, defaults, configFile })`. */
+function httpServices (fastify: FastifyInstance, options: HttpServicesOptions): Promise<void> {
+  return httpServicesPlugin(fastify, options)
+}
+fp(httpServices, { fastify: '5.x', name: 'fastify-http-services' })
+
+declare namespace httpServices {
+  export { httpServices as default, httpServices }
+  export { createHttpServices, HttpServices, silentLogger, HttpClient, HttpResponse, HttpService }
+  export type { CreateHttpServicesOptions, FailureCounts, HttpServiceNames, ServiceName, ServiceStats }
+  export type { CallOptions, CallTimeoutOptions, JsonCallOptions, QueryValue }
+  export type { MultipartFields, MultipartFile, MultipartValue }
+  export type {
+    AdaptiveRateOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions, DeadlineHeadersOptions, DnsOptions,
+    Fallback, HedgeOptions, HttpServicesOptions, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
+    ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
+  }
+  export type { CallContext, Logger, Next, Policy }
+  // undici's `Dispatcher` as this package uses it (the `dispatcher` option's type), whichever undici the app has
+  export type { Dispatcher }
+  export {
+    BulkheadRejectedError, CircuitOpenError, ClientClosedError, ConnectionError, DecompressError, ForbiddenUrlError,
+    HttpServicesError, HttpStatusError, InvalidOptionsError, InvalidRequestError, RateLimitedError, RequestAbortedError,
+    ResponseParseError, ResponseTooLargeError, TimeoutError, TlsError, TransportError, UnknownServiceError,
+    describe, isHttpServicesError, redactPath, stamp, withRetryAfter
+  }
+  export type { CallTarget, HttpServicesErrorClass, TimeoutPhase }
+}
+
+module.exports = httpServices
+module.exports.default = httpServices
+module.exports.httpServices = httpServices
+module.exports.createHttpServices = createHttpServices
+module.exports.HttpServices = HttpServices
+module.exports.silentLogger = silentLogger
+module.exports.HttpClient = HttpClient
+module.exports.HttpResponse = HttpResponse
+module.exports.HttpService = HttpService
+module.exports.BulkheadRejectedError = BulkheadRejectedError
+module.exports.CircuitOpenError = CircuitOpenError
+module.exports.ClientClosedError = ClientClosedError
+module.exports.ConnectionError = ConnectionError
+module.exports.DecompressError = DecompressError
+module.exports.ForbiddenUrlError = ForbiddenUrlError
+module.exports.HttpServicesError = HttpServicesError
+module.exports.HttpStatusError = HttpStatusError
+module.exports.InvalidOptionsError = InvalidOptionsError
+module.exports.InvalidRequestError = InvalidRequestError
+module.exports.RateLimitedError = RateLimitedError
+module.exports.RequestAbortedError = RequestAbortedError
+module.exports.ResponseParseError = ResponseParseError
+module.exports.ResponseTooLargeError = ResponseTooLargeError
+module.exports.TimeoutError = TimeoutError
+module.exports.TlsError = TlsError
+module.exports.TransportError = TransportError
+module.exports.UnknownServiceError = UnknownServiceError
+module.exports.describe = describe
+module.exports.isHttpServicesError = isHttpServicesError
+module.exports.redactPath = redactPath
+module.exports.stamp = stamp
+module.exports.withRetryAfter = withRetryAfter
+
+export = httpServices

@@ -62,7 +62,7 @@ t.test('a catalog failure is a 502 with a clean JSON error', async (t) => {
   inventory.intercept({ path: '/stock/p3' }).reply(200, { sku: 'p3', available: 1 }).persist()
   const res = await app.inject('/products/p3')
   t.equal(res.statusCode, 502)
-  t.match(res.json(), { code: 'HTTP_SERVICES_ERR_STATUS', message: /GET catalog \/products\/p3: downstream answered 500: db down/ })
+  t.match(res.json(), { code: 'HTTP_SERVICES_ERR_STATUS', message: 'GET catalog /products/p3: downstream answered 500' })
 })
 
 // The same gateway against its real in-process fake downstreams, as `npm run example` runs it.

@@ -60,7 +60,7 @@ async function demo (address: string, app: FastifyInstance): Promise<void> {
   console.log(`\nGET /status -> ${res.status} (inventory is critical and its breaker is open) ${await res.text()}`)
   const { inventory: stats } = app.httpServices.stats()
   console.log('fastify.httpServices.stats().inventory:')
-  console.log(JSON.stringify({ breaker: stats.breaker, retry: stats.retry, requests: stats.requests, attempts: stats.attempts, fallback: stats.fallback }, null, 2))
+  console.log(JSON.stringify({ breaker: stats.breaker, retry: stats.retry, requests: stats.requests, attempts: stats.attempts, failures: stats.failures, failuresBy: stats.failuresBy, fallback: stats.fallback }, null, 2))
   controls.outage = false
   console.log('\n--- demo: outage over; the breaker half-opens after 5 s and the next call closes it ---')
   await new Promise((resolve) => setTimeout(resolve, 5200))

@@ -9,6 +9,7 @@ import { encodeQuery } from './request-target'
 // RFC 9110 token characters for header names.
 const kHeaderName = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const kBadHeaderValue = /[\r\n\0]/
+const kLength = /^\d{1,15}$/
 
 /** What binds a client to where its calls come from: an inbound Fastify request, or nothing. */
 export interface ClientScope {
@@ -109,9 +110,31 @@ export function mergeHeaders (
     const name = key.toLowerCase()
     const text = String(value)
     checkHeader(service, name, text)
+    // The Host decides which site of the upstream (and, through a forward proxy, which upstream) gets the call: only
+    // the service's configuration may set it, never a value that may come from the caller's input.
+    if (name === 'host') throw new InvalidRequestError(`${service}: header host cannot be set per call (set it in the service's headers)`)
     headers[name] = text
   }
   return { headers, copied: true }
+}
+
+/**
+ * Throws `InvalidRequestError` when the caller's `content-length` is not a length, or differs from the body's (a
+ * string or bytes) or announces a body the call does not have. undici would send the wrong framing, send
+ * `content-length: 0` instead, or fail the call as if the upstream had; a stream's length is only known once sent:
+ * undici checks it then (`transport-errors.ts` maps its error to `InvalidRequestError` too).
+ */
+export function checkContentLength (service: string, declared: string, body: RequestBody): void {
+  if (!kLength.test(declared)) {
+    throw new InvalidRequestError(`${service}: header content-length must be a number of bytes, got ${JSON.stringify(declared.slice(0, 40))}`)
+  }
+  let actual: number | undefined
+  if (body === null || body === undefined) actual = 0
+  else if (typeof body === 'string') actual = Buffer.byteLength(body)
+  else if (body instanceof Uint8Array) actual = body.byteLength
+  if (actual !== undefined && actual !== Number(declared)) {
+    throw new InvalidRequestError(`${service}: header content-length is ${declared} but the body has ${actual} bytes`)
+  }
 }
 
 /**
@@ -141,7 +164,7 @@ export function encodeBody (
   }
   if (options.form !== undefined) {
     given++
-    body = encodeQuery(options.form)
+    body = encodeQuery(options.form, service, 'form')
     type = 'application/x-www-form-urlencoded'
   }
   if (options.body !== undefined) {

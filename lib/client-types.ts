@@ -8,13 +8,22 @@ export type QueryValue = string | number | boolean | null | undefined | Readonly
 /** The timeouts a call may set for itself: every phase but `connect`, which belongs to the service's pool. */
 export type CallTimeoutOptions = Omit<TimeoutOptions, 'connect'>
 
-/** Options of one call. Each overrides the service option of the same name. */
+/**
+ * Options of one call. Each overrides the service option of the same name. A key that is none of these (a typo in
+ * JavaScript) rejects the call with `InvalidRequestError`.
+ */
 export interface CallOptions {
   /** Query parameters, encoded and appended to the path. */
   query?: Record<string, QueryValue> | URLSearchParams
-  /** Values for `:name` placeholders in the path, percent-encoded. Every placeholder needs a value. */
+  /**
+   * Values for `:name` placeholders in the path, percent-encoded. Every placeholder needs a value; `.`, `..`, `''`
+   * and a value holding an encoded dot segment are refused (`ForbiddenUrlError`).
+   */
   params?: Record<string, string | number>
-  /** Extra request headers; `undefined` values are dropped. Values with CR or LF are refused. */
+  /**
+   * Extra request headers; `undefined` values are dropped. Values with CR, LF or NUL are refused, and so is `host`
+   * (only the service's `headers` may set it). A `content-length` must match the body.
+   */
   headers?: Record<string, string | number | undefined>
   /** A value sent as JSON (`content-type: application/json`). */
   json?: unknown

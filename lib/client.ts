@@ -1,9 +1,9 @@
 import { whenBodyDone } from './body-done'
-import { Call, discardRequestBody, encodeBody, mergeHeaders, type ClientScope } from './call'
+import { Call, checkContentLength, discardRequestBody, encodeBody, mergeHeaders, type ClientScope } from './call'
 import type { CallOptions, JsonCallOptions } from './client-types'
 import { CallSignal } from './call-signal'
 import { builtInDefaults } from './config/resolve'
-import { checkCallTimeout } from './config/validate'
+import { checkCallTimeout, serviceSpec, show, suggest } from './config/validate'
 import { InvalidRequestError, RequestAbortedError, describe, isHttpServicesError, redactPath, stamp } from './errors'
 import type { Logger } from './pipeline/types'
 import { destroyStreams } from './multipart'
@@ -121,6 +121,7 @@ export class HttpClient {
       throw new InvalidRequestError(`${name}: unsupported method ${JSON.stringify(method)}`)
     }
     method = method.toUpperCase()
+    if (options !== kNoOptions) checkOptionNames(name, options)
     const target = buildPath(name, svc.options.basePath, path, options)
     let { headers, copied } = mergeHeaders(name, this.headers, options.headers)
     let body = null
@@ -130,6 +131,7 @@ export class HttpClient {
       headers = encoded.headers
       copied = encoded.copied
     }
+    if (options.headers !== undefined && headers['content-length'] !== undefined) checkContentLength(name, headers['content-length'], body)
     if (options.decompress !== undefined && options.decompress !== svc.options.decompress &&
       (options.headers === undefined || !hasHeader(options.headers, 'accept-encoding'))) {
       // A call that decodes asks for compression; one that passes bytes through leaves it to the upstream's default.
@@ -167,6 +169,48 @@ export class HttpClient {
 }
 
 const kNoOptions: CallOptions = Object.freeze({})
+
+/** Every call option: `satisfies` makes the compiler name one added to `CallOptions` and missing here. */
+const kCallOptions = {
+  query: true,
+  params: true,
+  headers: true,
+  json: true,
+  form: true,
+  body: true,
+  multipart: true,
+  timeout: true,
+  signal: true,
+  throwHttpErrors: true,
+  retry: true,
+  fallback: true,
+  decompress: true
+} as const satisfies Record<keyof CallOptions, true>
+
+const kCallOptionNames: ReadonlySet<string> = new Set(Object.keys(kCallOptions))
+
+/**
+ * @internal Refuses a call option with an unknown name (a typo such as `qurey` would otherwise be ignored in
+ * JavaScript). A `for in` over the few keys of the options and a Set lookup each: no allocation unless a key is
+ * refused. The mock client checks with it too.
+ */
+export function checkOptionNames (service: string, options: CallOptions): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidRequestError(`${service}: call options must be an object, got ${show(options)}`)
+  }
+  for (const key in options) {
+    if (!kCallOptionNames.has(key)) throw unknownCallOption(service, key)
+  }
+}
+
+function unknownCallOption (service: string, key: string): InvalidRequestError {
+  const known = [...kCallOptionNames]
+  const close = suggest(key, known)
+  const why = Object.hasOwn(serviceSpec, key)
+    ? 'a service option: set it in the service\'s options, not per call'
+    : close !== undefined ? `did you mean "${close}"?` : `expected one of: ${known.join(', ')}`
+  return new InvalidRequestError(`${service}: unknown call option ${show(key)} (${why})`)
+}
 
 const kAcceptEncoding = builtInDefaults.acceptEncoding
 

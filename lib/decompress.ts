@@ -5,6 +5,7 @@ import {
   inflateSync, type ZlibOptions
 } from 'node:zlib'
 import { DecompressError, describe, stamp } from './errors'
+import { kHeaderLimit, wireText } from './error-text'
 import { HttpResponse, type ResponseMeta } from './response'
 
 // Maps, not object literals: a coding named `constructor` or `__proto__` must not find a decoder on the prototype.
@@ -57,7 +58,7 @@ export function decodeResponse (status: number, headers: IncomingHttpHeaders, ra
     : parseCodings(headers['content-encoding'])
   if (codings === undefined) return new HttpResponse(status, headers, raw, meta)
   const { 'content-encoding': encoding, 'content-length': _length, ...rest } = headers
-  const body = new DecodedBody(raw, codings, decodeError(meta, status, String(encoding)), meta.maxResponseSize)
+  const body = new DecodedBody(raw, codings, decodeError(meta, status, String(encoding), codings), meta.maxResponseSize)
   return new HttpResponse(status, rest, body, meta)
 }
 
@@ -75,9 +76,15 @@ function parseCodings (value: string | string[] | undefined): string[] | undefin
   return codings.length > 0 ? codings : undefined
 }
 
-function decodeError (meta: ResponseMeta, status: number, encoding: string): (cause: Error | undefined, why: string) => Error {
-  return (cause, why) => stamp(new DecompressError(
-    `${describe(meta)}: cannot decode the ${encoding} response body of status ${status}: ${why}`, { cause }), meta, { status, encoding })
+// The content-encoding header is the upstream's text (known codings may come with any amount of padding and
+// `identity`): it stays in `encoding`, capped and cleaned. The message names only codings of this client's own list,
+// and `why` is zlib's text or ours.
+function decodeError (meta: ResponseMeta, status: number, encoding: string, codings: string[]): (cause: Error | undefined, why: string) => Error {
+  return (cause, why) => {
+    const named = codings.length <= kMaxCodings ? codings.slice().reverse().join(', ') : 'compressed'
+    return stamp(new DecompressError(`${describe(meta)}: cannot decode the ${named} response body of status ${status}: ${why}`, { cause }),
+      meta, { status, encoding: wireText(encoding, kHeaderLimit) })
+  }
 }
 
 /**
@@ -111,6 +118,11 @@ class DecodedBody extends Readable {
       if (this.listenerCount('error') === 0) this.on('error', ignore)
       this.destroy(err)
     })
+  }
+
+  /** @internal The raw (still encoded) body: whether it has all come in tells whether its connection is free. */
+  get source (): Readable {
+    return this.raw
   }
 
   override _read (): void {

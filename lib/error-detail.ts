@@ -1,4 +1,5 @@
 import { HttpStatusError, describe, stamp, withRetryAfter } from './errors'
+import { kDetailLimit, wireText } from './error-text'
 import { requestedDelay } from './pipeline/retry-after'
 import type { HttpResponse } from './response'
 
@@ -12,8 +13,9 @@ function firstString (...values: unknown[]): string | undefined {
 
 /**
  * The human-readable detail of a common error body: RFC 9457 problem+json (`title` / `detail`),
- * `{ error: { message } }`, `{ error }`, `{ detail }`, `{ message }`, else the text itself; at most 200 characters
- * (it is part of the error message, which Fastify sends to clients).
+ * `{ error: { message } }`, `{ error }`, `{ detail }`, `{ message }`, else the text itself; at most 200 characters,
+ * without control characters or ANSI escapes (it reaches logs). It is the upstream's text, so it stays out of the
+ * error's message, which Fastify sends to clients.
  */
 export function errorDetail (parsed: unknown, text: string): string | undefined {
   if (parsed !== null && typeof parsed === 'object') {
@@ -21,10 +23,13 @@ export function errorDetail (parsed: unknown, text: string): string | undefined 
     const err = o.error
     const nested = err !== null && typeof err === 'object' ? (err as Record<string, unknown>).message : undefined
     const problem = typeof o.title === 'string' && typeof o.detail === 'string' ? `${o.title}: ${o.detail}` : undefined
-    return firstString(problem, nested, err, o.detail, o.message, o.title, o.error_description)?.slice(0, 200)
+    return nonEmpty(wireText(firstString(problem, nested, err, o.detail, o.message, o.title, o.error_description), kDetailLimit))
   }
-  const trimmed = text.trim()
-  return trimmed.length > 0 ? trimmed.slice(0, 200) : undefined
+  return nonEmpty(wireText(text, kDetailLimit))
+}
+
+function nonEmpty (text: string | undefined): string | undefined {
+  return text === undefined || text.length === 0 ? undefined : text
 }
 
 /**
@@ -73,7 +78,8 @@ export async function readErrorDetail (res: HttpResponse): Promise<{ detail?: st
 export async function statusError (res: HttpResponse, passthroughStatus: boolean): Promise<HttpStatusError> {
   const meta = res.meta
   const { detail, body } = await readErrorDetail(res)
-  const e = new HttpStatusError(`${describe(meta)}: downstream answered ${res.status}${detail !== undefined ? `: ${detail}` : ''}`)
+  // The detail is the upstream's text: it stays in `detail`, out of the message Fastify sends to clients.
+  const e = new HttpStatusError(`${describe(meta)}: downstream answered ${res.status}`)
   stamp(e, meta, { status: res.status, detail, attempts: res.attempts })
   // Not enumerable: a logged error (Fastify logs every 5xx it sends) must carry neither the downstream's set-cookie
   // nor its whole error body.

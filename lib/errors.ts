@@ -1,4 +1,5 @@
-import createError, { type FastifyError } from '@fastify/error'
+import type { FastifyError } from '@fastify/error'
+import { defineError } from './define-error'
 
 /** The phase of a call that ran out of time. */
 export type TimeoutPhase = 'connect' | 'headers' | 'body' | 'total' | 'attempt' | 'queue'
@@ -17,6 +18,8 @@ export interface HttpServicesError extends FastifyError {
   retryAfter?: number
   /** Headers Fastify's error handler copies to the reply (e.g. `retry-after`). */
   headers?: Record<string, string>
+  /** The service's circuit breaker when the call failed, set only when it was not closed (`open`: nowhere to go). */
+  breaker?: 'open' | 'halfOpen'
 }
 
 /** The downstream answered with an error status (>= 400) and `throwHttpErrors` was on. */
@@ -87,34 +90,35 @@ export interface InvalidRequestError extends HttpServicesError {}
 /** A constructor of one of this library's errors. `instanceof` works across duplicate installs. */
 export interface HttpServicesErrorClass<E extends HttpServicesError> {
   new (message: string, options?: { cause?: unknown }): E
-  (message: string, options?: { cause?: unknown }): E
   readonly prototype: E
 }
 
-function define<E extends HttpServicesError> (code: string, statusCode: number, Base: unknown = Error): HttpServicesErrorClass<E> {
-  return createError(code, '%s', statusCode, Base as ErrorConstructor) as unknown as HttpServicesErrorClass<E>
+// Each class is named after itself (`err.name`, and pino's `type` in logs), and its `cause` is not enumerable: see
+// `./define-error`.
+function define<E extends HttpServicesError> (name: string, code: string, statusCode: number, Base: unknown = Error): HttpServicesErrorClass<E> {
+  return defineError<E>(name, code, statusCode, Base)
 }
 
 /** Base of every error this library throws. */
-export const HttpServicesError = define<HttpServicesError>('HTTP_SERVICES_ERR', 500)
-export const HttpStatusError = define<HttpStatusError>('HTTP_SERVICES_ERR_STATUS', 502, HttpServicesError)
+export const HttpServicesError = define<HttpServicesError>('HttpServicesError', 'HTTP_SERVICES_ERR', 500)
+export const HttpStatusError = define<HttpStatusError>('HttpStatusError', 'HTTP_SERVICES_ERR_STATUS', 502, HttpServicesError)
 /** Base of the transport failures (no usable response from the downstream). */
-export const TransportError = define<HttpServicesError>('HTTP_SERVICES_ERR_TRANSPORT', 502, HttpServicesError)
-export const TimeoutError = define<TimeoutError>('HTTP_SERVICES_ERR_TIMEOUT', 504, TransportError)
-export const ConnectionError = define<ConnectionError>('HTTP_SERVICES_ERR_CONNECTION', 502, TransportError)
-export const TlsError = define<TlsError>('HTTP_SERVICES_ERR_TLS', 502, TransportError)
-export const ResponseTooLargeError = define<ResponseTooLargeError>('HTTP_SERVICES_ERR_RESPONSE_TOO_LARGE', 502, HttpServicesError)
-export const ResponseParseError = define<ResponseParseError>('HTTP_SERVICES_ERR_RESPONSE_PARSE', 502, HttpServicesError)
-export const DecompressError = define<DecompressError>('HTTP_SERVICES_ERR_DECOMPRESS', 502, HttpServicesError)
-export const ForbiddenUrlError = define<ForbiddenUrlError>('HTTP_SERVICES_ERR_FORBIDDEN_URL', 500, HttpServicesError)
-export const InvalidRequestError = define<InvalidRequestError>('HTTP_SERVICES_ERR_INVALID_REQUEST', 500, HttpServicesError)
-export const UnknownServiceError = define<UnknownServiceError>('HTTP_SERVICES_ERR_UNKNOWN_SERVICE', 500, HttpServicesError)
-export const ClientClosedError = define<ClientClosedError>('HTTP_SERVICES_ERR_CLIENT_CLOSED', 503, HttpServicesError)
-export const RequestAbortedError = define<RequestAbortedError>('HTTP_SERVICES_ERR_ABORTED', 499, HttpServicesError)
-export const InvalidOptionsError = define<InvalidOptionsError>('HTTP_SERVICES_ERR_INVALID_OPTIONS', 500, HttpServicesError)
-export const CircuitOpenError = define<CircuitOpenError>('HTTP_SERVICES_ERR_CIRCUIT_OPEN', 503, HttpServicesError)
-export const BulkheadRejectedError = define<BulkheadRejectedError>('HTTP_SERVICES_ERR_BULKHEAD_REJECTED', 503, HttpServicesError)
-export const RateLimitedError = define<RateLimitedError>('HTTP_SERVICES_ERR_RATE_LIMITED', 503, HttpServicesError)
+export const TransportError = define<HttpServicesError>('TransportError', 'HTTP_SERVICES_ERR_TRANSPORT', 502, HttpServicesError)
+export const TimeoutError = define<TimeoutError>('TimeoutError', 'HTTP_SERVICES_ERR_TIMEOUT', 504, TransportError)
+export const ConnectionError = define<ConnectionError>('ConnectionError', 'HTTP_SERVICES_ERR_CONNECTION', 502, TransportError)
+export const TlsError = define<TlsError>('TlsError', 'HTTP_SERVICES_ERR_TLS', 502, TransportError)
+export const ResponseTooLargeError = define<ResponseTooLargeError>('ResponseTooLargeError', 'HTTP_SERVICES_ERR_RESPONSE_TOO_LARGE', 502, HttpServicesError)
+export const ResponseParseError = define<ResponseParseError>('ResponseParseError', 'HTTP_SERVICES_ERR_RESPONSE_PARSE', 502, HttpServicesError)
+export const DecompressError = define<DecompressError>('DecompressError', 'HTTP_SERVICES_ERR_DECOMPRESS', 502, HttpServicesError)
+export const ForbiddenUrlError = define<ForbiddenUrlError>('ForbiddenUrlError', 'HTTP_SERVICES_ERR_FORBIDDEN_URL', 500, HttpServicesError)
+export const InvalidRequestError = define<InvalidRequestError>('InvalidRequestError', 'HTTP_SERVICES_ERR_INVALID_REQUEST', 500, HttpServicesError)
+export const UnknownServiceError = define<UnknownServiceError>('UnknownServiceError', 'HTTP_SERVICES_ERR_UNKNOWN_SERVICE', 500, HttpServicesError)
+export const ClientClosedError = define<ClientClosedError>('ClientClosedError', 'HTTP_SERVICES_ERR_CLIENT_CLOSED', 503, HttpServicesError)
+export const RequestAbortedError = define<RequestAbortedError>('RequestAbortedError', 'HTTP_SERVICES_ERR_ABORTED', 499, HttpServicesError)
+export const InvalidOptionsError = define<InvalidOptionsError>('InvalidOptionsError', 'HTTP_SERVICES_ERR_INVALID_OPTIONS', 500, HttpServicesError)
+export const CircuitOpenError = define<CircuitOpenError>('CircuitOpenError', 'HTTP_SERVICES_ERR_CIRCUIT_OPEN', 503, HttpServicesError)
+export const BulkheadRejectedError = define<BulkheadRejectedError>('BulkheadRejectedError', 'HTTP_SERVICES_ERR_BULKHEAD_REJECTED', 503, HttpServicesError)
+export const RateLimitedError = define<RateLimitedError>('RateLimitedError', 'HTTP_SERVICES_ERR_RATE_LIMITED', 503, HttpServicesError)
 
 /** Where a call was going; copied onto every error it produces. */
 export interface CallTarget {

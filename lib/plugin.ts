@@ -1,7 +1,6 @@
 import type { ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
-import fp from 'fastify-plugin'
 import type { ClientScope } from './call'
 import { CallSignal } from './call-signal'
 import type { HttpClient } from './client'
@@ -9,6 +8,7 @@ import type { HttpServicesOptions } from './config/types'
 import { kMaxTimerMs } from './config/validate'
 import { RequestAbortedError } from './errors'
 import { registerUnderPressure } from './health'
+import { sendResponseOnSend, sendResponseUnserialized } from './reply'
 import type { Logger } from './pipeline/types'
 import { HttpServices, type ServiceName } from './services'
 
@@ -157,7 +157,8 @@ class RequestScope implements ClientScope {
   }
 }
 
-const plugin: FastifyPluginAsync<HttpServicesOptions> = async function httpServicesPlugin (fastify, options) {
+/** The plugin's body: index.ts wraps it with fastify-plugin and exports that as the package. */
+export const httpServicesPlugin: FastifyPluginAsync<HttpServicesOptions> = async function httpServicesPlugin (fastify, options) {
   const registry = new HttpServices(options ?? {}, fastify.log as unknown as Logger)
   const { requestDeadline, deadlineHeader } = registry.resolved
 
@@ -182,6 +183,10 @@ const plugin: FastifyPluginAsync<HttpServicesOptions> = async function httpServi
     })
   }
 
+  // `return res` / `reply.send(res)` with an HttpResponse sends the downstream's answer (lib/reply.ts).
+  fastify.addHook('preSerialization', sendResponseUnserialized)
+  fastify.addHook('onSend', sendResponseOnSend)
+
   fastify.addHook('onReady', async function openHttpServices () {
     await registry.open()
   })
@@ -189,7 +194,3 @@ const plugin: FastifyPluginAsync<HttpServicesOptions> = async function httpServi
     await registry.close()
   })
 }
-
-/** The Fastify plugin: `fastify.register(httpServices, { services, defaults, configFile })`. */
-export const httpServices = fp(plugin, { fastify: '5.x', name: 'fastify-http-services' })
-export default httpServices

@@ -233,7 +233,8 @@ function proxyError (err: Error, target: CallTarget, connectTimeout: number, for
     ? 'refused the connection'
     : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
       ? 'could not be resolved'
-      : `${typed instanceof TlsError ? 'TLS ' : ''}failure: ${(failure.cause as Error)?.message ?? String(failure.cause)}`
+      // Node's own text of a TLS or socket failure quotes certificate names and addresses: it stays on `cause`.
+      : `${typed instanceof TlsError ? 'TLS ' : ''}failure`
   const Type = typed instanceof TlsError ? TlsError : ConnectionError
   const e = new Type(`${where} ${what}${code !== '' ? ` (${code})` : ''}`, { cause: failure.cause })
   return stamp(e, target, { errno: code !== '' ? code : undefined })

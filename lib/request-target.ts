@@ -6,10 +6,16 @@ const kScheme = /^[a-zA-Z][a-zA-Z\d+.-]*:/
 // and backslash (some servers read it as '/').
 const kBadPathChar = /[^\u0021-\u007e]|\\/
 const kParam = /:([A-Za-z_][A-Za-z0-9_]*)/g
-// A dot segment, raw or percent-encoded: `..`, `.`, `%2e%2E`, `.%2e` … Encoded slashes and backslashes count as
-// separators (nginx and others decode them before resolving dot segments), and so does `;` (Tomcat reads `..;/`
-// as `../`).
-const kDotSegment = /(^|\/|%2f|%5c)(\.|%2e){1,2}(\/|%2f|%5c|;|$|\?)/i
+// A dot segment, raw or encoded, as some server on the way may read it:
+// - dots: `.`, `%2e`, overlong UTF-8 (`%c0%ae`, `%e0%80%ae`, `%f0%80%80%ae`: old decoders and some WAFs accept them),
+//   IIS's `%u002e`, and double encoding (`%252e`: a proxy that decodes once passes `%2e` to a server that decodes
+//   again);
+// - separators around them: `/`, encoded slashes and backslashes (nginx and others decode them before resolving dot
+//   segments), their overlong and double-encoded forms, and `;` raw or encoded (Tomcat reads `..;/` as `../`).
+// A `params` value is encoded once, so a value holding `%2e%2e` is refused too: it is one decoding away from `..`.
+const kDot = String.raw`(?:\.|%2e|%252e|%c0%ae|%e0%80%ae|%f0%80%80%ae|%u002e)`
+const kSeparator = String.raw`(?:\/|%2f|%5c|%252f|%255c|%c0%af|%e0%80%af|%c1%9c|%u002f|%u005c)`
+const kDotSegment = new RegExp(`(?:^|${kSeparator})${kDot}{1,2}(?:${kSeparator}|;|%3b|%253b|$|\\?)`, 'i')
 
 const kUserinfo = /^([^/?#]*\/\/)[^/?#]*@/
 
@@ -57,7 +63,7 @@ export function buildPath (service: string, basePath: string, path: string, opti
   if (path.length === 0 && basePath.length === 0) path = '/'
   const query = options?.query
   if (query !== undefined) {
-    const qs = encodeQuery(query)
+    const qs = encodeQuery(query, service, 'query')
     if (qs.length > 0) path += (path.includes('?') ? '&' : '?') + qs
   }
   if (path.length === 0) return basePath.length === 0 ? '/' : basePath
@@ -74,25 +80,45 @@ function fillParams (service: string, path: string, params: Record<string, strin
     if (text === '.' || text === '..' || text.length === 0) {
       forbidden(service, path, `params.${name} is ${JSON.stringify(text)}`)
     }
-    return encodeURIComponent(text)
+    try {
+      return encodeURIComponent(text)
+    } catch (err) {
+      throw malformed(service, `params.${name}`, err)
+    }
   })
 }
 
-function appendPair (parts: string[], key: string, value: string | number | boolean): void {
-  parts.push(encodeURIComponent(key) + '=' + encodeURIComponent(String(value)))
+/**
+ * A string with a lone surrogate (half of a UTF-16 pair) has no UTF-8 form: `encodeURIComponent` throws a `URIError`,
+ * which becomes the call's `InvalidRequestError`. (URLSearchParams and FormData replace it with U+FFFD instead,
+ * as the WHATWG specs say; a multipart form follows FormData.)
+ */
+function malformed (service: string, where: string, err: unknown): InvalidRequestError {
+  return new InvalidRequestError(`${service}: ${where} holds a lone surrogate (not well-formed Unicode)`, { cause: err })
 }
 
-/** Encodes a query object (`undefined`/`null` dropped, arrays repeat the key) or URLSearchParams. */
-export function encodeQuery (query: Record<string, QueryValue> | URLSearchParams): string {
+function appendPair (parts: string[], key: string, value: string | number | boolean, service: string, what: string): void {
+  try {
+    parts.push(encodeURIComponent(key) + '=' + encodeURIComponent(String(value)))
+  } catch (err) {
+    throw malformed(service, `${what} ${JSON.stringify(key.slice(0, 40))}`, err)
+  }
+}
+
+/**
+ * Encodes a query object (`undefined`/`null` dropped, arrays repeat the key) or URLSearchParams. `what` (`query`,
+ * `form`) names the option in the `InvalidRequestError` of a key or value that cannot be encoded.
+ */
+export function encodeQuery (query: Record<string, QueryValue> | URLSearchParams, service: string, what: string): string {
   if (query instanceof URLSearchParams) return query.toString()
   const parts: string[] = []
   for (const key of Object.keys(query)) {
     const value = query[key]
     if (value === undefined || value === null) continue
     if (Array.isArray(value)) {
-      for (const v of value as ReadonlyArray<string | number | boolean>) appendPair(parts, key, v)
+      for (const v of value as ReadonlyArray<string | number | boolean>) appendPair(parts, key, v, service, what)
     } else {
-      appendPair(parts, key, value as string | number | boolean)
+      appendPair(parts, key, value as string | number | boolean, service, what)
     }
   }
   return parts.join('&')

@@ -2,8 +2,10 @@ import { Readable } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
 import { parseCookie, type Cookie } from 'undici'
 import { InvalidRequestError, ResponseParseError, ResponseTooLargeError, describe, stamp, type CallTarget } from './errors'
+import { kDetailLimit, kHeaderLimit, wireText } from './error-text'
 import { toCallError } from './transport-errors'
 import type { CallContext } from './pipeline/types'
+import type { UnreadBody } from './unread-body'
 
 /** Where a response came from and how much of it may be buffered. */
 export interface ResponseMeta extends CallTarget {
@@ -38,6 +40,8 @@ export class HttpResponse {
   readonly meta: ResponseMeta
   /** @internal The call whose attempt this is the answer of (set by the transport). */
   call: CallContext | undefined = undefined
+  /** @internal The watch on a body handed to the caller unread (see `./unread-body`); `undefined` when none. */
+  unreadBody: UnreadBody | undefined = undefined
 
   constructor (status: number, headers: IncomingHttpHeaders, body: Readable, meta: ResponseMeta) {
     this.status = status
@@ -61,6 +65,7 @@ export class HttpResponse {
 
   /** The body as a stream; pass it to `reply.send()` to stream it on. */
   get body (): Readable {
+    if (this.unreadBody !== undefined) this.unreadBody.handOut()
     let stream = this.stream
     if (stream === null) {
       // A body the transport read already: the same bytes as a stream (an empty one once it was read).
@@ -166,13 +171,11 @@ export class HttpResponse {
     try {
       return JSON.parse(text) as T
     } catch (err) {
-      const contentType = this.headers['content-type']
-      const snippet = text.slice(0, 200)
-      // The snippet stays out of the message: Fastify sends messages to clients, and an upstream's error page
-      // may hold internal details.
-      const e = new ResponseParseError(
-        `${describe(this.meta)}: response ${this.status} is not valid JSON (content-type ${contentType ?? 'none'})`,
-        { cause: err })
+      // The content-type and the snippet are the upstream's text: they stay out of the message (Fastify sends it to
+      // clients), capped and without control characters.
+      const contentType = wireText(this.headers['content-type'], kHeaderLimit)
+      const snippet = wireText(text, kDetailLimit) as string
+      const e = new ResponseParseError(`${describe(this.meta)}: response ${this.status} is not valid JSON`, { cause: err })
       throw stamp(e, this.meta, { status: this.status, contentType, snippet })
     }
   }
@@ -197,6 +200,8 @@ export class HttpResponse {
     if (this.used) {
       throw stamp(new InvalidRequestError(`${describe(this.meta)}: the response body was already read`), this.meta)
     }
+    // Throws when the body was discarded for being left unread.
+    if (this.unreadBody !== undefined) this.unreadBody.claim()
     this.used = true
   }
 
@@ -210,6 +215,7 @@ export class HttpResponse {
    * closed) instead of read to its end.
    */
   async drain (limit: number): Promise<void> {
+    if (this.unreadBody !== undefined) this.unreadBody.release()
     const body = this.stream
     if (body === null || body.destroyed || body.readableEnded) return
     let size = 0
@@ -228,6 +234,7 @@ export class HttpResponse {
 
   /** Destroys the body (closing or freeing its connection) without reading it. */
   destroy (): void {
+    if (this.unreadBody !== undefined) this.unreadBody.release()
     const body = this.stream
     if (body === null || body.destroyed) return
     // undici's body emits 'error' (UND_ERR_ABORTED) when destroyed before its end; nobody reads it any more.

@@ -5,31 +5,84 @@ import { discardRequestBody } from './call'
 import { CallSignal } from './call-signal'
 import type { ResolvedService } from './config/resolved'
 import { createDispatcher } from './dispatcher'
-import { ClientClosedError } from './errors'
+import {
+  BulkheadRejectedError,
+  CircuitOpenError,
+  ClientClosedError,
+  HttpStatusError,
+  RateLimitedError,
+  RequestAbortedError,
+  TimeoutError,
+  TransportError,
+  type HttpServicesError
+} from './errors'
 import { statusError } from './error-detail'
 import { buildChain } from './pipeline'
 import { transport } from './pipeline/transport'
 import { sharedClosedError } from './transport-errors'
-import type { CallContext, Logger, Next, ServiceCounters, ServiceRuntime } from './pipeline/types'
+import { UnreadBodies } from './unread-body'
+import { kBreakerView, type BreakerView, type CallContext, type Logger, type Next, type ServiceCounters, type ServiceRuntime } from './pipeline/types'
 import type { HttpResponse } from './response'
+
+/** The calls of a service that ended in an error, by the kind of error (`stats().failuresBy`). */
+export interface FailureCounts {
+  /** `HttpStatusError`: the downstream answered with an error status the call throws on. */
+  status: number
+  /** `TimeoutError`, any phase (connect, headers, body, attempt, total, bulkhead queue). */
+  timeout: number
+  /** `ConnectionError`, `TlsError` and other transport failures (no usable response). */
+  connection: number
+  /** `CircuitOpenError`: refused by an open breaker without reaching the downstream. */
+  breakerOpen: number
+  /** `BulkheadRejectedError`: the bulkhead and its queue were full. */
+  bulkheadRejected: number
+  /** `RateLimitedError`: no rate-limit permit within `maxWait`. */
+  rateLimited: number
+  /** `RequestAbortedError`: the caller's signal, or the inbound request's client going away. */
+  aborted: number
+  /** Anything else that failed a call once it started: a body that is not JSON, a throwing option callback. */
+  other: number
+}
 
 /** A snapshot of one service, as `stats()` returns it. */
 export interface ServiceStats {
   name: string
   origins: string[]
-  state: 'created' | 'open' | 'closing' | 'closed'
+  /** Where the service's client is in its life: `created` (not open yet), `open`, `closing`, `closed`. */
+  lifecycle: 'created' | 'open' | 'closing' | 'closed'
   /** Policies in the service's chain, outermost first. */
   policies: string[]
+  /** Logical calls made (retries and hedges are attempts of one call). */
   requests: number
+  /** Requests sent to the downstream (every retry and hedge). */
   attempts: number
+  /** Calls that ended in an error, whatever the error; `failuresBy` splits them by kind. */
   failures: number
+  failuresBy: FailureCounts
+  /** Calls waiting for their response headers now. */
   inFlight: number
   /** undici pool counters (connected, free, pending, queued, running, size) when the pool exposes them. */
   pool?: Record<string, number>
   [policy: string]: unknown
 }
 
-type State = ServiceStats['state']
+type State = ServiceStats['lifecycle']
+
+function noFailures (): FailureCounts {
+  return { status: 0, timeout: 0, connection: 0, breakerOpen: 0, bulkheadRejected: 0, rateLimited: 0, aborted: 0, other: 0 }
+}
+
+/** The `failuresBy` entry of an error that ended a call. */
+function failureKind (err: unknown): keyof FailureCounts {
+  if (err instanceof HttpStatusError) return 'status'
+  if (err instanceof TimeoutError) return 'timeout'
+  if (err instanceof TransportError) return 'connection'
+  if (err instanceof CircuitOpenError) return 'breakerOpen'
+  if (err instanceof BulkheadRejectedError) return 'bulkheadRejected'
+  if (err instanceof RateLimitedError) return 'rateLimited'
+  if (err instanceof RequestAbortedError) return 'aborted'
+  return 'other'
+}
 
 /**
  * What `run` makes of a response, as bit flags: 1 = reject a status >= 400 with `HttpStatusError`, 2 = resolve with
@@ -51,16 +104,21 @@ export class HttpService implements ServiceRuntime {
   private readonly statsFns: Array<[string, () => unknown]> = []
   private readonly sharedState = new Map<string, unknown>()
   private readonly closeHooks: Array<() => void> = []
+  private readonly resetHooks: Array<() => void> = []
+  private failuresBy: FailureCounts = noFailures()
   private state: State = 'created'
   private readonly injected: Dispatcher | undefined
   private drained: (() => void) | undefined = undefined
   /** Aborted when `closeTimeout` passes: calls waiting in the pipeline (retry backoff, bulkhead, rate limit) end. */
   readonly closing = new CallSignal()
+  /** Bodies handed to callers and not read yet: discarded past `timeout.body` or once their response is collected. */
+  private readonly unreadBodies: UnreadBodies
 
   constructor (options: ResolvedService, log: Logger, injected?: Dispatcher) {
     this.name = options.name
     this.options = options
     this.log = log.child({ service: options.name })
+    this.unreadBodies = new UnreadBodies(this.log, options.timeout.body)
     this.injected = injected
     const chain = buildChain(this, transport(this), false)
     this.handler = chain.handler
@@ -92,6 +150,26 @@ export class HttpService implements ServiceRuntime {
 
   onClose (fn: () => void): void {
     this.closeHooks.push(fn)
+  }
+
+  onReset (fn: () => void): void {
+    this.resetHooks.push(fn)
+  }
+
+  /**
+   * Forgets what the service learnt, as if it had just opened: its counters (`requests`, `attempts`, `failures`;
+   * not `inFlight`), and through its policies' reset hooks its breakers (closed, their window emptied), retry budget
+   * and counts, rate limiter (refilled, adaptive rate back to the start), bulkhead and fallback counters. Calls in
+   * flight go on: they keep their bulkhead slots and rate-limit turns, and their outcomes count in the new window.
+   * For tests that share one app (`mocks.reset()` calls it); nothing else calls it.
+   */
+  reset (): void {
+    const c = this.counters
+    c.requests = 0
+    c.attempts = 0
+    c.failures = 0
+    this.failuresBy = noFailures()
+    for (const fn of this.resetHooks) fn()
   }
 
   get isOpen (): boolean {
@@ -144,26 +222,61 @@ export class HttpService implements ServiceRuntime {
   private readonly finishers: ReadonlyArray<(res: HttpResponse) => HttpResponse | Promise<HttpResponse>> = [
     (res) => {
       this.settled()
-      return res
+      return this.unreadBodies.watch(res)
     },
     (res) => {
       this.settled()
-      return res.status < 400 ? res : this.statusError(res)
+      return res.status < 400 ? this.unreadBodies.watch(res) : this.statusError(res)
     },
     (res) => {
       this.settled()
-      return res.readJson() as HttpResponse
+      return this.readJson(res)
     },
     (res) => {
       this.settled()
-      return res.status < 400 ? res.readJson() as HttpResponse : this.statusError(res)
+      return res.status < 400 ? this.readJson(res) : this.statusError(res)
     }
   ]
 
   private readonly failed = (err: unknown): never => {
-    this.counters.failures++
+    this.countFailure(err)
     this.settled()
     throw err
+  }
+
+  /** The *Json helpers' body: parsed at once when the transport gathered it (a try costs nothing when nothing throws). */
+  private readJson (res: HttpResponse): HttpResponse {
+    let value: unknown
+    try {
+      value = res.readJson()
+    } catch (err) {
+      this.countFailure(err)
+      throw err
+    }
+    // A body the transport left as a stream (an error status the call does not throw on) is read now: rare.
+    if (value instanceof Promise) return value.then(undefined, this.failedLate) as unknown as HttpResponse
+    return value as HttpResponse
+  }
+
+  /** A call that failed after its response was counted as settled (its body could not be read or parsed). */
+  private readonly failedLate = (err: unknown): never => {
+    this.countFailure(err)
+    throw err
+  }
+
+  /**
+   * Counts a call's final error by kind; when the service's breaker is not closed, the error says so (`breaker:
+   * 'open' | 'halfOpen'`), so a 503 that opened the breaker, or that a retry gave up on because it had opened, is
+   * told apart from one of a healthy upstream. Only on the failure path.
+   */
+  private countFailure (err: unknown): void {
+    this.counters.failures++
+    const kind = failureKind(err)
+    this.failuresBy[kind]++
+    if (kind === 'status' || kind === 'timeout' || kind === 'connection' || kind === 'breakerOpen') {
+      const breaker = this.sharedIf<BreakerView>(kBreakerView)
+      if (breaker !== undefined && breaker.state !== 'closed') (err as HttpServicesError).breaker = breaker.state
+    }
   }
 
   private settled (): void {
@@ -173,11 +286,15 @@ export class HttpService implements ServiceRuntime {
   }
 
   private async statusError (res: HttpResponse): Promise<never> {
-    throw await statusError(res, this.options.passthroughStatus)
+    const e = await statusError(res, this.options.passthroughStatus)
+    this.countFailure(e)
+    throw e
   }
 
   private closedError (ctx: CallContext): Error {
-    const e = new ClientClosedError(`${this.name}: service client is ${this.state === 'created' ? 'not open yet' : 'closed'}`)
+    const e = new ClientClosedError(`${this.name}: service client is ${this.state === 'created'
+      ? 'not open yet: await app.ready() first (or await services.open() without Fastify)'
+      : 'closed'}`)
     e.service = this.name
     e.method = ctx.method
     return e
@@ -211,6 +328,7 @@ export class HttpService implements ServiceRuntime {
       }
     }
     this.state = 'closed'
+    this.unreadBodies.clear()
     for (const fn of this.closeHooks) fn()
   }
 
@@ -219,11 +337,12 @@ export class HttpService implements ServiceRuntime {
     const s: ServiceStats = {
       name: this.name,
       origins: this.options.origins,
-      state: this.state,
+      lifecycle: this.state,
       policies: this.policyNames,
       requests: c.requests,
       attempts: c.attempts,
       failures: c.failures,
+      failuresBy: { ...this.failuresBy },
       inFlight: c.inFlight
     }
     const pool = (this.dispatcher as { stats?: Record<string, unknown> } | undefined)?.stats

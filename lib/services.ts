@@ -53,6 +53,7 @@ export class HttpServices {
   private readonly clients = new Map<string, HttpClient>()
   private readonly log: Logger
   private readonly known: string
+  private closeCalled = false
 
   constructor (options: HttpServicesOptions, log: Logger = silentLogger) {
     this.resolved = resolveOptions(options)
@@ -104,13 +105,28 @@ export class HttpServices {
     return out
   }
 
+  /**
+   * Resets every service (`HttpService.reset()`): counters and stats back to zero, breakers closed with their windows
+   * emptied, retry budgets and rate limiters refilled, bulkhead and fallback counters zeroed. Calls in flight go on.
+   * For tests that share one app between tests (`mocks.reset()` of the testing kit calls it).
+   */
+  reset (): void {
+    for (const service of this.services.values()) service.reset()
+  }
+
   /** Opens every service's dispatcher. Idempotent. */
   async open (): Promise<void> {
     for (const service of this.services.values()) service.open()
   }
 
+  /** `true` once `close()` was called. */
+  get closed (): boolean {
+    return this.closeCalled
+  }
+
   /** Closes every service: calls in flight may finish for up to `closeTimeout`, then are aborted. */
   async close (): Promise<void> {
+    this.closeCalled = true
     const timeout = this.resolved.closeTimeout
     await Promise.all([...this.services.values()].map(async (s) => await s.close(timeout)))
   }

@@ -12,6 +12,7 @@ import {
   type HttpServicesError,
   type TimeoutPhase
 } from './errors'
+import { kDetailLimit, wireText } from './error-text'
 
 const kTimeoutPhases: Record<string, TimeoutPhase> = {
   UND_ERR_CONNECT_TIMEOUT: 'connect',
@@ -22,8 +23,9 @@ const kTimeoutPhases: Record<string, TimeoutPhase> = {
 const kClosedCodes = new Set(['UND_ERR_CLOSED', 'UND_ERR_DESTROYED'])
 
 // undici refuses the request itself (a header value with a control character, `transfer-encoding`, `upgrade` or
-// `expect` set by the caller …) before sending it: a bad call, not a downstream failure.
-const kInvalidRequestCodes = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED'])
+// `expect` set by the caller …) before sending it: a bad call, not a downstream failure. So is a stream body longer
+// or shorter than the caller's `content-length` (undici stops sending it): never counted by a breaker, never retried.
+const kInvalidRequestCodes = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH'])
 
 const kTlsCodes = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -104,13 +106,26 @@ export function toCallError (err: unknown, target: CallTarget, timeouts?: { conn
     return stamp(new RequestAbortedError(`${where}: aborted`, { cause: err }), target)
   }
   if (kInvalidRequestCodes.has(code)) {
-    return stamp(new InvalidRequestError(`${where}: ${(err as Error).message}`, { cause: err }), target)
+    return stamp(new InvalidRequestError(`${where}: ${failureText(err, '')}`, { cause: err }), target)
   }
   if (isTlsCode(code)) {
-    const e = new TlsError(`${where}: TLS failure ${code}: ${(err as Error).message}`, { cause: err })
+    // Node's TLS messages quote the upstream's certificate (its names, its issuer): the code says what failed.
+    const e = new TlsError(`${where}: TLS failure ${code}`, { cause: err })
     return stamp(e, target, { errno: code })
   }
-  const message = (err as Error)?.message ?? String(err)
-  const e = new ConnectionError(`${where}: ${code !== '' ? code + ' ' : ''}${message}`, { cause: err })
+  const e = new ConnectionError(`${where}: ${failureText(err, code)}`, { cause: err })
   return stamp(e, target, { errno: code !== '' ? code : undefined })
+}
+
+/**
+ * What a failure's message may say, for an error message Fastify sends to end clients: a system error gives its
+ * call and code only (`connect ECONNREFUSED`), since Node's message names the address (`… 10.0.0.7:8080`) or host;
+ * any other error (undici's fixed texts, a caller's body stream failing) its code and its message, capped and without
+ * control characters. The whole error stays readable as `cause`, and pino logs its message too.
+ */
+function failureText (err: unknown, code: string): string {
+  const e = err as { message?: unknown, syscall?: unknown } | null | undefined
+  if (typeof e?.syscall === 'string') return `${e.syscall} ${code}`.trimEnd()
+  const message = wireText(typeof e?.message === 'string' ? e.message : String(err), kDetailLimit) ?? ''
+  return code !== '' ? `${code} ${message}`.trimEnd() : message
 }

@@ -3,13 +3,16 @@ import t from 'tap'
 import { createHttpServices, type CallOptions } from '../index'
 import { startServer } from './helpers/server'
 
-/** Records the timers of 4 s or more set from now on (the call guards of these tests; undici's own are shorter). */
+/**
+ * Records the timers of 5 s set from now on: the call guards of these tests (undici's own are shorter, and the
+ * service's one unread-body timer is of `timeout.body`, 30 s).
+ */
 function watchTimers (t: tap.Test): () => number {
   const real = globalThis.setTimeout
   const made: NodeJS.Timeout[] = []
   globalThis.setTimeout = ((fn: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => {
     const timer = real(fn, ms, ...args)
-    if (ms !== undefined && ms >= 4000) made.push(timer)
+    if (ms === 5000) made.push(timer)
     return timer
   }) as typeof setTimeout
   t.teardown(() => { globalThis.setTimeout = real })

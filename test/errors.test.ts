@@ -5,7 +5,9 @@ import {
   redactPath, RequestAbortedError, ResponseParseError, ResponseTooLargeError, TimeoutError, TlsError, TransportError,
   UnknownServiceError, withRetryAfter
 } from '../index'
+import pino from 'pino'
 import { errorDetail } from '../lib/error-detail'
+import { MockUnmatchedError } from '../testing'
 import { startServer } from './helpers/server'
 
 t.test('every error has a code, a statusCode Fastify can send, and is an HttpServicesError', async (t) => {
@@ -71,6 +73,57 @@ t.test('errorDetail reads the common error body shapes', async (t) => {
   t.equal(errorDetail(undefined, ''), undefined, 'an empty body has no detail')
 })
 
+t.test('errorDetail drops control characters, ANSI escapes and bidi overrides, and keeps at most 200 characters', async (t) => {
+  t.equal(errorDetail({ message: 'line one\r\nX-Injected: 1\u0000 \u001b[31mred\u001b[0m \u202eevil' }, ''),
+    'line one X-Injected: 1 red evil')
+  t.equal(errorDetail(undefined, '\u001b]0;title\u0007 \u0085 ok \u009b31m'), 'ok', 'OSC, NEL and C1 CSI')
+  t.equal(errorDetail({ detail: '\r\n\u0000' }, ''), undefined, 'nothing printable is no detail')
+  const long = errorDetail({ message: '\n'.repeat(1000) + 'y'.repeat(1000) }, '') ?? ''
+  t.ok(long.length <= 200, `capped (${long.length})`)
+  const surrogate = errorDetail(undefined, 'a'.repeat(199) + '😀') ?? ''
+  t.equal(surrogate, 'a'.repeat(199), 'never half of a surrogate pair')
+})
+
+t.test('every error is named after its class, for err.name, toString(), the stack and pino\'s err.type', async (t) => {
+  const classes = {
+    HttpServicesError, HttpStatusError, TransportError, TimeoutError, ConnectionError, TlsError, ResponseTooLargeError,
+    ResponseParseError, ForbiddenUrlError, InvalidRequestError, UnknownServiceError, ClientClosedError,
+    RequestAbortedError, InvalidOptionsError, CircuitOpenError, BulkheadRejectedError, RateLimitedError, MockUnmatchedError
+  }
+  for (const [name, Class] of Object.entries(classes)) {
+    const e = new Class('went wrong')
+    t.equal(e.name, name, `${name}: name`)
+    t.equal(e.constructor.name, name, `${name}: constructor.name`)
+    t.equal(e.constructor, Class, `${name}: constructor`)
+    t.equal(String(e), `${name} [${e.code}]: went wrong`, `${name}: toString()`)
+    t.match(e.stack, new RegExp(`^${name}: went wrong\n {4}at `), `${name}: the stack starts with the name and the caller`)
+    t.notMatch(e.stack, /define-error/, `${name}: the stack starts at the caller`)
+    t.equal(pino.stdSerializers.err(e).type, name, `${name}: pino's type`)
+    t.ok(e instanceof Class && e instanceof HttpServicesError && e instanceof Error, `${name}: instanceof`)
+    t.notOk(Object.keys(e).includes('name'), `${name}: name is not an own field`)
+  }
+  t.ok(new TimeoutError('x') instanceof TransportError, 'the hierarchy holds')
+  t.notOk(new TimeoutError('x') instanceof ConnectionError)
+  t.notOk(new HttpServicesError('x') instanceof HttpStatusError, 'a base is no subclass')
+  const renamed = new ConnectionError('x')
+  renamed.name = 'Custom'
+  t.equal(renamed.name, 'Custom', 'name can still be set')
+  t.equal(new ConnectionError('x', {} as never).message, 'x', 'options without cause are not formatted into the message')
+})
+
+t.test('cause is kept but not enumerable: JSON.stringify and field walkers do not see the raw upstream error', async (t) => {
+  const cause = Object.assign(new Error('connect ECONNREFUSED 10.1.2.3:8443'), { code: 'ECONNREFUSED', address: '10.1.2.3', data: 'raw bytes' })
+  const e = new ConnectionError('GET api /x: connect ECONNREFUSED', { cause })
+  t.equal(e.cause, cause, 'readable as err.cause')
+  t.notOk(Object.keys(e).includes('cause'), 'not an enumerable field')
+  t.notMatch(JSON.stringify(e), /10\.1\.2\.3|raw bytes|cause/)
+  const logged = pino.stdSerializers.err(e) as unknown as Record<string, unknown>
+  t.match(logged.message, /10\.1\.2\.3/, 'pino still logs the cause\'s message, for operators')
+  t.equal(logged.cause, undefined)
+  t.equal(new TimeoutError('no cause').cause, undefined)
+  t.notOk(Object.hasOwn(new TimeoutError('no cause'), 'cause'), 'no cause field at all without one')
+})
+
 t.test('HttpStatusError carries status, response headers, detail and the parsed body from a real response', async (t) => {
   const bodies: Record<string, [number, string, string]> = {
     '/problem': [404, 'application/problem+json', JSON.stringify({ title: 'Not Found', detail: 'no invoice 7' })],
@@ -96,7 +149,7 @@ t.test('HttpStatusError carries status, response headers, detail and the parsed 
   t.ok(problem instanceof HttpStatusError)
   t.match(problem, { status: 404, statusCode: 502, detail: 'Not Found: no invoice 7', body: { title: 'Not Found' }, service: 'api', method: 'GET', url: '/problem', attempts: 1 })
   t.equal(problem.responseHeaders['x-trace'], 'abc')
-  t.equal(problem.message, 'GET api /problem: downstream answered 404: Not Found: no invoice 7')
+  t.equal(problem.message, 'GET api /problem: downstream answered 404', 'the detail is the upstream\'s text: not in the message')
   t.match(await get('/nested'), { status: 429, detail: 'slow down', body: { error: { message: 'slow down' } } })
   t.match(await get('/text'), { status: 500, detail: 'database on fire', body: undefined })
   t.match(await get('/html'), { status: 502, detail: '<html><body>Bad Gateway</body></html>' })

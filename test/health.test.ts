@@ -6,11 +6,14 @@ import { sendJson, startServer } from './helpers/server'
 
 const kBreaker = { minimumRequests: 2, resetAfter: 150 }
 
-/** An app with two services on one failing upstream: `core` (critical) and `extra` (not). */
+interface LogLine { level: number, msg: string, req?: { url?: string }, [key: string]: unknown }
+
+/** An app with two services on one failing upstream: `core` (critical) and `extra` (not). Its log lines go to `lines`. */
 async function setup (t: Test, options: Partial<HttpServicesOptions> = {}) {
   let status = 503
   const server = await startServer((_req, res) => sendJson(res, status, {}))
-  const app = Fastify()
+  const lines: LogLine[] = []
+  const app = Fastify({ logger: { level: 'info', stream: { write: (line: string) => { lines.push(JSON.parse(line) as LogLine) } } } })
   await app.register(httpServices, {
     underPressure: true,
     ...options,
@@ -26,7 +29,7 @@ async function setup (t: Test, options: Partial<HttpServicesOptions> = {}) {
   })
   t.teardown(async () => { await app.close(); await server.close() })
   await app.ready()
-  return { app, server, setStatus: (s: number) => { status = s } }
+  return { app, server, lines, setStatus: (s: number) => { status = s } }
 }
 
 async function trip (app: FastifyInstance, name: string): Promise<void> {
@@ -43,7 +46,7 @@ t.test('the status route reports ok with every service\'s stats', async (t) => {
   t.equal(body.status, 'ok')
   t.match(body.httpServices.core, {
     name: 'core',
-    state: 'open',
+    lifecycle: 'open',
     policies: ['breaker'],
     inFlight: 0,
     breaker: { state: 'closed', opens: 0, calls: 0, failures: 0 }
@@ -59,7 +62,7 @@ t.test('the health check fails while a critical service\'s breaker is open, and 
   const res = await app.inject('/status')
   t.equal(res.statusCode, 503)
   t.match(res.json(), { code: 'FST_UNDER_PRESSURE', statusCode: 503 })
-  t.ok(res.headers['retry-after'] !== undefined)
+  t.equal(res.headers['retry-after'], '1', 'seconds until the breaker half-opens')
   await sleep(200)
   t.equal((await app.inject('/status')).statusCode, 200, 'half-open: healthy again, so traffic can bring the probe')
   setStatus(200)
@@ -163,4 +166,75 @@ t.test('the status route can be guarded with routeOpts (its body shows upstream 
   const allowed = await app.inject({ url: '/status', headers: { authorization: 'Bearer ops' } })
   t.equal(allowed.statusCode, 200)
   t.ok(allowed.json().httpServices.core, 'the stats are there for the operator')
+})
+
+t.test('unhealthy, the status body names the failing service and its breaker; each change of state is logged once', async (t) => {
+  const { app, lines, setStatus } = await setup(t)
+  await trip(app, 'extra')
+  await trip(app, 'core')
+  const probes = []
+  for (let i = 0; i < 3; i++) probes.push(await app.inject('/status'))
+  for (const res of probes) t.equal(res.statusCode, 503)
+  const body = probes[0].json()
+  t.match(body, {
+    statusCode: 503,
+    code: 'FST_UNDER_PRESSURE',
+    error: 'Service Unavailable',
+    status: 'unhealthy',
+    message: /^unhealthy: critical service core unreachable \(circuit breaker open, half-open in \d+ ms\)$/,
+    unhealthy: [{ service: 'core', breaker: 'open' }],
+    httpServices: { core: { breaker: { state: 'open' } }, extra: { breaker: { state: 'open' } } }
+  })
+  t.equal(body.unhealthy.length, 1, 'a service that is not critical is not listed')
+  t.ok(body.unhealthy[0].retryAfterMs > 0 && body.unhealthy[0].retryAfterMs <= 150, 'with the time until it half-opens')
+
+  const health = (): LogLine[] => lines.filter((l) => l.health !== undefined)
+  t.same(lines.filter((l) => l.level >= 50), [], 'no error line, no stack: a failed probe is an answer, not an error')
+  t.equal(health().length, 1, 'three failed probes, one line')
+  t.match(health()[0], { level: 40, health: 'unhealthy', unhealthy: [{ service: 'core', breaker: 'open' }], msg: /^health check fails: unhealthy: critical service core unreachable/ })
+
+  await sleep(200)
+  setStatus(200)
+  t.equal((await app.inject('/status')).statusCode, 200)
+  t.equal((await app.inject('/status')).statusCode, 200)
+  t.equal(health().length, 2)
+  t.match(health()[1], { level: 30, health: 'healthy', msg: 'health check passes again' })
+})
+
+t.test('the user\'s failing health check is named too, and its error is logged once, at warn', async (t) => {
+  let fail = false
+  const { app, lines } = await setup(t, {
+    underPressure: { healthCheck: async () => { if (fail) throw new Error('db down'); return { db: 'up' } } }
+  })
+  t.equal((await app.inject('/status')).statusCode, 200)
+  fail = true
+  const res = await app.inject('/status')
+  t.equal(res.statusCode, 503)
+  t.match(res.json(), { unhealthy: [{ check: 'healthCheck' }], message: 'unhealthy: the healthCheck option reported unhealthy' })
+  t.notMatch(res.body, /db down/, 'the error of the check stays in the log')
+  await app.inject('/status')
+  const logged = lines.filter((l) => l.health !== undefined)
+  t.equal(logged.length, 1)
+  t.match(logged[0], { level: 40, health: 'unhealthy', err: { message: 'db down' } })
+})
+
+t.test('with healthCheckInterval, the status route still answers with what fails, not the bare shedding body', async (t) => {
+  const { app } = await setup(t, { underPressure: { healthCheckInterval: 20 } })
+  await trip(app, 'core')
+  await sleep(60)
+  t.equal((await app.inject('/call/extra')).statusCode, 503, 'other routes are shed')
+  const res = await app.inject('/status')
+  t.equal(res.statusCode, 503)
+  t.match(res.json(), { unhealthy: [{ service: 'core', breaker: 'open' }], httpServices: { core: { breaker: { state: 'open' } } } })
+})
+
+t.test('under one of under-pressure\'s own limits, the status route names it', async (t) => {
+  const { app, lines } = await setup(t, { underPressure: { maxHeapUsedBytes: 1, sampleInterval: 10 } })
+  await sleep(60)
+  t.equal((await app.inject('/call/extra')).statusCode, 503, 'shed by under-pressure')
+  const res = await app.inject('/status')
+  t.equal(res.statusCode, 503)
+  t.match(res.json(), { code: 'FST_UNDER_PRESSURE', message: 'unhealthy: under pressure (heapUsedBytes)', unhealthy: [{ pressure: 'heapUsedBytes' }] })
+  t.equal(res.headers['retry-after'], '10')
+  t.same(lines.filter((l) => l.level >= 50 && l.req?.url === '/status'), [], 'the status route logs no error')
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createHttpServices, ForbiddenUrlError } from '../index'
+import { createHttpServices, ForbiddenUrlError, InvalidRequestError } from '../index'
 import { sendJson, startServer } from './helpers/server'
 
 async function setup (t: tap.Test, baseUrl = '') {
@@ -36,7 +36,20 @@ const refused: Array<[string, string, Record<string, string> | undefined]> = [
   ['a param that is ".."', '/files/:name', { name: '..' }],
   ['a param that is "."', '/files/:name', { name: '.' }],
   ['an empty param', '/files/:name/x', { name: '' }],
-  ['a param that climbs with slashes', '/files/:name', { name: '../../admin' }]
+  ['a param that climbs with slashes', '/files/:name', { name: '../../admin' }],
+  ['an overlong 2-byte UTF-8 dot-dot (%c0%ae)', '/v1/%c0%ae%c0%ae/admin', undefined],
+  ['an overlong 3-byte UTF-8 dot-dot (%e0%80%ae)', '/v1/%e0%80%ae%e0%80%ae/admin', undefined],
+  ['an overlong 4-byte UTF-8 dot (%f0%80%80%ae)', '/v1/.%f0%80%80%ae/admin', undefined],
+  ['an overlong dot-dot in mixed case and forms', '/v1/%C0%AE%E0%80%Ae/admin', undefined],
+  ['an overlong dot-dot after an overlong slash', '/v1/x%c0%af..%c0%afadmin', undefined],
+  ['a dot-dot after an overlong backslash', '/v1/x%c1%9c..%c1%9cadmin', undefined],
+  ['a dot-dot with an encoded path parameter (..%3b)', '/v1/..%3b/admin', undefined],
+  ['a dot with an encoded path parameter (.%3b)', '/v1/.%3B/admin', undefined],
+  ['an encoded dot-dot with a path parameter (%2e%2e;)', '/v1/%2e%2e;/admin', undefined],
+  ['an IIS %u002e dot-dot', '/v1/%u002e%U002E/admin', undefined],
+  ['a double-encoded dot-dot (%252e)', '/v1/%252e%252e/admin', undefined],
+  ['a double-encoded dot-dot with double-encoded slashes', '/v1/x%252f..%252fadmin', undefined],
+  ['a param holding an encoded dot-dot (double-encoded on the wire)', '/files/:name', { name: '%2e%2e' }]
 ]
 
 for (const [what, path, params] of refused) {
@@ -69,7 +82,8 @@ t.test('every verb and helper refuses an absolute URL by rejecting its promise, 
 
 t.test('allows paths that only look suspicious', async (t) => {
   const { api, server } = await setup(t, '/v1')
-  const ok = ['/files/a..b', '/files/..hidden', '/files/.well-known/x', '/a.b/c', '/users/me:batchGet', '/@user', '/a/%2e%2ex']
+  const ok = ['/files/a..b', '/files/..hidden', '/files/.well-known/x', '/a.b/c', '/users/me:batchGet', '/@user', '/a/%2e%2ex',
+    '/files/...', '/a/%c0%aex', '/a/%252e%252ex', '/a;v=1/b', '/files/x.%3b']
   for (const path of ok) {
     const got = await api.getJson<{ url: string }>(path)
     t.equal(got.url, '/v1' + path, `${path} passes`)
@@ -83,4 +97,30 @@ t.test('a non-string path rejects with InvalidRequestError', async (t) => {
   const { api } = await setup(t)
   await t.rejects(api.get(undefined as unknown as string), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST' })
   await t.rejects(api.get(new URL('http://x/') as unknown as string), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST' })
+})
+
+const surrogates: Array<[string, () => Record<string, unknown>, RegExp]> = [
+  ['a params value', () => ({ params: { id: 'a\ud800' } }), /^api: params\.id holds a lone surrogate/],
+  ['a query value', () => ({ query: { q: 'x\udfff' } }), /^api: query "q" holds a lone surrogate/],
+  ['a query value in a list', () => ({ query: { q: ['ok', '\ud83d'] } }), /^api: query "q" holds a lone surrogate/],
+  ['a query key', () => ({ query: { ['k\udc00']: 'v' } }), /^api: query "k\\udc00" holds a lone surrogate/],
+  ['a form value', () => ({ form: { f: '\ud800x' } }), /^api: form "f" holds a lone surrogate/]
+]
+
+for (const [what, options, message] of surrogates) {
+  t.test(`a lone surrogate in ${what} rejects with InvalidRequestError, not a URIError`, async (t) => {
+    const { api, connections } = await setup(t)
+    const err = await api.post('/items/:id', { params: { id: '7' }, ...options() }).then(() => undefined, (e: unknown) => e)
+    t.ok(err instanceof InvalidRequestError, 'an InvalidRequestError')
+    t.match(err, { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', service: 'api', method: 'POST', message })
+    t.ok((err as Error).cause instanceof URIError, 'the URIError is its cause')
+    t.equal(connections(), 0, 'no connection was opened')
+  })
+}
+
+t.test('a well-formed surrogate pair (an emoji) is encoded as UTF-8; half of one is refused', async (t) => {
+  const { api } = await setup(t)
+  const got = await api.getJson<{ url: string }>('/items/:id', { params: { id: '\ud83d\ude00' }, query: { q: '\ud83d\ude00' } })
+  t.equal(got.url, '/items/%F0%9F%98%80?q=%F0%9F%98%80')
+  await t.rejects(api.getJson('/items/:id', { params: { id: '\ud83d' } }), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST' })
 })

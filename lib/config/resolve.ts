@@ -53,7 +53,12 @@ export const builtInDefaults = Object.freeze({
 export function mergeOptions<T> (base: T, override: unknown): T {
   if (!isPlainObject(base) || !isPlainObject(override)) return (override === undefined ? base : override) as T
   const out: Record<string, unknown> = { ...base }
-  for (const [k, v] of Object.entries(override)) out[k] = mergeOptions(out[k], v)
+  for (const [k, v] of Object.entries(override)) {
+    // An own `__proto__` key (from JSON.parse) is kept as a key, so validation names it instead of it replacing
+    // `out`'s prototype.
+    if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true })
+    else out[k] = mergeOptions(out[k], v)
+  }
   return out as T
 }
 

@@ -10,12 +10,14 @@ export interface TimeoutOptions {
    */
   connect?: number
   /**
-   * Time from sending the request to receiving the response headers (time to first byte), per attempt.
+   * Time from sending the request to receiving the response headers (time to first byte), per attempt. Informational
+   * (1xx) answers do not extend it past `headers` ms after the first of them.
    * @default 30000
    */
   headers?: number
   /**
-   * Longest idle gap between two chunks of the response body.
+   * Longest idle gap between two chunks of the response body. A body handed to the caller (`get()`, `stream()`) that
+   * nobody starts to read within this time is discarded, with a warning, so it cannot hold its connection.
    * @default 30000
    */
   body?: number

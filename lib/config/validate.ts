@@ -16,6 +16,7 @@ const kSecretKey = /(^|\.)(headers\.[^.]+|passphrase|key|cert|token|password|sec
 
 /** Throws `InvalidOptionsError` with the message `<key>: expected <what>, got <value>` (secret values shown as `***`). */
 export function fail (key: string, expected: string, value: unknown): never {
+  if (hasLiteralPrototype(value)) throw invalid(join(key, '__proto__'), forbiddenKey('__proto__'))
   const secret = typeof value === 'string' && value !== '' && kSecretKey.test(key) && !key.endsWith(`.${value}`)
   const shown = secret ? '"***"' : show(value)
   throw invalid(key, `expected ${expected}, got ${shown}`)
@@ -116,6 +117,26 @@ const kToken = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const kBadHeaderValue = /[\r\n\0]/
 export const headerName = rule('a header name (an HTTP token)', (v) => isString(v) && kToken.test(v))
 export const headerValue = rule('a string without CR, LF or NUL', (v) => isString(v) && !kBadHeaderValue.test(v))
+
+// Headers that frame one request's body or manage one connection: undici sets them itself (or refuses them) for each
+// request, so a value fixed for every call of a service is wrong for all but one.
+const kPerRequestHeaders = ['content-length', 'transfer-encoding', 'keep-alive', 'upgrade', 'expect']
+// What an inbound request's headers must not pass on: its Host (the client chose it; a downstream or a forward proxy
+// routes on it), its framing and its hop-by-hop headers (they describe the inbound connection, not the call).
+const kNotForwarded = new Set([...kPerRequestHeaders, 'host', 'connection', 'proxy-connection', 'te', 'trailer'])
+
+/** A header name that is not one of `refused` (lower-case), which `why` explains. */
+function headerNameExcept (refused: Set<string>, why: string): Checker {
+  return Object.assign((value: unknown, key: string) => {
+    headerName(value, key)
+    if (refused.has((value as string).toLowerCase())) fail(key, `a header name other than ${why}`, value)
+  }, { expected: headerName.expected })
+}
+
+const serviceHeaderName = headerNameExcept(new Set(kPerRequestHeaders),
+  `${kPerRequestHeaders.join(', ')} (undici frames each request's body and connection itself)`)
+const forwardedHeaderName = headerNameExcept(kNotForwarded,
+  'host, content-length and the hop-by-hop headers (they describe the inbound request and its connection, not the call)')
 export const pem = rule('PEM text, a file path or a Buffer', (v) => (isString(v) && v !== '') || Buffer.isBuffer(v))
 
 /** One of the listed values. */
@@ -137,6 +158,7 @@ export function record (name: Checker, item: Checker): Checker {
     if (!isPlainObject(value)) fail(key, 'an object', value)
     for (const k of Object.keys(value)) {
       const at = join(key, k)
+      if (kForbiddenKeys.has(k)) throw invalid(at, forbiddenKey(k))
       name(k, at)
       item(value[k], at)
     }
@@ -159,6 +181,7 @@ export function object (spec: Record<string, Checker>, rules: ObjectRules = {}):
     if (!isPlainObject(value)) fail(key, 'an object', value)
     for (const k of Object.keys(value)) {
       const at = join(key, k)
+      if (kForbiddenKeys.has(k)) throw invalid(at, forbiddenKey(k))
       if (!Object.hasOwn(spec, k)) throw invalid(at, unknownOption(k, known, rules.hints?.[k]))
       if (value[k] !== undefined) spec[k](value[k], at)
     }
@@ -203,6 +226,29 @@ export function booleanOr (check: Checker): Checker {
   return variants([isBoolean, boolean], [isPlainObject, check])
 }
 
+/**
+ * Keys that change or shadow an object's prototype when assigned (`__proto__`) or that every object already answers
+ * (`constructor`, `prototype`): no option has them, and a config walked with plain assignment would lose the file
+ * that holds them (a `__proto__` key replaces the object's prototype instead of adding an entry).
+ */
+export const kForbiddenKeys: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype'])
+
+/** The problem of a refused key, after `<dotted key>: `. */
+export function forbiddenKey (k: string): string {
+  return `the key ${JSON.stringify(k)} is not allowed ("__proto__", "constructor" and "prototype" are refused anywhere in the options)`
+}
+
+/**
+ * `true` for an object whose prototype is a plain object that is not a class's prototype: what an object literal with
+ * a `__proto__: {…}` key makes (it sets the prototype instead of adding a key). `fail` names it as the refused key
+ * rather than as "an instance of Object".
+ */
+function hasLiteralPrototype (value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false
+  const proto: unknown = Object.getPrototypeOf(value)
+  return proto !== Object.prototype && isPlainObject(proto) && !Object.hasOwn(proto, 'constructor')
+}
+
 function join (key: string, k: string): string {
   return key === '' ? k : `${key}.${k}`
 }
@@ -221,7 +267,8 @@ export function suggest (name: string, known: string[]): string | undefined {
   let best: string | undefined
   let bestDistance = Infinity
   for (const candidate of known) {
-    const d = distance(name.toLowerCase(), candidate.toLowerCase())
+    // In a name of three letters or fewer a swap changes too much to read as a typo (`dsn` is not `dns`).
+    const d = distance(name.toLowerCase(), candidate.toLowerCase(), name.length > 3)
     if (d <= limit && d < bestDistance) {
       best = candidate
       bestDistance = d
@@ -230,13 +277,17 @@ export function suggest (name: string, known: string[]): string | undefined {
   return best
 }
 
-function distance (a: string, b: string): number {
+/** Edit distance; with `swaps`, swapping two neighbours counts as one edit (`qurey` is one edit from `query`). */
+function distance (a: string, b: string, swaps: boolean): number {
+  let before: number[] = []
   let prev = Array.from({ length: b.length + 1 }, (_, i) => i)
   for (let i = 1; i <= a.length; i++) {
     const row = [i]
     for (let j = 1; j <= b.length; j++) {
       row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+      if (swaps && i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) row[j] = Math.min(row[j], before[j - 2] + 1)
     }
+    before = prev
     prev = row
   }
   return prev[b.length]
@@ -405,7 +456,7 @@ export const commonServiceSpec: Record<string, Checker> = {
   keepAliveTimeout: positiveMs,
   keepAliveMaxTimeout: positiveMs,
   allowH2: boolean,
-  headers: record(headerName, headerValue),
+  headers: record(serviceHeaderName, headerValue),
   timeout: variants([(v) => typeof v === 'number', ms], [isPlainObject, timeout]),
   tls,
   dns: booleanOr(dns),
@@ -413,7 +464,7 @@ export const commonServiceSpec: Record<string, Checker> = {
   maxResponseSize: integer(1),
   decompress: boolean,
   followRedirects: integer(0),
-  forwardHeaders: arrayOf(headerName, 'an array of header names'),
+  forwardHeaders: arrayOf(forwardedHeaderName, 'an array of header names'),
   throwHttpErrors: boolean,
   passthroughStatus: boolean,
   retry: variants([(v) => typeof v === 'number', integer(0)], falseBranch, [isPlainObject, retry]),

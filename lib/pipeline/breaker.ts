@@ -4,6 +4,7 @@ import {
   CircuitOpenError,
   ClientClosedError,
   RequestAbortedError,
+  TimeoutError,
   TransportError,
   describe,
   stamp,
@@ -11,11 +12,10 @@ import {
 } from '../errors'
 import type { HttpResponse } from '../response'
 import { isFailureStatus } from './failure-status'
-import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
+import { kBreakerView, type BreakerState, type BreakerView, type CallContext, type Next, type Policy, type PolicyFactory, type ServiceRuntime } from './types'
 import { UpstreamBreakers, breakerUpstreams } from './upstreams'
 
-/** Where a breaker is: `closed` (calls flow), `open` (calls fail fast), `halfOpen` (one probe may pass). */
-export type BreakerState = 'closed' | 'open' | 'halfOpen'
+export type { BreakerState } from './types'
 
 /**
  * A response whose status counts as a failure (5xx, 408, 429). The action rejects with it so opossum counts it;
@@ -54,6 +54,14 @@ function countedError (err: unknown): boolean {
   return err instanceof CountedResponse || err instanceof TransportError
 }
 
+/** What a failure the breaker counted was, for the log line of its opening: `status 503`, `ECONNREFUSED`, `timeout headers`. */
+function failureReason (err: unknown): string {
+  if (err instanceof CountedResponse) return `status ${err.response.status}`
+  if (err instanceof TimeoutError) return `timeout ${err.phase}`
+  const { errno, code } = err as { errno?: unknown, code?: unknown }
+  return typeof errno === 'string' ? errno : typeof code === 'string' ? code : 'error'
+}
+
 /** Outcomes that tell nothing either way: the caller gave up, or the client is closing. */
 function noVerdict (err: unknown): boolean {
   return err instanceof RequestAbortedError || err instanceof ClientClosedError
@@ -69,13 +77,18 @@ export class ServiceBreaker {
   readonly upstream: string | undefined
   private readonly breaker: CircuitBreaker<[CallContext, Next], HttpResponse>
   private readonly resetAfter: number
+  private readonly windowBuckets: number
   private openedAt = 0
   private opens = 0
   private rejected = 0
+  /** The reason of the last failure counted (see `failureReason`), for the log line of the opening it causes. */
+  private lastFailure: string | undefined = undefined
+  private resetting = false
 
   constructor (service: ServiceRuntime, upstream?: string) {
     const o = service.options.breaker as NonNullable<ServiceRuntime['options']['breaker']>
     this.resetAfter = o.resetAfter
+    this.windowBuckets = o.windowBuckets
     this.upstream = upstream
     const breaker: CircuitBreaker<[CallContext, Next], HttpResponse> = new CircuitBreaker(action, {
       name: upstream === undefined ? service.name : `${service.name} ${upstream}`,
@@ -91,7 +104,12 @@ export class ServiceBreaker {
       enableSnapshots: false,
       // `true` = not a failure. opossum counts a filtered error as a success, which closes a half-open breaker:
       // right for a 4xx (the upstream answered), wrong for a probe the caller aborted, which re-opens it instead.
-      errorFilter: (err: unknown) => !countedError(err) && !(breaker.halfOpen && noVerdict(err))
+      // opossum calls it for failures only: noting the reason costs a successful call nothing.
+      errorFilter: (err: unknown) => {
+        if (!countedError(err) && !(breaker.halfOpen && noVerdict(err))) return true
+        this.lastFailure = failureReason(err)
+        return false
+      }
     })
     this.breaker = breaker
     // The service's logger carries `{ service }`; the breaker of one upstream adds `{ upstream }` and names it.
@@ -102,11 +120,14 @@ export class ServiceBreaker {
       this.openedAt = performance.now()
       this.opens++
       const s = breaker.stats
-      log.warn({ breaker: 'open', failures: s.failures, calls: s.fires, resetAfter: o.resetAfter },
-        `circuit breaker${of} opened: ${failFast} for ${o.resetAfter} ms`)
+      const lastFailure = this.lastFailure
+      log.warn({ breaker: 'open', failures: s.failures, calls: s.fires, resetAfter: o.resetAfter, lastFailure },
+        `circuit breaker${of} opened after ${s.failures} failures of ${s.fires} calls (last: ${lastFailure ?? 'unknown'}): ${failFast} for ${o.resetAfter} ms`)
     })
     breaker.on('halfOpen', () => log.info({ breaker: 'halfOpen' }, `circuit breaker${of} half-open: the next call is a probe`))
-    breaker.on('close', () => log.info({ breaker: 'closed' }, `circuit breaker${of} closed`))
+    breaker.on('close', () => {
+      if (!this.resetting) log.info({ breaker: 'closed' }, `circuit breaker${of} closed`)
+    })
 
     // opossum's own open check, done here so a refused call costs no fire() and the error can name the call
     // without a closure per call; past it, fire() always runs the action (a half-open breaker's probe included).
@@ -167,6 +188,30 @@ export class ServiceBreaker {
     this.breaker.shutdown()
   }
 
+  /**
+   * Closes the breaker (quietly: no log line), empties its rolling window and zeroes its counters, as if it had just
+   * been made. A call in flight still settles through it and counts in the new window. A shut-down breaker stays so.
+   */
+  reset (): void {
+    const b = this.breaker
+    if (b.isShutdown) return
+    this.resetting = true
+    try {
+      b.close()
+    } finally {
+      this.resetting = false
+    }
+    // opossum has no reset of its window; rotating every bucket out of it is one (each rotation starts an empty one).
+    // `rotateBucket` is the function opossum hands to a `rotateBucketController`: public, if little documented.
+    const status = b.status as unknown as { rotateBucket?: () => void }
+    if (typeof status.rotateBucket !== 'function') throw new Error('opossum\'s Status has no rotateBucket(): a breaker\'s window cannot be emptied')
+    for (let i = 0; i < this.windowBuckets; i++) status.rotateBucket()
+    this.openedAt = 0
+    this.opens = 0
+    this.rejected = 0
+    this.lastFailure = undefined
+  }
+
   private openError (ctx: CallContext): Error {
     const target = { service: ctx.service.name, method: ctx.method, path: ctx.path }
     const wait = this.retryAfterMs
@@ -193,18 +238,21 @@ function closedError (ctx: CallContext): Error {
   return stamp(new ClientClosedError(`${describe(target)}: service client is closed`), target)
 }
 
-/** What a service's breaker policy is: one breaker, or one per upstream. */
-export interface Breakers {
+/**
+ * What a service's breaker policy is: one breaker, or one per upstream. As a `BreakerView` (`state`, `open` only when
+ * no call can get through, with several upstreams when all of them are open; `retryAfterMs`), it is what the rest
+ * of the service reads of it.
+ */
+export interface Breakers extends BreakerView {
   readonly policy: Policy
-  /** `open` only when no call can get through (with several upstreams: all of them are open). */
-  readonly state: BreakerState
   stats: () => unknown
   shutdown: () => void
+  reset: () => void
 }
 
 /** The breaker(s) of a service, when it has any. */
 export function breakerOf (service: ServiceRuntime): Breakers | undefined {
-  return service.sharedIf<Breakers>('breaker')
+  return service.sharedIf<Breakers>(kBreakerView)
 }
 
 /**
@@ -218,13 +266,14 @@ export function breakerOf (service: ServiceRuntime): Breakers | undefined {
  */
 export const breaker: PolicyFactory = (service) => {
   if (service.options.breaker === undefined) return undefined
-  return service.shared('breaker', (): Breakers => {
+  return service.shared(kBreakerView, (): Breakers => {
     const origins = breakerUpstreams(service.options)
     const created: Breakers = origins === undefined
       ? new ServiceBreaker(service)
       : new UpstreamBreakers(origins.map((origin) => new ServiceBreaker(service, origin)))
     service.addStats('breaker', () => created.stats())
     service.onClose?.(() => created.shutdown())
+    service.onReset?.(() => created.reset())
     return created
   }).policy
 }

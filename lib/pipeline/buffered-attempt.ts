@@ -5,6 +5,7 @@ import { discardRequestBody } from '../call'
 import { decodeResponse } from '../decompress'
 import { HttpResponse, type ResponseMeta } from '../response'
 import { toCallError } from '../transport-errors'
+import type { AbandonedRequests } from './abandoned-requests'
 import { markFailure, markResponse } from './attempt-call'
 import { BodyBridge, type BodySource } from './body-bridge'
 import type { CallContext } from './types'
@@ -17,6 +18,12 @@ export interface AttemptSettings {
   metaOf: (ctx: CallContext) => ResponseMeta
   /** The service's `decompress` option (a call may override it). */
   decompress: boolean
+  /** Requests undici still holds for attempts already settled (their signal aborted while they waited). */
+  abandoned: AbandonedRequests
+}
+
+function infoTimedOut (attempt: BufferedAttempt): void {
+  attempt.onInfoTimeout()
 }
 
 /**
@@ -29,8 +36,8 @@ export interface AttemptSettings {
  * Any other answer (an error status, a compressed body) gets a stream of its own (`BodyBridge`) and follows the same
  * path as responses of `request()`: error details are read from it, compressed bodies decoded and then buffered.
  *
- * The call's signal is listened to by this object (no closure); it aborts the attempt, and a request that still
- * waits for a connection as soon as it gets one (unsent).
+ * The call's signal is listened to by this object (no closure); it aborts the attempt at once, wherever it waits. A
+ * request still waiting for a connection is left to undici, which aborts it unsent when it gets to it.
  */
 export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListener, BodySource {
   private readonly ctx: CallContext
@@ -41,6 +48,8 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
   private controller: Controller | null = null
   /** Why the attempt was aborted before undici started it: it is aborted as soon as it starts. */
   private abortReason: Error | null = null
+  /** The attempt settled while undici still holds its request (counted in `settings.abandoned` until undici lets go). */
+  private leftInUndici = false
   private res: HttpResponse | null = null
   private chunks: Buffer[] | null = null
   private size = 0
@@ -49,6 +58,8 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
   private settled = false
   /** undici is done with the response (ended or failed). */
   private finished = false
+  /** Armed by the first 1xx answer (rare): bounds the wait for the final answer's headers. */
+  private infoTimer: NodeJS.Timeout | null = null
 
   constructor (settings: AttemptSettings, ctx: CallContext, resolve: (res: HttpResponse) => void, reject: (err: unknown) => void) {
     this.settings = settings
@@ -63,17 +74,34 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
   onRequestStart (controller: Controller): void {
     if (this.abortReason !== null) {
       controller.abort(this.abortReason)
+      this.letGo()
       return
     }
     this.controller = controller
   }
 
   onResponseStart (controller: Controller, statusCode: number, headers: IncomingHttpHeaders): void {
-    if (statusCode < 200) return // 1xx: the answer is still to come
+    if (statusCode < 200) {
+      // 1xx: the answer is still to come. undici restarts its headers timer on each one, so a stream of them would
+      // hold the attempt for ever: the first one arms a timer of ours for the final answer's headers.
+      if (this.infoTimer === null && !this.settled) this.infoTimer = setTimeout(infoTimedOut, this.ctx.headersTimeout, this)
+      return
+    }
+    if (this.infoTimer !== null) this.clearInfoTimer()
     const ctx = this.ctx
     const meta = this.settings.metaOf(ctx)
+    if (statusCode === 204 || statusCode === 304 || ctx.method === 'HEAD') {
+      // No body can follow: the answer is whole now. undici may still fail it (it checks a 204's or 304's
+      // content-length, which RFC 9110 allows on a 304, against the bytes that never come): nobody hears that.
+      const res = markResponse(HttpResponse.unread(statusCode, headers, meta), ctx)
+      res.setText('')
+      this.settled = true
+      this.signal?.removeListener('abort', this)
+      this.resolve(res)
+      return
+    }
     const encoded = headers['content-encoding'] !== undefined && (ctx.options.decompress ?? this.settings.decompress)
-    const readable = statusCode < 300 && statusCode !== 204 && ctx.method !== 'HEAD'
+    const readable = statusCode < 300
     if (readable && !encoded) {
       const res = markResponse(HttpResponse.unread(statusCode, headers, meta), ctx)
       this.res = res
@@ -136,6 +164,7 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
 
   onResponseError (_controller: Controller | undefined, err: Error): void {
     this.finished = true
+    if (this.infoTimer !== null) this.clearInfoTimer()
     const bridge = this.bridge
     if (bridge !== null) {
       if (!bridge.destroyed) bridge.destroy(err)
@@ -147,8 +176,8 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
   }
 
   /**
-   * The call's signal aborted: the attempt fails with its reason, at once once undici started it; a request still
-   * waiting for a connection is aborted (unsent) when undici gets to it.
+   * The call's signal aborted: the attempt fails with its reason at once, wherever it waits. A request still waiting
+   * for a connection is aborted (unsent) when undici gets to it.
    */
   onSignalAbort (): void {
     const reason = (this.signal as CallSignal).reason as Error
@@ -159,11 +188,39 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
     if (this.controller !== null) {
       this.abortWith(reason, this.controller)
     } else {
-      // Not started yet (waiting for a connection): undici keeps the request queued, and offers no way to take it
-      // out, until a connection is free; it is aborted then, unsent. The attempt settles then too, as with undici's
-      // own request(): settling now would free the call's bulkhead slot while undici still holds the request.
+      // Not started yet (undici's queue, a connect or TLS handshake): undici offers no way to take the request out
+      // until it has a connection for it, which may be seconds away. The attempt settles now, as its timeout,
+      // deadline or caller said; the request is aborted unsent when undici gets to it (`onRequestStart`), or fails
+      // with its connection. Until then it counts as abandoned: the bulkhead keeps a slot for it, so calls that give
+      // up while queued cannot pile up in undici's unbounded queue (see ./abandoned-requests).
       this.abortReason = reason
+      this.fail(reason)
+      this.leftInUndici = true
+      this.settings.abandoned.add()
     }
+  }
+
+  /** undici let go of a request whose attempt had settled already. */
+  private letGo (): void {
+    if (this.leftInUndici) {
+      this.leftInUndici = false
+      this.settings.abandoned.drop()
+    }
+  }
+
+  /**
+   * The final answer's headers did not come within `headersTimeout` of the first 1xx: the attempt fails as undici
+   * fails one whose headers are late (a `TimeoutError` of phase `headers`).
+   */
+  onInfoTimeout (): void {
+    this.infoTimer = null
+    const controller = this.controller
+    if (controller !== null && !this.settled) this.abortWith(new errors.HeadersTimeoutError(), controller)
+  }
+
+  private clearInfoTimer (): void {
+    clearTimeout(this.infoTimer as NodeJS.Timeout)
+    this.infoTimer = null
   }
 
   resumeBody (): void {
@@ -190,7 +247,11 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
   private fail (err: unknown): void {
     this.chunks = null
     this.signal?.removeListener('abort', this)
-    if (this.settled) return
+    if (this.settled) {
+      // undici failing a request it still held for a settled attempt (its connection failed, or it was closed).
+      this.letGo()
+      return
+    }
     this.settled = true
     const meta = this.res?.meta ?? this.settings.metaOf(this.ctx)
     this.reject(markFailure(toCallError(err, meta, meta.timeouts), this.ctx))

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks'
 import type { AbortListener, CallSignal } from '../call-signal'
 import { BulkheadRejectedError, TimeoutError, describe, stamp, type CallTarget } from '../errors'
 import type { HttpResponse } from '../response'
+import { abandonedRequestsOf, type AbandonedRequests } from './abandoned-requests'
 import { closedWhileWaiting } from './backoff'
 import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
 
@@ -18,12 +19,6 @@ class Waiter implements AbortListener {
   readonly reject: (err: unknown) => void
   /** `performance.now()` time at which it gives up after `queueTimeout` (the bulkhead's one timer watches it). */
   readonly expiresAt: number
-  /**
-   * The call's own timer when its inbound deadline comes before `queueTimeout` (rare: such calls do not expire in
-   * queue order). Its wait limit is then `limit`.
-   */
-  timer: NodeJS.Timeout | undefined = undefined
-  limit = 0
   private readonly bulkhead: Bulkhead
 
   constructor (
@@ -55,9 +50,14 @@ function targetOf (ctx: CallContext): CallTarget {
  * for ever. Streamed bodies are bounded by the pool's `connections` instead.
  *
  * Written for a full queue: a waiting call is one `Waiter` in a linked list; one timer per bulkhead, armed for the
- * first waiter in line, stands for every waiter's `queueTimeout` (they expire in the order they came; a call whose
- * inbound deadline comes first has a timer of its own); the service's `closing` signal is listened to once, while
- * anything waits.
+ * first waiter in line, stands for every waiter's `queueTimeout` (they expire in the order they came); a call's
+ * total timeout or deadline ends its wait through its signal (the deadline policy sits outside the bulkhead); the
+ * service's `closing` signal is listened to once, while anything waits.
+ *
+ * A call that gave up while its request waited in undici for a connection settles at once, but undici keeps the
+ * request until it gets to it (see `./abandoned-requests`): each such request keeps a slot busy until then. Freeing
+ * the slot with the call would let every call that times out in undici's queue make room for one more, and that
+ * queue has no bound; holding it keeps what undici holds for this service within `maxConcurrent`.
  */
 class Bulkhead implements AbortListener {
   readonly policy: Policy
@@ -76,11 +76,15 @@ class Bulkhead implements AbortListener {
   private readonly queueTimeout: number
   private readonly released: (res: HttpResponse) => HttpResponse
   private readonly failed: (err: unknown) => never
+  /** Requests undici still holds for calls that are over: each takes a slot. */
+  private readonly abandoned: AbandonedRequests
 
-  constructor (options: { maxConcurrent: number, maxQueue: number, queueTimeout: number }) {
+  constructor (options: { maxConcurrent: number, maxQueue: number, queueTimeout: number }, abandoned: AbandonedRequests) {
     this.maxConcurrent = options.maxConcurrent
     this.maxQueue = options.maxQueue
     this.queueTimeout = options.queueTimeout
+    this.abandoned = abandoned
+    abandoned.onDrop = this.admit
     this.released = (res) => {
       this.release()
       return res
@@ -90,8 +94,8 @@ class Bulkhead implements AbortListener {
       throw err
     }
     this.policy = (ctx, next) => {
-      // A free slot implies an empty queue: release() hands slots to waiters first.
-      if (this.active < this.maxConcurrent) {
+      // A free slot implies an empty queue: release() and admit() hand slots to waiters first.
+      if (this.active + this.abandoned.count < this.maxConcurrent) {
         this.active++
         return this.run(ctx, next)
       }
@@ -106,8 +110,15 @@ class Bulkhead implements AbortListener {
       active: this.active,
       queued: this.queued,
       rejected: this.rejected,
-      queueTimeouts: this.timedOut
+      queueTimeouts: this.timedOut,
+      abandoned: this.abandoned.count
     }
+  }
+
+  /** Zeroes the counters since start-up; the calls holding a slot or waiting for one keep their place. */
+  resetCounters (): void {
+    this.rejected = 0
+    this.timedOut = 0
   }
 
   /** Runs a call that holds a slot; the slot is released when the call settles. */
@@ -137,12 +148,7 @@ class Bulkhead implements AbortListener {
     const expiresAt = now + this.queueTimeout
     return new Promise<HttpResponse>((resolve, reject) => {
       const waiter = new Waiter(this, ctx, next, expiresAt, resolve, reject)
-      if (ctx.deadline < expiresAt) {
-        waiter.limit = Math.max(0, ctx.deadline - now)
-        waiter.timer = setTimeout(this.deadlinePassed, waiter.limit, waiter)
-      } else if (this.timer === undefined) {
-        this.timer = setTimeout(this.expire, this.queueTimeout)
-      }
+      if (this.timer === undefined) this.timer = setTimeout(this.expire, this.queueTimeout)
       if (this.tail === null) {
         this.head = waiter
         if (closing !== undefined) {
@@ -159,15 +165,24 @@ class Bulkhead implements AbortListener {
     })
   }
 
-  /** Frees a slot, or hands it straight to the first waiter. */
+  /** Frees a slot, or hands it straight to the first waiter (unless abandoned requests hold every slot). */
   private release (): void {
     const waiter = this.head
-    if (waiter === null) {
+    if (waiter === null || this.active + this.abandoned.count > this.maxConcurrent) {
       this.active--
       return
     }
     this.unlink(waiter)
     this.run(waiter.ctx, waiter.stage).then(waiter.resolve, waiter.reject)
+  }
+
+  /** undici dropped an abandoned request: its slot goes to the first waiter. */
+  private readonly admit = (): void => {
+    for (let w = this.head; w !== null && this.active + this.abandoned.count < this.maxConcurrent; w = this.head) {
+      this.unlink(w)
+      this.active++
+      this.run(w.ctx, w.stage).then(w.resolve, w.reject)
+    }
   }
 
   /** A waiter gives up: it leaves the queue and its call fails with `err`. */
@@ -192,7 +207,6 @@ class Bulkhead implements AbortListener {
     waiter.next = null
     this.queued--
     waiter.ctx.signal?.removeListener('abort', waiter)
-    if (waiter.timer !== undefined) clearTimeout(waiter.timer)
     if (this.head === null) {
       this.closing?.removeListener('abort', this)
       this.closing = undefined
@@ -207,26 +221,15 @@ class Bulkhead implements AbortListener {
   private readonly expire = (): void => {
     this.timer = undefined
     const now = performance.now()
-    for (let w = this.head; w !== null;) {
-      const after = w.next
-      if (w.timer === undefined) {
-        // Waiters without a timer of their own expire in queue order: the first one left is the next due.
-        if (w.expiresAt > now) {
-          this.timer = setTimeout(this.expire, w.expiresAt - now)
-          return
-        }
-        this.timedOut++
-        this.abandon(w, this.expired(w, this.queueTimeout, `no slot within queueTimeout ${this.queueTimeout} ms`))
+    // Waiters expire in queue order: the first one left is the next due.
+    for (let w = this.head; w !== null; w = this.head) {
+      if (w.expiresAt > now) {
+        this.timer = setTimeout(this.expire, w.expiresAt - now)
+        return
       }
-      w = after
+      this.timedOut++
+      this.abandon(w, this.expired(w, this.queueTimeout, `no slot within queueTimeout ${this.queueTimeout} ms`))
     }
-  }
-
-  /** A waiter's inbound deadline passed before a slot came. */
-  private readonly deadlinePassed = (w: Waiter): void => {
-    w.timer = undefined
-    this.timedOut++
-    this.abandon(w, this.expired(w, w.limit, 'the inbound request\'s deadline passed'))
   }
 
   private expired (w: Waiter, limit: number, why: string): Error {
@@ -238,16 +241,17 @@ class Bulkhead implements AbortListener {
 
 /**
  * Bulkhead: overflow past `maxConcurrent` + `maxQueue` fails at once with `BulkheadRejectedError` (503); a queued
- * call gives up after `queueTimeout` (or the inbound deadline) with `TimeoutError` (phase `queue`, 504), at once
- * when its signal aborts, and with `ClientClosedError` when the service's `closeTimeout` passes while it waits.
+ * call gives up after `queueTimeout` with `TimeoutError` (phase `queue`, 504), at once when its signal aborts (the
+ * caller's, or its total timeout or deadline: phase `total`), and with `ClientClosedError` when the service's `closeTimeout` passes while it waits.
  * This, not undici's unbounded queue, bounds memory under overload.
  */
 export const bulkhead: PolicyFactory = (service) => {
   const options = service.options.bulkhead
   if (options === undefined) return undefined
   return service.shared('bulkhead', () => {
-    const created = new Bulkhead(options)
+    const created = new Bulkhead(options, abandonedRequestsOf(service))
     service.addStats('bulkhead', () => created.stats())
+    service.onReset?.(() => created.resetCounters())
     return created
   }).policy
 }

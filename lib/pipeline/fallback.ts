@@ -96,5 +96,9 @@ function createFallback (service: ServiceRuntime, own: Fallback | undefined): Fa
     }
   }
   service.addStats('fallback', () => ({ served: created.served, failed: created.failed }))
+  service.onReset?.(() => {
+    created.served = 0
+    created.failed = 0
+  })
   return created
 }

@@ -11,15 +11,17 @@ import { hedge } from './hedge'
 import { retry } from './retry'
 
 /**
- * The policies in pipeline order, outermost first (DESIGN.md, "The pipeline"). A slot without a factory is a
+ * The policies in pipeline order, outermost first (DESIGN.md, "The pipeline", except that the total timeout and
+ * deadline now sit outside the rate limiter and the bulkhead, as issue 16 asks: a limit holds wherever a call waits). A slot without a factory is a
  * policy a later module fills in; a factory returning `undefined` leaves its policy out of the chain.
  */
 export const policyOrder: ReadonlyArray<[name: string, factory: PolicyFactory | undefined]> = [
   ['fallback', fallback],
   ['cache', undefined],
+  // Outside the rate limiter and the bulkhead: a call's total timeout and deadline hold while it waits in them too.
+  ['deadline', deadline],
   ['rateLimit', rateLimit],
   ['bulkhead', bulkhead],
-  ['deadline', deadline],
   ['retry', retry],
   ['hedge', hedge],
   ['rateLimitFeedback', rateLimitFeedback],

@@ -31,7 +31,7 @@ function create (service: ServiceRuntime, options: NonNullable<ServiceRuntime['o
   let rejected = 0
   const policy: Policy = async (ctx: CallContext, next: Next): Promise<HttpResponse> => {
     const now = performance.now()
-    // A wait that would outlive the inbound request's deadline is not worth starting.
+    // A wait that would outlive the call's deadline (its total timeout, the inbound request's) is not worth starting.
     const longest = ctx.deadline === Infinity ? maxWait : Math.min(maxWait, ctx.deadline - now)
     let wait = limiter.acquire(now, longest)
     if (typeof wait !== 'number') wait = await wait
@@ -47,6 +47,11 @@ function create (service: ServiceRuntime, options: NonNullable<ServiceRuntime['o
     return next(ctx)
   }
   service.addStats('rateLimit', () => ({ kind, maxWait, ...limiter.stats(performance.now()), waited, rejected }))
+  service.onReset?.(() => {
+    limiter.reset()
+    waited = 0
+    rejected = 0
+  })
   return { limiter, policy }
 }
 

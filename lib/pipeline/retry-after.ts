@@ -15,9 +15,13 @@ function single (value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value
 }
 
+// A date or reset time that is not in the future says nothing: with clock skew between the upstream and this host
+// (or a stale cached answer) it would otherwise mean a wait of 0 ms, and so retries back to back at the moment the
+// upstream is struggling. The normal backoff applies then. A delta of 0 (`Retry-After: 0`) is an explicit "now".
+
 /**
- * Milliseconds to wait according to a `Retry-After` value: delta-seconds or an HTTP-date (a date in the past
- * means 0). `undefined` when the value is absent or unreadable.
+ * Milliseconds to wait according to a `Retry-After` value: delta-seconds or an HTTP-date. `undefined` when the
+ * value is absent or unreadable, or a date that is not in the future (clock skew: the caller's backoff applies).
  */
 export function parseRetryAfter (value: string | string[] | undefined, now: number = Date.now()): number | undefined {
   const text = single(value)
@@ -25,20 +29,21 @@ export function parseRetryAfter (value: string | string[] | undefined, now: numb
   if (kSeconds.test(text)) return Number(text) * 1000
   if (!kHasLetter.test(text)) return undefined
   const at = Date.parse(text)
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now)
+  return Number.isNaN(at) || at <= now ? undefined : at - now
 }
 
 /**
  * Milliseconds to wait according to an `X-RateLimit-Reset` value: a Unix time in seconds (GitHub and most APIs),
- * in milliseconds, or a number of seconds to wait (the IETF draft's delta form). `undefined` when unreadable.
+ * in milliseconds, or a number of seconds to wait (the IETF draft's delta form). `undefined` when unreadable, or a
+ * Unix time that is not in the future (clock skew: the caller's backoff applies).
  */
 export function parseRateLimitReset (value: string | string[] | undefined, now: number = Date.now()): number | undefined {
   const text = single(value)
   if (text === undefined || !kSeconds.test(text)) return undefined
   const n = Number(text)
-  if (n >= kEpochMillis) return Math.max(0, n - now)
-  if (n >= kEpochSeconds) return Math.max(0, n * 1000 - now)
-  return n * 1000
+  const at = n >= kEpochMillis ? n : n >= kEpochSeconds ? n * 1000 : undefined
+  if (at === undefined) return n * 1000
+  return at > now ? at - now : undefined
 }
 
 /**

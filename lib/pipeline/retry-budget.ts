@@ -66,6 +66,14 @@ export class RetryBudget {
     return true
   }
 
+  /** Forgets the window: no retries spent, and the requests counted from the service's counter as it is now. */
+  reset (now: number = performance.now()): void {
+    this.starts.fill(this.counters.requests)
+    this.spent.fill(0)
+    this.spentTotal = 0
+    this.current = Math.floor(now / this.bucketMs)
+  }
+
   stats (now: number = performance.now()): RetryBudgetStats {
     this.advance(now)
     const allowed = this.allowed(this.limits)
@@ -135,5 +143,12 @@ function createRetryState (service: ServiceRuntime): RetryState {
     budgetExhausted: s.budgetExhausted,
     budget: s.budget?.stats()
   }))
+  // Runs after the service zeroed its request counter, which the budget's window counts from.
+  service.onReset?.(() => {
+    s.retries = 0
+    s.hedges = 0
+    s.budgetExhausted = 0
+    s.budget?.reset()
+  })
   return s
 }

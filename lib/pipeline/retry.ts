@@ -8,10 +8,10 @@ import { ConnectionError, TimeoutError, isHttpServicesError, redactPath, type Ti
 import type { HttpResponse } from '../response'
 import { proxyConnectStatus } from '../transport-errors'
 import { backoffDelay, sleep, type Jitter } from './backoff'
-import { requestedDelay } from './retry-after'
+import { parseRetryAfter, requestedDelay } from './retry-after'
 import { callOfFailure, callOfResponse } from './attempt-call'
 import { retryStateOf, type RetryBudgetLimits, type RetryState } from './retry-budget'
-import type { CallContext, Next, PolicyFactory, ServiceRuntime } from './types'
+import { kBreakerView, type BreakerView, type CallContext, type Next, type PolicyFactory, type ServiceRuntime } from './types'
 
 /** The retry options of one call, ready to use. */
 export interface RetryPlan {
@@ -207,6 +207,10 @@ async function retryLoop (
     if (asked !== undefined && asked > plan.maxRetryAfter) {
       return giveUp(ctx, res, error, attempt, tries, reason, `the upstream asks to wait ${Math.ceil(asked)} ms, more than maxRetryAfter`)
     }
+    // Where the wait comes from, for the log line: the upstream's headers, the `delay` option or the backoff.
+    const delaySource = asked === undefined
+      ? plan.delay !== undefined ? 'delay' : 'backoff'
+      : parseRetryAfter((res as HttpResponse).headers['retry-after']) !== undefined ? 'retry-after' : 'x-ratelimit-reset'
     let delayMs: number
     try {
       delayMs = Math.max(0, Math.round(asked ?? (plan.delay !== undefined
@@ -220,13 +224,24 @@ async function retryLoop (
     if (performance.now() + delayMs >= ctx.deadline) {
       return giveUp(ctx, res, error, attempt, tries, reason, `a wait of ${delayMs} ms would pass the deadline`)
     }
+    // The breaker (published on the service: this policy does not import it) may have opened on this very failure:
+    // when no attempt could go anywhere once the wait is over, the call ends now with the upstream's own answer.
+    // A breaker that half-opens within the wait lets the retry through as its probe.
+    const breaker = ctx.service.sharedIf<BreakerView>(kBreakerView)
+    if (breaker !== undefined && breaker.state === 'open' && breaker.retryAfterMs > delayMs) {
+      const retryAfterMs = Math.ceil(breaker.retryAfterMs)
+      return giveUp(ctx, res, error, attempt, tries, reason,
+        `the circuit breaker is open for ${retryAfterMs} ms more: no attempt can be made`, { breaker: 'open', retryAfterMs })
+    }
     if (plan.budget !== undefined && state.budget !== undefined && !state.budget.tryRetry(plan.budget)) {
       state.budgetExhausted++
       return giveUp(ctx, res, error, attempt, tries, reason, 'retry budget exhausted')
     }
     state.retries++
     // `service` comes from the logger's bindings (ctx.log is a child with { service }).
-    ctx.log.warn({ method: ctx.method, path: redactPath(ctx.path), attempt, of: tries, delayMs, reason }, `retrying ${ctx.method} ${ctx.service.name} after ${reason} (attempt ${attempt} of ${tries} failed), next in ${delayMs} ms`)
+    const asks = delaySource === 'retry-after' ? ' as Retry-After asks' : delaySource === 'x-ratelimit-reset' ? ' as X-RateLimit-Reset asks' : ''
+    ctx.log.warn({ method: ctx.method, path: redactPath(ctx.path), upstream: upstreamOf(ctx), attempt, of: tries, delayMs, delaySource, reason },
+      `retrying ${ctx.method} ${ctx.service.name} after ${reason} (attempt ${attempt} of ${tries} failed), next in ${delayMs} ms${asks}`)
     // The failed body is read while the call sleeps; what is not read by the end of the sleep is dropped.
     if (res !== undefined) void discard(res)
     try {
@@ -273,10 +288,22 @@ function settled (ctx: CallContext, res: HttpResponse | undefined, error?: unkno
   throw error
 }
 
+/**
+ * The upstream the last attempt went to: the one the breaker picked (several `baseUrl`s and a breaker), else the
+ * service's only origin; `undefined` for a balanced pool, which does not say which upstream answered.
+ */
+function upstreamOf (ctx: CallContext): string | undefined {
+  if (ctx.upstream !== undefined) return ctx.upstream.origin
+  const origins = ctx.service.options.origins
+  for (const o of origins) if (o !== origins[0]) return undefined
+  return origins[0]
+}
+
 function giveUp (
-  ctx: CallContext, res: HttpResponse | undefined, error: unknown, attempt: number, of: number, reason: string, why: string
+  ctx: CallContext, res: HttpResponse | undefined, error: unknown, attempt: number, of: number, reason: string, why: string,
+  extra?: Record<string, unknown>
 ): HttpResponse {
-  ctx.log.warn({ method: ctx.method, path: redactPath(ctx.path), attempt, of, reason, why },
+  ctx.log.warn({ method: ctx.method, path: redactPath(ctx.path), upstream: upstreamOf(ctx), attempt, of, reason, why, ...extra },
     `giving up ${ctx.method} ${ctx.service.name} after ${reason}: ${why}`)
   return settled(ctx, res, error)
 }

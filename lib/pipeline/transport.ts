@@ -1,24 +1,83 @@
-import type { Dispatcher } from 'undici'
+import { errors, type Dispatcher } from 'undici'
+import { emptyBody } from '../body-done'
+import type { AbortListener, CallSignal } from '../call-signal'
 import { decodeResponse } from '../decompress'
 import { ClientClosedError } from '../errors'
 import { HttpResponse, type ResponseMeta } from '../response'
 import { toCallError } from '../transport-errors'
 import { markFailure, markResponse } from './attempt-call'
+import { abandonedRequestsOf } from './abandoned-requests'
 import { BufferedAttempt, type AttemptSettings } from './buffered-attempt'
 import type { CallContext, Next, ServiceRuntime } from './types'
 
 type Timeouts = NonNullable<ResponseMeta['timeouts']>
 
+/** What a settled attempt's resolvers become, and the listener of errors nobody is left to hear. */
+function settled (): void {}
+
 /** One attempt in flight: what undici's callback needs to settle it. */
 class Attempt {
   readonly ctx: CallContext
-  readonly resolve: (res: HttpResponse) => void
-  readonly reject: (err: unknown) => void
+  // Dropped once used (see `settle`): undici holds `opaque` while the body is in flight.
+  resolve: (res: HttpResponse) => void
+  reject: (err: unknown) => void
+  /** Armed by the first 1xx answer (rare, see `onInfo`): bounds the wait for the final answer's headers. */
+  infoTimer: NodeJS.Timeout | null = null
 
   constructor (ctx: CallContext, resolve: (res: HttpResponse) => void, reject: (err: unknown) => void) {
     this.ctx = ctx
     this.resolve = resolve
     this.reject = reject
+  }
+}
+
+/**
+ * undici's `onInfo` for `request()`, called for each 1xx answer. undici restarts its headers timer on every one, so
+ * a stream of them (`103 Early Hints` every few hundred ms) would hold the attempt for ever: the first one arms a
+ * timer of ours for the final answer's headers, cleared when undici calls back. One function for every attempt (no
+ * closure): undici calls it as a method of its request handler, which holds our `opaque` and the request's `abort`.
+ */
+function onInfo (this: { opaque?: unknown, abort?: ((err: Error) => void) | null }): void {
+  const attempt = this.opaque
+  const abort = this.abort
+  if (!(attempt instanceof Attempt) || attempt.infoTimer !== null || typeof abort !== 'function') return
+  attempt.infoTimer = setTimeout(infoTimedOut, attempt.ctx.headersTimeout, abort)
+}
+
+/** The final headers did not come within `headersTimeout` of the first 1xx: fail as undici fails late headers. */
+function infoTimedOut (abort: (err: Error) => void): void {
+  abort(new errors.HeadersTimeoutError())
+}
+
+function clearInfoTimer (attempt: Attempt): void {
+  clearTimeout(attempt.infoTimer as NodeJS.Timeout)
+  attempt.infoTimer = null
+}
+
+/**
+ * One attempt of a call that can abort (it has a signal). undici's `request()` aborts a request only once it has a
+ * connection: one still waiting for it (undici's queue, a connect or TLS handshake) would settle only when undici
+ * gets to it, long after a timeout or deadline said the call was over. This attempt listens to the signal too and
+ * settles at once; undici then aborts the request unsent when it gets to it, or fails it with its connection, and
+ * calls back into the void (`settleSignalled`). Until then it counts as abandoned (see `./abandoned-requests`).
+ */
+class SignalledAttempt extends Attempt implements AbortListener {
+  readonly settings: AttemptSettings
+  readonly signal: CallSignal
+  /** Settled by the signal before undici answered: undici still holds the request. */
+  abandoned = false
+
+  constructor (settings: AttemptSettings, ctx: CallContext, signal: CallSignal, resolve: (res: HttpResponse) => void, reject: (err: unknown) => void) {
+    super(ctx, resolve, reject)
+    this.settings = settings
+    this.signal = signal
+  }
+
+  onSignalAbort (): void {
+    this.abandoned = true
+    this.settings.abandoned.add()
+    const meta = this.settings.metaOf(this.ctx)
+    this.reject(markFailure(toCallError(this.signal.reason, meta, meta.timeouts), this.ctx))
   }
 }
 
@@ -49,12 +108,12 @@ export function transport (service: ServiceRuntime): Next {
     return { service: name, method: ctx.method, path: ctx.path, origin: ctx.upstream?.origin ?? origin, maxResponseSize, timeouts: limits }
   }
 
-  const settings: AttemptSettings = { metaOf, decompress }
+  const settings: AttemptSettings = { metaOf, decompress, abandoned: abandonedRequestsOf(service) }
 
   return (ctx: CallContext): Promise<HttpResponse> => {
     const dispatcher = service.dispatcher
     if (dispatcher === undefined) {
-      return Promise.reject(markFailure(toCallError(new ClientClosedError(`${name}: service is not open (call it after ready() / onReady, before close())`), metaOf(ctx)), ctx))
+      return Promise.reject(markFailure(toCallError(new ClientClosedError(`${name}: service is not open: await app.ready() first (or await services.open() without Fastify), and call before close()`), metaOf(ctx)), ctx))
     }
     counters.attempts++
     const options: Dispatcher.RequestOptions<Attempt> = {
@@ -68,12 +127,13 @@ export function transport (service: ServiceRuntime): Next {
       headersTimeout: ctx.headersTimeout,
       bodyTimeout: ctx.bodyTimeout
     }
+    const signal = ctx.signal
+    // undici would hold an aborted request until it has a connection for it (see `SignalledAttempt`).
+    if (signal?.aborted === true) {
+      const meta = metaOf(ctx)
+      return Promise.reject(markFailure(toCallError(signal.reason, meta, meta.timeouts), ctx))
+    }
     if (ctx.bufferBody) {
-      const signal = ctx.signal
-      if (signal?.aborted === true) {
-        const meta = metaOf(ctx)
-        return Promise.reject(markFailure(toCallError(signal.reason, meta, meta.timeouts), ctx))
-      }
       return new Promise<HttpResponse>((resolve, reject) => {
         const attempt = new BufferedAttempt(settings, ctx, resolve, reject)
         try {
@@ -84,23 +144,55 @@ export function transport (service: ServiceRuntime): Next {
         }
       })
     }
-    options.signal = ctx.signal
+    options.onInfo = onInfo
+    if (signal === undefined) {
+      return new Promise<HttpResponse>((resolve, reject) => {
+        // undici hands `opaque` back to the callback: one small object per attempt, no closure over it.
+        options.opaque = new Attempt(ctx, resolve, reject)
+        dispatcher.request(options, settle)
+      })
+    }
+    options.signal = signal
     return new Promise<HttpResponse>((resolve, reject) => {
-      // undici hands `opaque` back to the callback: one small object per attempt, no closure over it.
-      options.opaque = new Attempt(ctx, resolve, reject)
-      dispatcher.request(options, settle)
+      const attempt = new SignalledAttempt(settings, ctx, signal, resolve, reject)
+      signal.on('abort', attempt)
+      options.opaque = attempt
+      dispatcher.request(options, settleSignalled)
     })
+  }
+
+  /** undici's answer to an attempt with a signal: settles it, unless its signal settled it already. */
+  function settleSignalled (err: Error | null, data: Dispatcher.ResponseData | { opaque: unknown }): void {
+    const attempt = data.opaque as SignalledAttempt
+    if (attempt.infoTimer !== null) clearInfoTimer(attempt)
+    if (!attempt.abandoned) {
+      attempt.signal.removeListener('abort', attempt)
+      settle(err, data)
+      return
+    }
+    // undici let go of the request: aborted (unsent, as its signal had aborted) or failed with its connection.
+    attempt.settings.abandoned.drop()
+    // undici answers an aborted request with its error; a body, should one come anyway, reaches no one.
+    // undici's body emits an abort error when destroyed before its end: nobody reads it, so nothing may hear it.
+    if (err === null) (data as Dispatcher.ResponseData).body.on('error', settled).destroy()
   }
 
   /** undici's answer to one attempt (made once per service). */
   function settle (err: Error | null, data: Dispatcher.ResponseData | { opaque: unknown }): void {
-    const { ctx, resolve, reject } = data.opaque as Attempt
+    const attempt = data.opaque as Attempt
+    if (attempt.infoTimer !== null) clearInfoTimer(attempt)
+    const { ctx, resolve, reject } = attempt
+    // undici keeps `opaque` until the body ends: through the resolvers it would keep the settled promise, hence the
+    // response, alive, and an unread response could never be collected (./unread-body).
+    attempt.resolve = attempt.reject = settled
     const meta = metaOf(ctx)
     if (err !== null) {
       reject(markFailure(toCallError(err, meta, meta.timeouts), ctx))
       return
     }
-    const { statusCode, headers, body } = data as Dispatcher.ResponseData
+    const { statusCode, headers } = data as Dispatcher.ResponseData
+    let body = (data as Dispatcher.ResponseData).body
+    if (statusCode === 204 || statusCode === 304) body = emptyBody(body) as typeof body
     resolve(markResponse(headers['content-encoding'] !== undefined && (ctx.options.decompress ?? decompress)
       ? decodeResponse(statusCode, headers, body, meta)
       : new HttpResponse(statusCode, headers, body, meta), ctx))

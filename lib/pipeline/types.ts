@@ -49,12 +49,39 @@ export interface ServiceRuntime {
   /** Registers a function run once the service is closed (policies stop their timers: breakers). Optional for test doubles. */
   onClose?: (fn: () => void) => void
   /**
+   * Registers a function run by `reset()` (the service's and the registry's, and the mock kit's `mocks.reset()`), after
+   * the service's own counters are zeroed: a policy forgets what it learnt (breakers close, budgets and limiters
+   * refill, counters restart) without dropping calls in flight. Optional for test doubles.
+   */
+  onReset?: (fn: () => void) => void
+  /**
    * Aborts when `closeTimeout` passes with calls still in the pipeline: a call waiting in a retry backoff, the
    * bulkhead queue or a rate-limit wait then ends with `ClientClosedError`. Only a waiting call listens to it.
    * Optional for test doubles.
    */
   readonly closing?: CallSignal
 }
+
+/** Where a circuit breaker is: `closed` (calls flow), `open` (calls fail fast), `halfOpen` (one probe may pass). */
+export type BreakerState = 'closed' | 'open' | 'halfOpen'
+
+/**
+ * What a service's circuit breaker(s) tell the rest of the service (the retry policy before it sleeps, `stats()` and
+ * the final error), published by the breaker policy as `service.shared(kBreakerView, …)` so that no other policy
+ * imports it. Read only on rare paths (a retry about to sleep, a call that failed).
+ */
+export interface BreakerView {
+  /**
+   * `open` only when no attempt can go anywhere now (with one breaker per upstream: every upstream's is open);
+   * `halfOpen` when a probe may pass, `closed` otherwise.
+   */
+  readonly state: BreakerState
+  /** Milliseconds until an attempt may go somewhere again: more than 0 only while `state` is `open`. */
+  readonly retryAfterMs: number
+}
+
+/** The `shared` key under which the breaker policy publishes its `BreakerView`. */
+export const kBreakerView = 'breaker'
 
 /**
  * One logical call as it flows through the pipeline. Policies may change `path`, `headers`, `attempt`,

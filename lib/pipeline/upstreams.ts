@@ -1,8 +1,8 @@
 import type { ResolvedService } from '../config/resolved'
 import { CircuitOpenError, describe, stamp, withRetryAfter } from '../errors'
 import type { HttpResponse } from '../response'
-import type { BreakerState, BreakerStats, ServiceBreaker } from './breaker'
-import type { CallContext, Next, Policy } from './types'
+import type { BreakerStats, ServiceBreaker } from './breaker'
+import type { BreakerState, CallContext, Next, Policy } from './types'
 
 /**
  * The upstreams a service balances over itself, one breaker each: its distinct origins when it has a breaker and
@@ -82,7 +82,7 @@ export class UpstreamBreakers {
   }
 
   /** Milliseconds until some upstream lets a call through again (0 when one does, or is probing). */
-  private get retryAfterMs (): number {
+  get retryAfterMs (): number {
     let wait = Infinity
     for (const u of this.upstreams) {
       if (u.breaker.passes) return 0
@@ -124,6 +124,13 @@ export class UpstreamBreakers {
 
   shutdown (): void {
     for (const u of this.upstreams) u.breaker.shutdown()
+  }
+
+  /** Resets every upstream's breaker (see `ServiceBreaker.reset`), the round robin and the count of refusals. */
+  reset (): void {
+    for (const u of this.upstreams) u.breaker.reset()
+    this.cursor = 0
+    this.rejected = 0
   }
 
   private openError (ctx: CallContext): Error {

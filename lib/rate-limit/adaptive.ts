@@ -23,14 +23,24 @@ export class AdaptiveRateLimiter implements RateLimiter {
   private factor: number
   private lastDecrease = -Infinity
   private decreases = 0
+  private readonly initial: number
 
   constructor (inner: AdjustableRateLimiter, options: AdaptiveOptions) {
     this.inner = inner
     this.floor = options.floor
     this.ceiling = Math.max(options.ceiling, options.floor)
     this.increase = options.increase
-    this.factor = Math.min(Math.max(1, this.floor), this.ceiling)
+    this.initial = Math.min(Math.max(1, this.floor), this.ceiling)
+    this.factor = this.initial
     if (this.factor !== 1) inner.setFactor(this.factor, 0)
+  }
+
+  reset (): void {
+    this.inner.reset()
+    this.factor = this.initial
+    this.lastDecrease = -Infinity
+    this.decreases = 0
+    if (this.factor !== 1) this.inner.setFactor(this.factor, 0)
   }
 
   acquire (now: number, maxWait: number): number | Promise<number> {

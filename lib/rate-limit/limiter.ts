@@ -20,6 +20,11 @@ export interface RateLimiter {
   onResponse: (status: number, sentAt: number, now: number) => void
   /** A snapshot for `stats()`: at least `available` (permits that may be taken now) and `rate`. */
   stats: (now: number) => RateLimiterStats
+  /**
+   * Back to the state it was made in (full, at the configured rate), for `reset()` between tests. Permits already
+   * reserved are not taken back: their callers still wait for them.
+   */
+  reset: () => void
 }
 
 /** What a limiter reports in `stats()`. */

@@ -45,6 +45,13 @@ export class SlidingWindow implements AdjustableRateLimiter {
     this.window = this.baseWindow / factor
   }
 
+  reset (): void {
+    this.window = this.baseWindow
+    this.times.fill(-Infinity)
+    this.next = 0
+    this.latest = -Infinity
+  }
+
   stats (now: number): RateLimiterStats {
     const since = now - this.window
     let used = 0

@@ -61,6 +61,14 @@ export class TokenBucket implements AdjustableRateLimiter {
     if (this.tokens > this.capacity) this.tokens = this.capacity
   }
 
+  reset (): void {
+    this.factor = 1
+    this.perMs = this.basePerMs
+    this.capacity = Math.max(1, this.baseBurst)
+    this.tokens = this.capacity
+    this.last = undefined
+  }
+
   stats (now: number): RateLimiterStats {
     this.refill(now)
     return {

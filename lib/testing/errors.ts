@@ -1,5 +1,5 @@
-import createError from '@fastify/error'
-import { HttpServicesError, type HttpServicesErrorClass } from '../errors'
+import { defineError } from '../define-error'
+import { HttpServicesError } from '../errors'
 import type { PendingMock } from './types'
 
 /**
@@ -14,9 +14,8 @@ export interface MockUnmatchedError extends HttpServicesError {
   pending: PendingMock[]
 }
 
-export const MockUnmatchedError = createError(
-  'HTTP_SERVICES_ERR_MOCK_UNMATCHED', '%s', 500, HttpServicesError as unknown as ErrorConstructor
-) as unknown as HttpServicesErrorClass<MockUnmatchedError>
+export const MockUnmatchedError = defineError<MockUnmatchedError>(
+  'MockUnmatchedError', 'HTTP_SERVICES_ERR_MOCK_UNMATCHED', 500, HttpServicesError)
 
 /**
  * An error like the ones Node's sockets raise (`code` set), for `replyWithError()`: the client turns it into the

@@ -1,5 +1,5 @@
 import type { ClientScope } from '../call'
-import { HttpClient } from '../client'
+import { HttpClient, checkOptionNames } from '../client'
 import type { CallOptions } from '../client-types'
 import { statusError } from '../error-detail'
 import { InvalidRequestError, isHttpServicesError, stamp } from '../errors'
@@ -103,6 +103,7 @@ export class MockHttpClient extends HttpClient {
       throw new InvalidRequestError(`${service}: unsupported method ${JSON.stringify(method)}`)
     }
     const m = method.toUpperCase()
+    checkOptionNames(service, options)
     const target = buildPath(service, '', path, options)
     this.calls.push({ method: m, path, options })
     const call = { service, method: m, path: target }

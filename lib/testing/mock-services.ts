@@ -2,6 +2,7 @@ import { AssertionError } from 'node:assert'
 import { MockAgent, type Dispatcher, type Interceptable } from 'undici'
 import { resolveOptions } from '../config/resolve'
 import type { HttpServicesOptions } from '../config/types'
+import { suggest } from '../config/validate'
 import type { HttpServices } from '../services'
 import { MockUnmatchedError } from './errors'
 import { mockCall, relativePath, type ServiceTarget } from './mock-call'
@@ -53,6 +54,8 @@ export class MockHttpServices implements MockServiceHost {
   private readonly mocks = new Map<string, MockService>()
   private readonly origins = new Set<string>()
   private readonly unmatchedCalls: MockUnmatchedError[] = []
+  /** The registries served (each `createHttpServices` / plugin registration given this dispatcher): `reset()` resets them. */
+  private readonly registries = new Set<HttpServices>()
 
   constructor () {
     this.agent = new MockAgent({ enableCallHistory: true })
@@ -138,11 +141,20 @@ export class MockHttpServices implements MockServiceHost {
     throw new AssertionError({ message: `mocks${service !== undefined ? ` of ${service}` : ''}: ${parts.join('\n')}`, stackStartFn: this.assertAllCalled })
   }
 
-  /** Forgets every interceptor, the call history and the unmatched calls: call it between tests. */
+  /**
+   * Forgets every interceptor, the call history and the unmatched calls, and resets every service that uses these
+   * mocks (`HttpServices.reset()`: breakers closed, retry budgets, rate limiters, bulkhead counters and `stats()`
+   * back to zero), so a test that opened a breaker leaves nothing behind: call it between tests.
+   */
   reset (): void {
     for (const origin of this.origins) this.agent.get(origin).cleanMocks()
     this.agent.clearCallHistory()
     this.unmatchedCalls.length = 0
+    for (const registry of this.registries) {
+      // An app closed after its test is gone for good: it is forgotten, not reset.
+      if (registry.closed) this.registries.delete(registry)
+      else registry.reset()
+    }
   }
 
   /** Closes the MockAgent; calls made afterwards fail with `ClientClosedError`. */
@@ -155,7 +167,13 @@ export class MockHttpServices implements MockServiceHost {
     const target = this.targets.get(name)
     if (target !== undefined) return target
     const known = [...this.targets.keys()]
-    throw new Error(`mocks: unknown service ${JSON.stringify(name)} (known: ${known.length === 0 ? 'none' : known.join(', ')}). ` +
+    const list = `(known: ${known.length === 0 ? 'none' : known.join(', ')})`
+    // Once a registry was served, its services are all known: the name is wrong, not the set-up.
+    if (this.registries.size > 0 || known.length > 0) {
+      const close = suggest(name, known)
+      throw new Error(`mocks: unknown service ${JSON.stringify(name)}${close === undefined ? '' : ` (did you mean "${close}"?)`} ${list}`)
+    }
+    throw new Error(`mocks: unknown service ${JSON.stringify(name)} ${list}. ` +
       'Register the plugin with { dispatcher: mocks.dispatcher } and await it, or pass its options through mocks.attach(options), first.')
   }
 
@@ -165,6 +183,7 @@ export class MockHttpServices implements MockServiceHost {
   }
 
   private serve (registry: HttpServices): void {
+    this.registries.add(registry)
     for (const name of registry.names()) {
       const o = registry.get(name).options
       this.learn(name, o.origins, o.basePath)

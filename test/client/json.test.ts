@@ -58,7 +58,7 @@ t.test('a body that is not JSON rejects with ResponseParseError: status, content
   t.equal(err.method, 'GET')
   t.equal(err.url, '/page?api_key=***', 'query values redacted')
   t.notMatch(err.message, /secret/)
-  t.match(err.message, /text\/html/)
+  t.match(err.message, /response 200 is not valid JSON$/)
   t.ok(err.cause instanceof SyntaxError, 'cause is the JSON SyntaxError')
 })
 

@@ -2,6 +2,7 @@ import t from 'tap'
 import { join, relative } from 'node:path'
 import { InvalidOptionsError } from '../../lib/errors'
 import { loadConfigFile } from '../../lib/config/load-file'
+import { resolveOptions } from '../../lib/config/resolve'
 
 function catchError (fn: () => unknown): InvalidOptionsError {
   try {
@@ -102,6 +103,67 @@ t.test('refuses a variable that is not set, naming it and the key', async (t) =>
   t.equal(err.key, 'services.billing.baseUrl')
 })
 
+t.test('reports every unset variable in one error, each with its keys', async (t) => {
+  const dir = t.testdir({
+    'c.yaml': [
+      'closeTimeout: ${CLOSE}',
+      'services:',
+      '  billing:',
+      '    baseUrl: https://${HOST}:${PORT:-8443}',
+      '    headers: { x-team: "${TEAM}" }',
+      '  users:',
+      '    baseUrl: [http://a, "http://${HOST}"]'
+    ].join('\n')
+  })
+  const err = catchError(() => loadConfigFile(join(dir, 'c.yaml'), {}))
+  t.equal(err.message, 'configFile: 3 environment variables are not set: CLOSE (closeTimeout), ' +
+    'HOST (services.billing.baseUrl, services.users.baseUrl[1]), TEAM (services.billing.headers.x-team)')
+  t.equal(err.key, 'closeTimeout', 'key is the first one')
+})
+
+t.test('one unset variable used in several places is reported once with every key', async (t) => {
+  const dir = t.testdir({ 'c.json': JSON.stringify({ services: { a: { baseUrl: '${URL}' }, b: { baseUrl: '${URL}' } } }) })
+  const err = catchError(() => loadConfigFile(join(dir, 'c.json'), {}))
+  t.equal(err.message, 'configFile: environment variable is not set: URL (services.a.baseUrl, services.b.baseUrl)')
+  t.equal(err.key, 'services.a.baseUrl')
+})
+
+for (const k of ['__proto__', 'constructor', 'prototype']) {
+  const problem = `the key "${k}" is not allowed ("__proto__", "constructor" and "prototype" are refused anywhere in the options)`
+  t.test(`refuses a ${k} key anywhere in a file, naming it (YAML and JSON)`, async (t) => {
+    const dir = t.testdir({
+      'top.yaml': `${k}:\n  x: 1\nservices:\n  a:\n    baseUrl: http://a\n`,
+      'top.json': `{"${k}": {"x": 1}, "services": {"a": {"baseUrl": "http://a"}}}`,
+      'nested.yaml': `services:\n  a:\n    baseUrl: http://a\n    retry:\n      ${k}: { attempts: 9 }\n`,
+      'nested.json': `{"services": {"a": {"baseUrl": "http://a", "headers": {"${k}": "x"}}}}`,
+      'list.yaml': `services:\n  a:\n    baseUrl:\n      - http://a\n      - ${k}: 1\n`
+    })
+    const expected: Array<[string, string]> = [
+      ['top.yaml', k], ['top.json', k], ['nested.yaml', `services.a.retry.${k}`], ['nested.json', `services.a.headers.${k}`],
+      ['list.yaml', `services.a.baseUrl[1].${k}`]
+    ]
+    for (const [file, key] of expected) {
+      const err = catchError(() => loadConfigFile(join(dir, file), {}))
+      t.equal(err.message, `configFile ${key}: ${problem}`, file)
+      t.equal(err.key, key, file)
+    }
+  })
+}
+
+t.test('a file with a top-level __proto__ fails registration instead of giving 0 services', async (t) => {
+  const dir = t.testdir({ 'c.yaml': '__proto__:\n  x: 1\nservices:\n  a:\n    baseUrl: http://a\n' })
+  const err = catchError(() => resolveOptions({ configFile: join(dir, 'c.yaml') }))
+  t.equal(err.key, '__proto__')
+})
+
+t.test('an own __proto__ key in the options given beside a file is named too', async (t) => {
+  const dir = t.testdir({ 'c.yaml': 'services:\n  a:\n    baseUrl: http://a\n' })
+  const options = JSON.parse(`{"configFile": ${JSON.stringify(join(dir, 'c.yaml'))}, "services": {"__proto__": {"b": {"baseUrl": "http://b"}}}}`)
+  const err = catchError(() => resolveOptions(options))
+  t.equal(err.key, 'services.__proto__')
+  t.match(err.message, 'services.__proto__: the key "__proto__" is not allowed')
+})
+
 t.test('names list items with their index', async (t) => {
   const dir = t.testdir({ 'c.yaml': 'services:\n  b:\n    baseUrl:\n      - http://a\n      - ${B2}\n' })
   const err = catchError(() => loadConfigFile(join(dir, 'c.yaml'), {}))
@@ -166,11 +228,33 @@ t.test('refuses a file that cannot be read', async (t) => {
   t.match(err.message, `configFile: cannot read ${file}: ENOENT`)
 })
 
-t.test('refuses YAML that does not parse, with the parser message', async (t) => {
+t.test('refuses YAML that does not parse, with the parser message, the line and the column', async (t) => {
   const dir = t.testdir({ 'c.yaml': 'services:\n  a: [unclosed\n' })
   const err = catchError(() => loadConfigFile(join(dir, 'c.yaml'), {}))
   t.equal(err.key, 'configFile')
-  t.match(err.message, new RegExp(`^configFile: cannot parse ${join(dir, 'c.yaml')}: .*(flow|line)`, 's'))
+  t.equal(err.message, `configFile: cannot parse ${join(dir, 'c.yaml')} at line 3, column 1: ` +
+    'Flow sequence in block collection must be sufficiently indented and end with a ]')
+})
+
+t.test('a parse error on a line with an unquoted ${…} in a flow map hints at quoting it, and quoting works', async (t) => {
+  const dir = t.testdir({
+    'bad.yaml': 'services:\n  a:\n    baseUrl: http://a\n    retry: { attempts: ${N:-3} }\n',
+    'good.yaml': 'services:\n  a:\n    baseUrl: http://a\n    retry: { attempts: "${N:-3}" }\n'
+  })
+  const err = catchError(() => loadConfigFile(join(dir, 'bad.yaml'), {}))
+  t.equal(err.key, 'configFile')
+  t.match(err.message, `configFile: cannot parse ${join(dir, 'bad.yaml')} at line 4, column 25: `)
+  t.match(err.message, /\(quote a \$\{…\} placeholder inside \{ … \} or \[ … \]: attempts: "\$\{N:-3\}"; quoted, a number or boolean still becomes one\)$/)
+  t.notMatch(err.message, '\n', 'one line, without the parser\'s excerpt of the file')
+  t.same(loadConfigFile(join(dir, 'good.yaml'), {}), { services: { a: { baseUrl: 'http://a', retry: { attempts: 3 } } } })
+  t.same(loadConfigFile(join(dir, 'good.yaml'), { N: '5' }), { services: { a: { baseUrl: 'http://a', retry: { attempts: 5 } } } })
+})
+
+t.test('a parse error elsewhere gives no quoting hint', async (t) => {
+  const dir = t.testdir({ 'c.yaml': 'a: ${A}\nb: [1\n' })
+  const err = catchError(() => loadConfigFile(join(dir, 'c.yaml'), {}))
+  t.match(err.message, / at line \d+, column \d+: /)
+  t.notMatch(err.message, 'quote')
 })
 
 t.test('refuses duplicate YAML keys', async (t) => {
@@ -183,8 +267,15 @@ t.test('refuses JSON that does not parse, with the parser message', async (t) =>
   const dir = t.testdir({ 'c.json': '{"a": 1,}' })
   const err = catchError(() => loadConfigFile(join(dir, 'c.json'), {}))
   t.equal(err.key, 'configFile')
-  t.match(err.message, `configFile: cannot parse ${join(dir, 'c.json')}: `)
-  t.match(err.message, /JSON|position|token/i)
+  t.match(err.message, `configFile: cannot parse ${join(dir, 'c.json')} at line 1, column 9: `)
+  t.notMatch(err.message, 'position')
+})
+
+t.test('a JSON parse error on a line with a bare ${…} hints at making it a string', async (t) => {
+  const dir = t.testdir({ 'c.json': '{\n  "closeTimeout": ${CLOSE}\n}\n' })
+  const err = catchError(() => loadConfigFile(join(dir, 'c.json'), {}))
+  t.match(err.message, `configFile: cannot parse ${join(dir, 'c.json')} at line 2, column 19: `)
+  t.match(err.message, /\(a \$\{…\} placeholder is a JSON string: write "\$\{NAME\}"; quoted, a number or boolean still becomes one\)$/)
 })
 
 t.test('refuses a file whose top is not an object', async (t) => {

@@ -199,7 +199,41 @@ const cases: Array<[name: string, options: unknown, key: string, message: string
   ['baseUrl in defaults', { defaults: { baseUrl: url } }, 'defaults.baseUrl', 'defaults.baseUrl: unknown option (only a service may set it, under services.<name>)'],
   ['critical in defaults', { defaults: { critical: true } }, 'defaults.critical', 'defaults.critical: unknown option (only a service may set it, under services.<name>)'],
   ['an unknown key far from any', { defaults: { hedge: { delay: 1, zzzzz: 1 } } }, 'defaults.hedge.zzzzz',
-    'defaults.hedge.zzzzz: unknown option (expected one of: delay, maxHedges)']
+    'defaults.hedge.zzzzz: unknown option (expected one of: delay, maxHedges)'],
+  ['a swapped pair of letters in a key', billing({ retyr: 2 }), 'services.billing.retyr', 'services.billing.retyr: unknown option (did you mean "retry"?)'],
+  ['a Host header to forward', billing({ forwardHeaders: ['accept-language', 'Host'] }), 'services.billing.forwardHeaders[1]',
+    'services.billing.forwardHeaders[1]: expected a header name other than host, content-length and the hop-by-hop headers ' +
+    '(they describe the inbound request and its connection, not the call), got "Host"'],
+  ['a content-length to forward', billing({ forwardHeaders: ['content-length'] }), 'services.billing.forwardHeaders[0]',
+    'services.billing.forwardHeaders[0]: expected a header name other than host, content-length and the hop-by-hop headers ' +
+    '(they describe the inbound request and its connection, not the call), got "content-length"'],
+  ['a hop-by-hop header to forward', { defaults: { forwardHeaders: ['Connection'] } }, 'defaults.forwardHeaders[0]',
+    'defaults.forwardHeaders[0]: expected a header name other than host, content-length and the hop-by-hop headers ' +
+    '(they describe the inbound request and its connection, not the call), got "Connection"'],
+  ['a content-length for every call', billing({ headers: { 'Content-Length': '10' } }), 'services.billing.headers.Content-Length',
+    'services.billing.headers.Content-Length: expected a header name other than content-length, transfer-encoding, keep-alive, ' +
+    'upgrade, expect (undici frames each request\'s body and connection itself), got "Content-Length"'],
+  ['a transfer-encoding for every call', { defaults: { headers: { 'transfer-encoding': 'chunked' } } }, 'defaults.headers.transfer-encoding',
+    'defaults.headers.transfer-encoding: expected a header name other than content-length, transfer-encoding, keep-alive, ' +
+    'upgrade, expect (undici frames each request\'s body and connection itself), got "transfer-encoding"'],
+  ...['__proto__', 'constructor', 'prototype'].flatMap((k): Array<[string, unknown, string, string]> => {
+    const problem = `the key "${k}" is not allowed ("__proto__", "constructor" and "prototype" are refused anywhere in the options)`
+    // `JSON.parse` makes an own `__proto__` key, as a file or an options object read from JSON has.
+    const own = (json: string): unknown => JSON.parse(json.replace('KEY', k))
+    return [
+      [`a top-level ${k} key`, own(`{"KEY": {"services": {}}, "services": {"a": {"baseUrl": "${url}"}}}`), k, `${k}: ${problem}`],
+      [`a ${k} service name`, own(`{"services": {"KEY": {"baseUrl": "${url}"}}}`), `services.${k}`, `services.${k}: ${problem}`],
+      [`a nested ${k} key`, own(`{"services": {"billing": {"baseUrl": "${url}", "retry": {"KEY": {"attempts": 9}}}}}`),
+        `services.billing.retry.${k}`, `services.billing.retry.${k}: ${problem}`],
+      [`a ${k} header name`, own(`{"defaults": {"headers": {"KEY": "x"}}}`), `defaults.headers.${k}`, `defaults.headers.${k}: ${problem}`]
+    ]
+  }),
+  // An object literal's `__proto__: {…}` sets its prototype instead: named as the key, not as "an instance of Object".
+  ['a __proto__ key in an object literal', { services: { billing: { baseUrl: url, retry: { __proto__: { attempts: 9 } } } } },
+    'services.billing.retry.__proto__',
+    'services.billing.retry.__proto__: the key "__proto__" is not allowed ("__proto__", "constructor" and "prototype" are refused anywhere in the options)'],
+  ['a __proto__ key in the services literal', { services: { __proto__: { billing: { baseUrl: url } } } }, 'services.__proto__',
+    'services.__proto__: the key "__proto__" is not allowed ("__proto__", "constructor" and "prototype" are refused anywhere in the options)']
 ]
 
 for (const [name, options, key, message] of cases) {
@@ -232,6 +266,16 @@ t.test('suggests only names that are close', async (t) => {
   t.equal(suggest('timout', ['timeout', 'retry']), 'timeout')
   t.equal(suggest('foo', ['retry', 'hedge']), undefined)
   t.equal(suggest('dsn', ['dns', 'tls']), undefined, 'a transposition in a 3-letter name is too far')
+  t.equal(suggest('qurey', ['query', 'params']), 'query', 'a transposition in a longer name is one edit')
+  t.equal(suggest('tiemout', ['timeout', 'retry']), 'timeout')
+  t.equal(suggest('qyreu', ['query']), undefined, 'two transpositions in a 5-letter name are too far')
+})
+
+t.test('a literal __proto__ is named as the key; an instance of a class is still shown as one', async (t) => {
+  rejects(t, billing({ tls: { __proto__: { rejectUnauthorized: false } } }), 'services.billing.tls.__proto__',
+    'services.billing.tls.__proto__: the key "__proto__" is not allowed ("__proto__", "constructor" and "prototype" are refused anywhere in the options)')
+  class Retry { attempts = 2 }
+  rejects(t, billing({ retry: new Retry() }), 'services.billing.retry', 'services.billing.retry: expected an integer >= 0, false or an object, got an instance of Retry')
 })
 
 t.test('spans that never become a timer\'s delay (windows, a DNS TTL) may be longer than 24.8 days', async (t) => {

@@ -78,7 +78,7 @@ t.test('a failing upstream\'s breaker opens, calls go to the others, and it half
   t.same(breakerLines().map((l) => [l.breaker, l.service, l.upstream]), [
     ['open', 'api', b.url], ['halfOpen', 'api', b.url], ['closed', 'api', b.url]
   ], 'state changes name the service and the upstream')
-  t.match(breakerLines()[0], { level: 40, msg: `circuit breaker of ${b.url} opened: calls go to the other upstreams for 200 ms` })
+  t.match(breakerLines()[0], { level: 40, msg: `circuit breaker of ${b.url} opened after 2 failures of 2 calls (last: status 503): calls go to the other upstreams for 200 ms` })
 })
 
 t.test('a refused upstream opens its breaker; a retried GET goes to the next upstream', async (t) => {

@@ -4,7 +4,7 @@ import httpServices, { CircuitOpenError, ConnectionError, createHttpServices, ty
 import { capturePino } from '../helpers/pino-lines'
 import { closedPort, sendJson, startServer, type Handler } from '../helpers/server'
 
-type LogLine = { level: number, msg: string, service?: string, breaker?: string }
+type LogLine = { level: number, msg: string, service?: string, breaker?: string, lastFailure?: string }
 
 const capture = (): { logger: Logger, lines: LogLine[] } => capturePino<LogLine>()
 
@@ -41,7 +41,7 @@ t.test('opens after the threshold and then fails fast with CircuitOpenError with
   t.equal(server.requests.length, 4, 'the server saw only the calls made while closed')
   const opened = breakerLines()
   t.equal(opened.length, 1, 'one state change, logged once')
-  t.match(opened[0], { level: 40, service: 'api', breaker: 'open', msg: /circuit breaker opened/ })
+  t.match(opened[0], { level: 40, service: 'api', breaker: 'open', lastFailure: 'status 503', msg: 'circuit breaker opened after 4 failures of 4 calls (last: status 503): calls fail fast for 200 ms' })
 })
 
 t.test('half-opens after resetAfter, lets one probe through, and closes on its success', async (t) => {
@@ -94,9 +94,12 @@ t.test('408 and 429 count as failures, as do transport failures', async (t) => {
 
   const port = await closedPort()
   const refused = await setup(t, (_req, res) => { res.end() }, kSmall, `http://127.0.0.1:${port}`)
-  for (let n = 0; n < 4; n++) await t.rejects(refused.api.get('/x'), ConnectionError)
+  for (let n = 0; n < 3; n++) await t.rejects(refused.api.get('/x'), ConnectionError)
+  await t.rejects(refused.api.get('/x'), { code: 'HTTP_SERVICES_ERR_CONNECTION', breaker: 'open' }, 'the failure that opened it says so')
   t.equal((refused.services.stats().api.breaker as { state: string }).state, 'open', 'opened by ECONNREFUSED')
-  await t.rejects(refused.api.get('/x'), CircuitOpenError)
+  t.match(refused.breakerLines()[0], { breaker: 'open', lastFailure: 'ECONNREFUSED', msg: /\(last: ECONNREFUSED\)/ })
+  await t.rejects(refused.api.get('/x'), { code: 'HTTP_SERVICES_ERR_CIRCUIT_OPEN', breaker: 'open' })
+  t.match(refused.services.stats().api, { failures: 5, failuresBy: { connection: 4, breakerOpen: 1 } })
 })
 
 t.test('the caller\'s aborts do not count', async (t) => {
@@ -132,17 +135,19 @@ t.test('a Fastify route that hits an open breaker answers 503 with Retry-After',
   t.equal(server.requests.length, 4)
 })
 
-t.test('inside retry: every attempt counts, and an open breaker is not retried', async (t) => {
-  const server = await startServer((_req, res) => sendJson(res, 503, {}))
+t.test('inside retry: every attempt counts, and the attempt that opens the breaker ends the call with its own answer', async (t) => {
+  const server = await startServer((_req, res) => sendJson(res, 503, { error: 'down' }))
   const services = createHttpServices({
     services: { api: { baseUrl: server.url, retry: { attempts: 5, baseDelay: 1, budget: false }, breaker: kSmall } }
   })
   await services.open()
   t.teardown(async () => { await services.close(); await server.close() })
   const err = await services.client('api').get('/x').then(() => undefined, (e: unknown) => e)
-  t.ok(err instanceof CircuitOpenError, 'the fifth attempt met the open breaker and the call ended there')
+  t.match(err, { code: 'HTTP_SERVICES_ERR_STATUS', status: 503, detail: 'down', attempts: 4, breaker: 'open' },
+    'the fourth attempt opened the breaker: no fifth one is tried, and the 503 is not lost')
   t.equal(server.requests.length, 4, 'four attempts reached the server, no more')
-  t.match(services.stats().api.breaker, { state: 'open', failures: 4, rejected: 1 })
+  t.match(services.stats().api.breaker, { state: 'open', failures: 4, rejected: 0 })
+  t.match(services.stats().api, { failures: 1, failuresBy: { status: 1, breakerOpen: 0 } })
 })
 
 t.test('a probe the caller aborts does not close a half-open breaker', async (t) => {

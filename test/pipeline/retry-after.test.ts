@@ -12,7 +12,8 @@ t.test('parseRetryAfter reads delta-seconds and HTTP-dates', async (t) => {
   t.equal(parseRetryAfter('1.5', now), 1500)
   t.equal(parseRetryAfter('Wed, 21 Oct 2015 07:28:30 GMT', now), 30000, 'IMF-fixdate')
   t.equal(parseRetryAfter('Wednesday, 21-Oct-15 07:28:10 GMT', now), 10000, 'obsolete RFC 850 date')
-  t.equal(parseRetryAfter('Wed, 21 Oct 2015 07:27:00 GMT', now), 0, 'a date in the past means now')
+  t.equal(parseRetryAfter('Wed, 21 Oct 2015 07:27:00 GMT', now), undefined, 'a date in the past (clock skew) asks for nothing')
+  t.equal(parseRetryAfter('Wed, 21 Oct 2015 07:28:00 GMT', now), undefined, 'nor does a date of now')
   t.equal(parseRetryAfter(['2', '9'], now), 2000, 'the first of repeated headers')
   for (const bad of [undefined, '', '-5', 'soon', '1e3', '0x10']) t.equal(parseRetryAfter(bad, now), undefined, `${String(bad)} is ignored`)
 })
@@ -21,7 +22,9 @@ t.test('parseRateLimitReset reads Unix seconds, Unix milliseconds and delta-seco
   t.equal(parseRateLimitReset(String(now / 1000 + 42), now), 42000, 'Unix seconds')
   t.equal(parseRateLimitReset(String(now + 1500), now), 1500, 'Unix milliseconds')
   t.equal(parseRateLimitReset('7', now), 7000, 'delta-seconds')
-  t.equal(parseRateLimitReset(String(now / 1000 - 10), now), 0, 'a reset in the past means now')
+  t.equal(parseRateLimitReset(String(now / 1000 - 10), now), undefined, 'a reset in the past (clock skew) asks for nothing')
+  t.equal(parseRateLimitReset(String(now - 10), now), undefined, 'in milliseconds too')
+  t.equal(parseRateLimitReset('0', now), 0, 'a delta of 0 is an explicit "now"')
   t.equal(parseRateLimitReset('tomorrow', now), undefined)
   t.equal(parseRateLimitReset(undefined, now), undefined)
 })
@@ -80,6 +83,55 @@ t.test('honours X-RateLimit-Reset on a 429', async (t) => {
   const res = await services.client('api').get('/x')
   t.equal(res.attempts, 2)
   t.ok(arrivals[1] - arrivals[0] >= 990, `the retry came ${arrivals[1] - arrivals[0]} ms later`)
+})
+
+/** The gaps between the arrivals of requests, in ms. */
+function gaps (arrivals: number[]): number[] {
+  return arrivals.slice(1).map((at, i) => at - arrivals[i])
+}
+
+// 100, 200 and 400 ms without jitter: each gap is at least its delay (a timer never fires early by more than a
+// millisecond or two); the upper bounds only catch a wait that has nothing to do with the backoff.
+const kBackoff = { attempts: 3, baseDelay: 100, factor: 2, jitter: 'none' as const }
+
+t.test('a Retry-After date in the past (clock skew) retries after the normal backoff, not back to back', async (t) => {
+  const past = () => [503, { 'retry-after': new Date(Date.now() - 3_600_000).toUTCString() }] as [number, Record<string, string>]
+  const { server, arrivals } = await scripted(t, [past, past, past])
+  const services = createHttpServices({ services: { api: { baseUrl: server.url, timeout: 10_000, retry: kBackoff } } })
+  await services.open()
+  t.teardown(() => services.close())
+  const res = await services.client('api').get('/x')
+  t.equal(res.status, 200)
+  t.equal(res.attempts, 4)
+  const seen = gaps(arrivals)
+  for (const [i, delay] of [100, 200, 400].entries()) {
+    t.ok(seen[i] >= delay - 5 && seen[i] < delay + 2000, `retry ${i + 1} came ${seen[i]} ms after the last attempt (backoff ${delay} ms)`)
+  }
+})
+
+t.test('an X-RateLimit-Reset in the past on a 429 retries after the normal backoff', async (t) => {
+  const past = () => [429, { 'x-ratelimit-reset': String(Math.floor(Date.now() / 1000) - 60), 'x-ratelimit-remaining': '0' }] as [number, Record<string, string>]
+  const { server, arrivals } = await scripted(t, [past, past])
+  const services = createHttpServices({ services: { api: { baseUrl: server.url, timeout: 10_000, retry: kBackoff } } })
+  await services.open()
+  t.teardown(() => services.close())
+  const res = await services.client('api').get('/x')
+  t.equal(res.attempts, 3)
+  const seen = gaps(arrivals)
+  for (const [i, delay] of [100, 200].entries()) {
+    t.ok(seen[i] >= delay - 5 && seen[i] < delay + 2000, `retry ${i + 1} came ${seen[i]} ms after the last attempt (backoff ${delay} ms)`)
+  }
+})
+
+t.test('a final status error with a Retry-After date in the past carries no retryAfter', async (t) => {
+  const { server } = await scripted(t, [() => [503, { 'retry-after': new Date(Date.now() - 60_000).toUTCString() }]])
+  const services = createHttpServices({ defaults: { retry: false }, services: { api: { baseUrl: server.url } } })
+  await services.open()
+  t.teardown(() => services.close())
+  const err = await services.client('api').get('/x').catch((e: unknown) => e) as { status: number, retryAfter?: number, headers?: unknown }
+  t.equal(err.status, 503)
+  t.equal(err.retryAfter, undefined, 'no wait is passed on to our own caller')
+  t.equal(err.headers, undefined)
 })
 
 t.test('a Retry-After beyond maxRetryAfter fails at once with retryAfter on the error', async (t) => {

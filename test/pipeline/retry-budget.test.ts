@@ -31,6 +31,21 @@ t.test('forgets retries and requests as the window slides', async (t) => {
   t.match(budget.stats(5000), { requests: 0, retries: 0 }, 'after a quiet window everything is forgotten')
 })
 
+t.test('reset forgets the retries spent and counts requests from the counter as it is then', async (t) => {
+  const counters = { requests: 0 }
+  const budget = new RetryBudget(counters, { ratio: 0.5, minPerSecond: 0 }, 1000, 0)
+  counters.requests = 4
+  t.equal(budget.tryRetry(undefined, 10), true)
+  t.equal(budget.tryRetry(undefined, 10), true)
+  t.equal(budget.tryRetry(undefined, 10), false, 'spent')
+  counters.requests = 0
+  budget.reset(20)
+  t.match(budget.stats(20), { requests: 0, retries: 0, available: 0 })
+  counters.requests = 2
+  t.equal(budget.tryRetry(undefined, 30), true, 'a fresh window: half of the 2 new requests')
+  t.equal(budget.tryRetry(undefined, 30), false)
+})
+
 t.test('always allows minPerSecond x window seconds retries, and a call may bring its own limits', async (t) => {
   const counters = { requests: 0 }
   const budget = new RetryBudget(counters, { ratio: 0.1, minPerSecond: 2 }, 1000, 0)

@@ -67,6 +67,32 @@ t.test('gives up after the last retry with an HttpStatusError carrying attempts,
   t.match(giveUps[0].obj, { service: 'api', attempt: 3, of: 3, reason: 'status 502', why: 'no retries left' })
 })
 
+t.test('each retry line says where its wait came from and which upstream answered', async (t) => {
+  const answers: Array<[number, Record<string, string>]> = [
+    [503, { 'retry-after': '0' }],
+    [429, { 'x-ratelimit-reset': '0' }],
+    [500, {}],
+    [200, {}]
+  ]
+  let hits = 0
+  const server = await startServer((_req, res) => {
+    const [status, headers] = answers[hits++]
+    sendJson(res, status, {}, headers)
+  })
+  const { logger, lines } = captureLogger()
+  const services = createHttpServices({ logger, services: { api: { baseUrl: server.url, retry: { baseDelay: 1, budget: false } } } })
+  await services.open()
+  t.teardown(async () => { await services.close(); await server.close() })
+
+  t.equal((await services.client('api').get('/x')).status, 200)
+  const retries = lines.filter((l) => /^retrying/.test(l.msg ?? ''))
+  t.same(retries.map((l) => l.obj.delaySource), ['retry-after', 'x-ratelimit-reset', 'backoff'])
+  t.same(retries.map((l) => l.obj.upstream), [server.url, server.url, server.url])
+  t.match(retries[0].msg, /next in 0 ms as Retry-After asks$/)
+  t.match(retries[1].msg, /next in 0 ms as X-RateLimit-Reset asks$/)
+  t.match(retries[2].msg, /next in \d+ ms$/)
+})
+
 t.test('each failed body is read or dropped before the next attempt, so one connection is enough', async (t) => {
   let hits = 0
   const server = await startServer((_req, res) => {
@@ -398,13 +424,16 @@ t.test('a connection refused on every attempt fails with the connection error an
 t.test('a custom delay function gets the retry number and the failed outcome', async (t) => {
   const server = await startServer((_req, res) => sendJson(res, 500, {}))
   const seen: Array<[number, unknown]> = []
+  const { logger, lines } = captureLogger()
   const services = createHttpServices({
+    logger,
     services: { api: { baseUrl: server.url, retry: { attempts: 2, delay: (n, outcome) => { seen.push([n, (outcome as { status: number }).status]); return 1 } } } }
   })
   await services.open()
   t.teardown(async () => { await services.close(); await server.close() })
   await t.rejects(services.client('api').get('/x'), { code: 'HTTP_SERVICES_ERR_STATUS', status: 500, attempts: 3 })
   t.same(seen, [[1, 500], [2, 500]])
+  t.same(lines.filter((l) => /^retrying/.test(l.msg ?? '')).map((l) => l.obj.delaySource), ['delay', 'delay'])
 })
 
 t.test('a proxy answering CONNECT with 502, 503 or 504 is retried, even for a POST; 403 and 407 are not', async (t) => {

@@ -35,13 +35,13 @@ t.test('close lets a call in flight finish, then refuses new calls with ClientCl
   const closing = app.close()
   await new Promise((resolve) => setTimeout(resolve, 30))
   await t.rejects(api.get('/late'), { code: 'HTTP_SERVICES_ERR_CLIENT_CLOSED', statusCode: 503 }, 'a call while closing is refused')
-  t.equal(app.httpServices.stats().api.state, 'closing')
+  t.equal(app.httpServices.stats().api.lifecycle, 'closing')
   release()
   const res = await inFlight
   t.equal(res.status, 200)
   t.equal(await res.text(), 'finished', 'the call in flight completed with its body')
   await closing
-  t.equal(app.httpServices.stats().api.state, 'closed')
+  t.equal(app.httpServices.stats().api.lifecycle, 'closed')
   const err = await api.post('/after', { json: {} }).then(() => undefined, (e: unknown) => e)
   t.ok(err instanceof ClientClosedError, 'a call after close rejects with ClientClosedError')
   t.match(err, { code: 'HTTP_SERVICES_ERR_CLIENT_CLOSED', statusCode: 503, service: 'api', method: 'POST', message: /closed/ })
@@ -71,7 +71,7 @@ t.test('close with nothing in flight is quick and idempotent', async (t) => {
   const registry = app.httpServices
   await app.close()
   await registry.close()
-  t.equal(registry.stats().api.state, 'closed')
+  t.equal(registry.stats().api.lifecycle, 'closed')
 })
 
 t.test('app.close() while a route waits on a downstream call: the route still answers with the downstream body', async (t) => {
@@ -91,7 +91,7 @@ t.test('app.close() while a route waits on a downstream call: the route still an
   t.equal(res.statusCode, 200)
   t.same(await res.body.json(), { slow: true })
   await closing
-  t.equal(app.httpServices.stats().api.state, 'closed')
+  t.equal(app.httpServices.stats().api.lifecycle, 'closed')
 })
 
 t.test('close waits for a call sleeping before its retry: the retry is sent and the call succeeds', async (t) => {
@@ -104,7 +104,7 @@ t.test('close waits for a call sleeping before its retry: the retry is sent and 
   t.equal(res.attempts, 2)
   t.equal(await res.text(), '2', 'the retry reached the server')
   await closing
-  t.equal(app.httpServices.stats().api.state, 'closed')
+  t.equal(app.httpServices.stats().api.lifecycle, 'closed')
   t.equal(server.requests.length, 2)
 })
 

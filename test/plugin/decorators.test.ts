@@ -26,18 +26,18 @@ t.test('fastify.httpServices is the registry: get, has, names, stats, client', a
   t.equal(app.httpServices.get('api').name, 'api')
   t.ok(app.httpServices.client('api') instanceof HttpClient)
   t.equal(app.httpServices.client('api'), app.httpServices.client('api'), 'the unbound client is cached')
-  t.match(app.httpServices.stats(), { api: { name: 'api', state: 'open' }, other: { name: 'other', state: 'open' } })
+  t.match(app.httpServices.stats(), { api: { name: 'api', lifecycle: 'open' }, other: { name: 'other', lifecycle: 'open' } })
   t.match(await app.httpServices.client('api').getJson('/'), { host: /127\.0\.0\.1/ })
 })
 
 t.test('the dispatchers open on ready, not at registration: a call before ready is refused', async (t) => {
   const { app, server } = await setup(t)
   await app.after()
-  t.equal(app.httpServices.stats().api.state, 'created')
+  t.equal(app.httpServices.stats().api.lifecycle, 'created')
   await t.rejects(app.httpServices.client('api').get('/'), { code: 'HTTP_SERVICES_ERR_CLIENT_CLOSED', message: /not open yet/ })
   t.equal(server.requests.length, 0)
   await app.ready()
-  t.equal(app.httpServices.stats().api.state, 'open')
+  t.equal(app.httpServices.stats().api.lifecycle, 'open')
 })
 
 t.test('request.httpClient(name) is cached per request, and differs between requests', async (t) => {

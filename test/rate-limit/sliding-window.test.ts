@@ -37,3 +37,12 @@ t.test('setFactor stretches the window', async (t) => {
   t.equal(w.acquire(0, 0), 200, 'half the rate: 2 per 200 ms')
   t.match(w.stats(0), { rate: 1, interval: 100 })
 })
+
+t.test('reset empties the window and undoes setFactor', async (t) => {
+  const w = new SlidingWindow({ limit: 2, window: 1000 })
+  w.setFactor(0.5)
+  t.same([w.acquire(0, 0), w.acquire(0, 0), w.acquire(0, 0)], [0, 0, 2000])
+  w.reset()
+  t.match(w.stats(0), { available: 2, rate: 2, interval: 1000 })
+  t.same([w.acquire(0, 0), w.acquire(0, 0), w.acquire(0, 0)], [0, 0, 1000])
+})

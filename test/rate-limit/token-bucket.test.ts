@@ -37,3 +37,13 @@ t.test('setFactor scales the rate and the burst', async (t) => {
   b.setFactor(1, 0)
   t.equal(b.acquire(0, 0), 100)
 })
+
+t.test('reset refills the bucket at the configured rate and burst', async (t) => {
+  const b = new TokenBucket({ rate: 10, interval: 1000, burst: 2 })
+  b.setFactor(0.5, 0)
+  b.acquire(0, 0)
+  t.equal(b.acquire(0, 1000), 200, 'empty, at half the rate')
+  b.reset()
+  t.match(b.stats(0), { available: 2, rate: 10, burst: 2 })
+  t.same([b.acquire(0, 0), b.acquire(0, 0), b.acquire(0, 0)], [0, 0, 100])
+})

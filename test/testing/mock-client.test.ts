@@ -63,7 +63,7 @@ t.test('error statuses reject with the HttpStatusError the real client throws', 
   const err = await client.get('/users/7').then(() => undefined, (e: unknown) => e)
   t.ok(err instanceof HttpStatusError)
   t.match(err, { status: 404, statusCode: 502, detail: 'no such user', service: 'users', method: 'GET', url: '/users/7' })
-  t.equal((err as Error).message, 'GET users /users/7: downstream answered 404: no such user')
+  t.equal((err as Error).message, 'GET users /users/7: downstream answered 404')
 
   const res = await client.post('/users', { throwHttpErrors: false })
   t.equal(res.status, 409, 'throwHttpErrors: false resolves')
@@ -92,4 +92,14 @@ t.test('errors reject the call; nothing throws synchronously', async (t) => {
   await t.rejects(client.request('CONNECT', '/x'), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST' })
   await t.rejects(client.get('http://evil.test/'), { code: 'HTTP_SERVICES_ERR_FORBIDDEN_URL' }, 'paths are checked as by the real client')
   t.equal(client.calls.length, 5, 'refused calls are not recorded')
+})
+
+t.test('a mock client refuses a misspelt call option as the real client does', async (t) => {
+  const client = mockClient({ get: { json: [] } }, { service: 'catalog' })
+  await t.rejects(client.getJson('/items', { qurey: { q: 'x' } } as never), {
+    code: 'HTTP_SERVICES_ERR_INVALID_REQUEST',
+    message: 'catalog: unknown call option "qurey" (did you mean "query"?)'
+  })
+  t.same(client.calls, [], 'the refused call is not recorded')
+  t.same(await client.getJson('/items', { query: { q: 'x' } }), [])
 })

@@ -67,6 +67,6 @@ t.test('a billing 404 is mapped by the route; a users failure becomes a 502', as
   mocks.service('users').intercept({ path: '/me' }).reply(500, { error: 'boom' }).times(3)
   const failed = await app.inject('/me/invoices')
   t.equal(failed.statusCode, 502)
-  t.match(failed.json(), { code: 'HTTP_SERVICES_ERR_STATUS', message: 'GET users /me: downstream answered 500: boom' })
+  t.match(failed.json(), { code: 'HTTP_SERVICES_ERR_STATUS', message: /^GET users \/me: downstream answered 500$/ })
   mocks.assertAllCalled()
 })

@@ -228,6 +228,38 @@ t.test('service() of an unknown service says how to make it known', async (t) =>
   t.throws(() => mocks.service('users'), { message: /\(known: billing\)/ })
 })
 
+t.test('service() of a misspelt service, once the plugin is ready, suggests the close name', async (t) => {
+  const mocks = mockHttpServices()
+  const app = Fastify()
+  t.teardown(async () => { await app.close(); await mocks.close() })
+  await app.register(httpServices, { dispatcher: mocks.dispatcher, services: { catalog: { baseUrl: 'http://catalog.test' }, users: { baseUrl: 'http://users.test' } } })
+  await app.ready()
+  const thrown = (() => { try { mocks.service('catalgo') } catch (err) { return err as Error } })()
+  t.equal(thrown?.message, 'mocks: unknown service "catalgo" (did you mean "catalog"?) (known: catalog, users)')
+  t.throws(() => mocks.service('billing'), { message: 'mocks: unknown service "billing" (known: catalog, users)' }, 'no close name: the list only')
+})
+
+t.test('reset() also resets the services: a breaker a test opened is closed, and stats start from zero', async (t) => {
+  const mocks = mockHttpServices()
+  const app = Fastify()
+  t.teardown(async () => { await app.close(); await mocks.close() })
+  await app.register(httpServices, {
+    dispatcher: mocks.dispatcher,
+    services: { users: { baseUrl: 'http://users.test', retry: false, breaker: { minimumRequests: 2, resetAfter: 30_000 } } }
+  })
+  await app.ready()
+  const users = app.httpServices.client('users')
+  mocks.service('users').intercept({ path: '/me' }).reply(503, { error: 'down' }).times(2)
+  for (let i = 0; i < 2; i++) await t.rejects(users.get('/me'), { code: 'HTTP_SERVICES_ERR_STATUS' })
+  await t.rejects(users.get('/me'), { code: 'HTTP_SERVICES_ERR_CIRCUIT_OPEN' })
+
+  mocks.reset()
+  t.match(app.httpServices.stats().users, { requests: 0, failures: 0, breaker: { state: 'closed', opens: 0 } })
+  mocks.service('users').intercept({ path: '/me' }).reply(200, { id: 7 })
+  t.same(await users.getJson('/me'), { id: 7 }, 'the next test is not refused by the breaker')
+  mocks.assertAllCalled()
+})
+
 t.test('attach() makes the services known before the plugin is registered', async (t) => {
   const mocks = mockHttpServices()
   const app = Fastify()

@@ -1,6 +1,9 @@
-import { expectType, expectError } from 'tsd'
+import { expectAssignable, expectType, expectError } from 'tsd'
 import Fastify from 'fastify'
-import httpServices, { createHttpServices, HttpClient, HttpResponse, type CallTimeoutOptions } from '../../index'
+import httpServices, {
+  createHttpServices, HttpClient, HttpResponse, type CallTimeoutOptions, type Dispatcher, type HttpServicesOptions
+} from '../../index'
+import { mockHttpServices, type Dispatcher as TestingDispatcher, type MockAgent } from '../../testing'
 
 const app = Fastify()
 app.register(httpServices, { services: { billing: { baseUrl: 'http://127.0.0.1:1' } } })
@@ -19,3 +22,13 @@ app.get('/', async (request) => {
 })
 const services = createHttpServices({ services: { a: { baseUrl: 'http://127.0.0.1:1' } } })
 expectType<HttpClient>(services.client('a'))
+
+// undici's types as the package uses them: an app's tests import nothing from undici (whose top-level copy may differ).
+const mocks = mockHttpServices()
+expectType<MockAgent>(mocks.agent)
+expectAssignable<Dispatcher>(mocks.dispatcher)
+expectAssignable<HttpServicesOptions>({ dispatcher: mocks.dispatcher, services: {} })
+expectAssignable<TestingDispatcher>(mocks.dispatcher)
+// The plugin is the module itself, also as `.default` and `.httpServices`.
+expectType<typeof httpServices>(httpServices.default)
+expectType<typeof httpServices>(httpServices.httpServices)
