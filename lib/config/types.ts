@@ -296,7 +296,8 @@ export interface CommonServiceOptions {
    */
   connections?: number
   /**
-   * Requests pipelined on one connection (1 = none).
+   * Requests pipelined on one connection (1 = none). Above 1, an unsolicited extra response from the upstream is
+   * taken as the answer to the next request pipelined on that connection (responses are matched by order only).
    * @default 1
    */
   pipelining?: number
