@@ -14,7 +14,7 @@ import { HttpServices, type ServiceName } from './services'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** The registry of downstream services (`get`, `has`, `names`, `stats`, `client`). */
+    /** The registry of downstream services (`get`, `has`, `names`, `stats`, `reset`, `client`). */
     httpServices: HttpServices
   }
   interface FastifyRequest {
