@@ -36,9 +36,10 @@ console.log(JSON.stringify({
   defaultIsRequire: typeof httpServices === 'function' && httpServices === cjs,
   namedIsDefault: named === httpServices && esm.default === httpServices,
   classes: typeof createHttpServices === 'function' && TimeoutError === cjs.TimeoutError,
-  esmNames: Object.keys(esm).filter((k) => k !== 'default').sort(),
+  // Node 23+ adds a 'module.exports' name to a CommonJS module's ES namespace: not one of ours.
+  esmNames: Object.keys(esm).filter((k) => k !== 'default' && k !== 'module.exports').sort(),
   cjsNames: Object.keys(cjs).sort(),
-  esmTesting: Object.keys(esmTesting).filter((k) => k !== 'default' && k !== '__esModule').sort(),
+  esmTesting: Object.keys(esmTesting).filter((k) => k !== 'default' && k !== '__esModule' && k !== 'module.exports').sort(),
   cjsTesting: Object.keys(cjsTesting).sort()
 }))
 `
