@@ -27,13 +27,8 @@ export function sendResponseUnserialized (
     done(null, payload)
     return
   }
-  let body: Readable
-  try {
-    body = replyWith(reply, payload)
-  } catch (err) {
-    done(err as Error)
-    return
-  }
+  const body = takeOver(reply, payload, done)
+  if (body === undefined) return
   reply.serializer(function passBodyOnce () {
     reply.serializer(null as unknown as (payload: unknown) => string)
     return body as unknown as string
@@ -47,14 +42,18 @@ export function sendResponseOnSend (_request: FastifyRequest, reply: FastifyRepl
     done(null, payload)
     return
   }
-  let body: Readable
+  const body = takeOver(reply, payload, done)
+  if (body !== undefined) done(null, body)
+}
+
+/** `replyWith` for a hook: the body to send, or `undefined` once `done` has the error that kept it from being sent. */
+function takeOver (reply: FastifyReply, res: HttpResponse, done: Done): Readable | undefined {
   try {
-    body = replyWith(reply, payload)
+    return replyWith(reply, res)
   } catch (err) {
     done(err as Error)
-    return
+    return undefined
   }
-  done(null, body)
 }
 
 /**

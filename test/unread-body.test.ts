@@ -1,64 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { gzipSync } from 'node:zlib'
 import Fastify, { type FastifyBaseLogger } from 'fastify'
-import t, { type Test } from 'tap'
-import httpServices, { createHttpServices, TimeoutError, type HttpClient, type HttpResponse } from '../index'
+import t from 'tap'
+import httpServices, { TimeoutError, type HttpClient, type HttpResponse } from '../index'
 import { capturePino } from './helpers/pino-lines'
-import { sendJson, startServer } from './helpers/server'
-
-type LogLine = { level: number, msg: string, reqId?: string, service?: string, method?: string, path?: string, unreadFor?: number }
-
-const kBig = 1024 * 1024
-const kChunk = 16 * 1024
-/** Generous: the fix frees the connection within timeout.body (300 ms); without it the second call never ends. */
-const kBound = 3000
-
-/** `/big` is 1 MB in 16 KiB writes (backpressure respected); anything else is a small JSON body. */
-async function setup (t: Test, timeout: { body: number }) {
-  const server = await startServer((req, res) => {
-    if (req.url === '/small-gzip') {
-      const gz = gzipSync(JSON.stringify({ ok: true, zipped: true }))
-      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': String(gz.length) })
-      res.end(gz)
-      return
-    }
-    if (req.url?.startsWith('/big') !== true) {
-      sendJson(res, 200, { ok: true })
-      return
-    }
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(kBig) })
-    let sent = 0
-    const pump = (): void => {
-      while (sent < kBig) {
-        sent += kChunk
-        const more = res.write(Buffer.alloc(kChunk, 'a'))
-        if (sent >= kBig) break
-        if (!more) { res.once('drain', pump); return }
-      }
-      res.end()
-    }
-    pump()
-  })
-  const { logger, lines } = capturePino<LogLine>()
-  const services = createHttpServices({ logger, closeTimeout: 500, services: { api: { baseUrl: server.url, connections: 1, retry: false, timeout } } })
-  await services.open()
-  t.teardown(async () => { await services.close(); await server.close() })
-  const warnings = (): LogLine[] => lines.filter((l) => l.level === 40 && /unread/.test(l.msg))
-  return { api: services.client('api'), warnings }
-}
-
-/** `promise`, or a rejection naming `what` once `ms` pass: a failing test ends with a message, not tap's timeout. */
-async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const expired = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not done after ${ms} ms`)), ms)
-  })
-  try {
-    return await Promise.race([promise, expired])
-  } finally {
-    clearTimeout(timer)
-  }
-}
+import { startServer } from './helpers/server'
+import { type LogLine, kBig, kBound, setup, within } from './helpers/unread-body'
 
 const verbs: Array<[string, (api: HttpClient, path: string) => Promise<HttpResponse>]> = [
   ['get()', async (api, path) => await api.get(path)],
