@@ -29,12 +29,15 @@ import type {
   ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
 } from './lib/config/types'
 import type { CallContext, Logger, Next, Policy } from './lib/pipeline/types'
+import type {
+  AttemptMessage, BreakerStateMessage, BulkheadMessage, CallEvent, CallMessage, FallbackServedMessage, HedgeFiredMessage,
+  RateLimitMessage, RetryDelaySource, RetryEvent, RetryRefusal, RetryRefusedMessage, RetryScheduledMessage
+} from './lib/diagnostics/messages'
 import {
   BulkheadRejectedError, CircuitOpenError, ClientClosedError, ConnectionError, DecompressError, ForbiddenUrlError,
   HttpServicesError, HttpStatusError, InvalidOptionsError, InvalidRequestError, RateLimitedError, RequestAbortedError,
   ResponseParseError, ResponseTooLargeError, TimeoutError, TlsError, TransportError, UnknownServiceError,
-  describe, isHttpServicesError, redactPath, stamp, withRetryAfter,
-  type CallTarget, type HttpServicesErrorClass, type TimeoutPhase
+  isHttpServicesError, type CallTarget, type HttpServicesErrorClass, type TimeoutPhase
 } from './lib/errors'
 
 /** The Fastify plugin: `fastify.register(httpServices, { services, defaults, configFile })`. */
@@ -55,13 +58,18 @@ declare namespace httpServices {
     ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
   }
   export type { CallContext, Logger, Next, Policy }
+  // the messages of the diagnostics channels (README, "Diagnostics channels")
+  export type {
+    AttemptMessage, BreakerStateMessage, BulkheadMessage, CallEvent, CallMessage, FallbackServedMessage, HedgeFiredMessage,
+    RateLimitMessage, RetryDelaySource, RetryEvent, RetryRefusal, RetryRefusedMessage, RetryScheduledMessage
+  }
   // undici's `Dispatcher` as this package uses it (the `dispatcher` option's type), whichever undici the app has
   export type { Dispatcher }
   export {
     BulkheadRejectedError, CircuitOpenError, ClientClosedError, ConnectionError, DecompressError, ForbiddenUrlError,
     HttpServicesError, HttpStatusError, InvalidOptionsError, InvalidRequestError, RateLimitedError, RequestAbortedError,
     ResponseParseError, ResponseTooLargeError, TimeoutError, TlsError, TransportError, UnknownServiceError,
-    describe, isHttpServicesError, redactPath, stamp, withRetryAfter
+    isHttpServicesError
   }
   export type { CallTarget, HttpServicesErrorClass, TimeoutPhase }
 }
@@ -93,10 +101,6 @@ module.exports.TimeoutError = TimeoutError
 module.exports.TlsError = TlsError
 module.exports.TransportError = TransportError
 module.exports.UnknownServiceError = UnknownServiceError
-module.exports.describe = describe
 module.exports.isHttpServicesError = isHttpServicesError
-module.exports.redactPath = redactPath
-module.exports.stamp = stamp
-module.exports.withRetryAfter = withRetryAfter
 
 export = httpServices

@@ -8,5 +8,8 @@ import type * as Lib from '../index'
 const lib = require('../dist/index') as typeof Lib
 
 export const { createHttpServices, CircuitOpenError } = lib
+/** Every diagnostics channel's name (not a package export: the bench subscribes to all of them). */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const { kChannelNames } = require('../dist/lib/diagnostics/channels') as typeof import('../lib/diagnostics/channels')
 export type { HttpServicesError, HttpServicesOptions } from '../index'
 export default lib.httpServices

@@ -1,6 +1,7 @@
 /**
  * Memory figures, each in a fresh process (run with --expose-gc). argv[2]:
- *   services <n>                  RSS/heap of n registered, opened, idle services over an empty process
+ *   services <n> [on|off]         RSS/heap of n registered, opened, idle services (breakers on, the default, or off)
+ *                                 over an empty process
  *   inflight <raw|lib|bulkhead> <origin> <n>   RSS/heap per request with n requests in flight against a slow upstream
  */
 import { Pool } from 'undici'
@@ -14,10 +15,10 @@ function snapshot (): { rss: number, heap: number } {
   return { rss: m.rss, heap: m.heapUsed }
 }
 
-async function services (n: number): Promise<object> {
+async function services (n: number, breaker: boolean): Promise<object> {
   const before = snapshot()
-  const options: Record<string, { baseUrl: string }> = {}
-  for (let i = 0; i < n; i++) options[`svc${i}`] = { baseUrl: `http://127.0.0.1:${10000 + (i % 50000)}` }
+  const options: Record<string, { baseUrl: string, breaker?: false }> = {}
+  for (let i = 0; i < n; i++) options[`svc${i}`] = { baseUrl: `http://127.0.0.1:${10000 + (i % 50000)}`, ...(breaker ? {} : { breaker: false }) }
   const registry = createHttpServices({ services: options })
   await registry.open()
   const after = snapshot()
@@ -62,7 +63,7 @@ async function inflight (kind: string, origin: string, n: number): Promise<objec
 
 async function main (): Promise<void> {
   const [what, a, b, c] = process.argv.slice(2)
-  const result = what === 'services' ? await services(Number(a)) : await inflight(a, b, Number(c))
+  const result = what === 'services' ? await services(Number(a), b !== 'off') : await inflight(a, b, Number(c))
   process.send?.(result, () => process.disconnect())
 }
 main().catch((err) => { console.error(err); process.exit(1) })

@@ -4,6 +4,7 @@
  *   --quick         1 round of 200 ms, small memory figures (the CI smoke)
  *   --only LIST     comma list of: throughput,e2e,storm,memory
  *   --json FILE     also write every figure as JSON
+ *   --clients LIST  comma list of substrings: only the throughput rows whose name contains one (the floor always runs)
  */
 import { writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -22,6 +23,7 @@ const rounds = Number(arg('--rounds') ?? (quick ? 1 : 7))
 const duration = Number(arg('--duration') ?? (quick ? 200 : 1500))
 const only = new Set((arg('--only') ?? 'throughput,e2e,storm,memory').split(','))
 const jsonFile = arg('--json')
+const clientFilter = arg('--clients')?.split(',')
 
 const fmt = (n: number, digits = 0): string => Number.isFinite(n) ? n.toFixed(digits) : '-'
 const spread = (v: number[]): string => `${fmt(Math.min(...v))}–${fmt(Math.max(...v))}`
@@ -29,8 +31,13 @@ const spread = (v: number[]): string => `${fmt(Math.min(...v))}–${fmt(Math.max
 async function throughput (origin: string, report: Record<string, unknown>): Promise<void> {
   for (const concurrency of [1, 64]) {
     const open: Array<[string, BenchClient]> = []
-    for (const [name, factory] of clients) open.push([name, await factory(origin)])
-    for (const [, c] of open) await measure(c.call, concurrency, quick ? 50 : 300) // warm-up
+    for (const [name, factory] of clients) {
+      if (open.length > 0 && clientFilter !== undefined && !clientFilter.some((f) => name.includes(f))) continue
+      open.push([name, await factory(origin)])
+    }
+    const timed = async (c: BenchClient, ms: number): Promise<Sample> =>
+      c.measuring !== undefined ? await c.measuring(async () => await measure(c.call, concurrency, ms)) : await measure(c.call, concurrency, ms)
+    for (const [, c] of open) await timed(c, quick ? 50 : 300) // warm-up
     const samples = new Map<string, Sample[]>(open.map(([n]) => [n, []]))
     const ratios = new Map<string, number[]>(open.map(([n]) => [n, []]))
     const cpuRatios = new Map<string, number[]>(open.map(([n]) => [n, []]))
@@ -39,7 +46,7 @@ async function throughput (origin: string, report: Record<string, unknown>): Pro
       // Rotate the order each round so no client always runs first or last.
       for (let i = 0; i < open.length; i++) {
         const [name, c] = open[(i + r) % open.length]
-        round.set(name, await measure(c.call, concurrency, duration))
+        round.set(name, await timed(c, duration))
       }
       const floor = round.get(open[0][0]) as Sample
       for (const [name, s] of round) {
@@ -66,7 +73,7 @@ async function throughput (origin: string, report: Record<string, unknown>): Pro
     })
     report[`throughput_c${concurrency}`] = rows
     console.log(`\nThroughput, concurrency ${concurrency} (${rounds} interleaved rounds of ${duration} ms; medians)`)
-    console.log(table(['client', 'req/s', 'spread', 'p50 ms', 'p99 ms', 'CPU µs/req', 'x raw', 'CPU x raw', 'errors'],
+    console.log(table(['client', 'req/s', 'spread', 'p50 ms', 'p99 ms', 'CPU µs/req', 'x floor', 'CPU x floor', 'errors'],
       rows.map((x) => [x.name, fmt(x.rps), x.spread, fmt(x.p50, 2), fmt(x.p99, 2), fmt(x.cpuUs, 1), fmt(x.ratio, 2), fmt(x.cpuRatio, 2), String(x.errors)])))
   }
 }
@@ -74,14 +81,16 @@ async function throughput (origin: string, report: Record<string, unknown>): Pro
 async function memory (origin: string, report: Record<string, unknown>): Promise<void> {
   const n = quick ? 100 : 1000
   const inflightN = quick ? 500 : 10_000
-  const { first: idle } = await startChild<{ rssMB: number, heapMB: number }>('memory.ts', ['services', String(n)], {}, ['--expose-gc'])
+  const { first: idle } = await startChild<{ rssMB: number, heapMB: number }>('memory.ts', ['services', String(n), 'on'], {}, ['--expose-gc'])
+  const { first: idleNoBreaker } = await startChild<{ rssMB: number, heapMB: number }>('memory.ts', ['services', String(n), 'off'], {}, ['--expose-gc'])
   const per: Record<string, { bytesPerRequest: number, rssBytesPerRequest: number }> = {}
   for (const kind of ['raw', 'lib', 'bulkhead']) {
     const { first } = await startChild<{ bytesPerRequest: number, rssBytesPerRequest: number }>('memory.ts', ['inflight', kind, origin, String(inflightN)], {}, ['--expose-gc'])
     per[kind] = first
   }
-  report.memory = { idleServices: n, idle, inflight: inflightN, per }
-  console.log(`\nMemory: ${n} idle services: +${fmt(idle.rssMB, 1)} MB RSS, +${fmt(idle.heapMB, 1)} MB heap`)
+  report.memory = { idleServices: n, idle, idleNoBreaker, inflight: inflightN, per }
+  console.log(`\nMemory: ${n} idle services (breakers on, the default): +${fmt(idle.rssMB, 1)} MB RSS, +${fmt(idle.heapMB, 1)} MB heap;` +
+    ` with breaker: false +${fmt(idleNoBreaker.rssMB, 1)} MB RSS, +${fmt(idleNoBreaker.heapMB, 1)} MB heap`)
   console.log(table(['client', 'heap B/req', 'RSS B/req', 'heap x raw'],
     Object.entries(per).map(([k, v]) => [
       k === 'raw' ? 'undici Pool (raw)' : k === 'lib' ? 'fastify-http-services' : 'fastify-http-services + bulkhead',

@@ -21,12 +21,14 @@ export async function buildGateway (o: GatewayOptions): Promise<FastifyInstance>
   await app.register(httpServices, {
     defaults: { timeout: { connect: 1000, headers: 2000, body: 5000, total: 8000 } },
     services: {
+      // Retries and a circuit breaker are on by default: catalog gets both with the production defaults.
       catalog: { baseUrl: o.catalogUrl, connections: 16 },
       inventory: {
         baseUrl: o.inventoryUrl,
         connections: 8,
         critical: true,
         retry: { attempts: 3, baseDelay: 50, maxDelay: 1000, maxRetryAfter: 2000 },
+        // Tighter than the default breaker (50 % of 20 calls in 10 s, open 30 s) so the demo shows it quickly.
         breaker: { errorPercentage: 50, minimumRequests: 5, window: 10_000, resetAfter: 5000 },
         fallback: () => ({ available: null, stale: true })
       }

@@ -53,6 +53,8 @@ export class Call implements CallContext {
   bufferBody = false
   upstream: { readonly origin: string } | undefined
   readonly options: CallOptions
+  /** Declared so that every call has the same shape, whether or not something subscribed when it was made. */
+  diagnostics: object | undefined = undefined
   private ownHeaders: boolean
   private logger: Logger | undefined = undefined
   private readonly parentLog: Logger
@@ -138,11 +140,6 @@ export function checkContentLength (service: string, declared: string, body: Req
 }
 
 /**
- * Encodes `json`, `form`, `body` or `multipart` of the call options. Sets `content-type` (and copies the headers)
- * unless the caller set one; `multipart` always sets its own (the boundary must match) and its `content-length` when
- * known. Only one of the four may be given.
- */
-/**
  * Destroys a request body stream that will never be sent: its call failed or was refused. undici does the same for
  * a call it fails; a call that fails before reaching it (bad input, an open breaker, a full bulkhead, a closed
  * service) must too, or a file stream's descriptor stays open.
@@ -151,6 +148,11 @@ export function discardRequestBody (body: unknown): void {
   if (body instanceof Readable && !body.destroyed) body.destroy()
 }
 
+/**
+ * Encodes `json`, `form`, `body` or `multipart` of the call options. Sets `content-type` (and copies the headers)
+ * unless the caller set one; `multipart` always sets its own (the boundary must match) and its `content-length` when
+ * known. Only one of the four may be given.
+ */
 export function encodeBody (
   service: string, options: CallOptions, headers: Record<string, string>, copied: boolean
 ): { body: RequestBody, headers: Record<string, string>, copied: boolean } {

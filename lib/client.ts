@@ -5,11 +5,11 @@ import { CallSignal } from './call-signal'
 import { builtInDefaults } from './config/resolve'
 import { checkCallTimeout, serviceSpec, show, suggest } from './config/validate'
 import { InvalidRequestError, RequestAbortedError, describe, isHttpServicesError, redactPath, stamp } from './errors'
-import type { Logger } from './pipeline/types'
+import type { CallOptionName, Logger, ServiceClient } from './pipeline/types'
 import { destroyStreams } from './multipart'
 import { buildPath } from './request-target'
 import type { HttpResponse } from './response'
-import type { Finish, HttpService } from './service'
+import type { HttpService } from './service'
 
 const kMethods = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'POST', 'PUT', 'PATCH', 'TRACE'])
 
@@ -17,20 +17,20 @@ const kMethods = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'POST', 'PUT', 'PA
  * The calls users make to one service, bound to where they are made from (an inbound request or nothing).
  * Every method returns a promise; bad input rejects it.
  */
-export class HttpClient {
+export class HttpClient implements ServiceClient {
   /** The service name. */
   readonly service: string
-  private readonly svc: HttpService
+  private readonly downstream: HttpService
   private readonly scope: ClientScope
   private readonly headers: Record<string, string>
   private log: Logger | undefined = undefined
 
   /** @internal */
-  constructor (service: HttpService, scope: ClientScope) {
-    this.service = service.name
-    this.svc = service
+  constructor (downstream: HttpService, scope: ClientScope) {
+    this.service = downstream.name
+    this.downstream = downstream
     this.scope = scope
-    this.headers = scope.headersFor(service.options.headers, service.options.forwardHeaders)
+    this.headers = scope.headersFor(downstream.options.headers, downstream.options.forwardHeaders)
   }
 
   /** The logger calls of this client log with (`reqId` of the inbound request, `service`). */
@@ -103,26 +103,27 @@ export class HttpClient {
       return Promise.reject(refused(err, this.service, method, path))
     }
     call.bufferBody = json
-    const svc = this.svc
-    const handler = options.timeout !== undefined || options.retry !== undefined || options.fallback !== undefined || call.deadline !== Infinity
-      ? svc.perCall
-      : svc.handler
-    const finish = ((options.throwHttpErrors ?? svc.options.throwHttpErrors) ? 1 : 0) | (json ? 2 : 0)
-    const promise = svc.run(call, handler, finish as Finish)
+    const downstream = this.downstream
+    const routing = downstream.perCallRouting
+    const handler = (call.deadline !== Infinity && routing.deadline) || (options !== kNoOptions && passesAny(options, routing.options))
+      ? downstream.perCall
+      : downstream.handler
+    const finish = downstream.finisher(json, options.throwHttpErrors ?? downstream.options.throwHttpErrors)
+    const promise = downstream.run(call, handler, finish)
     if (options.signal === undefined) return promise
     // A *Json call's body was read in the pipeline: its signal is done with once the call settles.
     return json ? unlinkWhenSettled(promise, call.signal as CallSignal) : unlinkWhenDone(promise, call.signal as CallSignal)
   }
 
   private prepare (method: string, path: string, options: CallOptions): Call {
-    const svc = this.svc
+    const downstream = this.downstream
     const name = this.service
     if (typeof method !== 'string' || !kMethods.has(method.toUpperCase())) {
       throw new InvalidRequestError(`${name}: unsupported method ${JSON.stringify(method)}`)
     }
     method = method.toUpperCase()
     if (options !== kNoOptions) checkOptionNames(name, options)
-    const target = buildPath(name, svc.options.basePath, path, options)
+    const target = buildPath(name, downstream.options.basePath, path, options)
     let { headers, copied } = mergeHeaders(name, this.headers, options.headers)
     let body = null
     if (options.json !== undefined || options.form !== undefined || options.body !== undefined || options.multipart !== undefined) {
@@ -132,7 +133,7 @@ export class HttpClient {
       copied = encoded.copied
     }
     if (options.headers !== undefined && headers['content-length'] !== undefined) checkContentLength(name, headers['content-length'], body)
-    if (options.decompress !== undefined && options.decompress !== svc.options.decompress &&
+    if (options.decompress !== undefined && options.decompress !== downstream.options.decompress &&
       (options.headers === undefined || !hasHeader(options.headers, 'accept-encoding'))) {
       // A call that decodes asks for compression; one that passes bytes through leaves it to the upstream's default.
       headers = { ...headers }
@@ -140,7 +141,7 @@ export class HttpClient {
       if (options.decompress) headers['accept-encoding'] ??= kAcceptEncoding
       else if (headers['accept-encoding'] === kAcceptEncoding) delete headers['accept-encoding']
     }
-    const call = new Call(svc, method, target, path, headers, copied, body, options, this.scope.log)
+    const call = new Call(downstream, method, target, path, headers, copied, body, options, this.scope.log)
     const t = options.timeout
     if (t !== undefined) checkCallTimeout(t)
     if (t !== undefined && typeof t === 'object') {
@@ -169,6 +170,15 @@ export class HttpClient {
 }
 
 const kNoOptions: CallOptions = Object.freeze({})
+
+/**
+ * Whether the call passes one of `names` (a service's `perCallRouting.options`: at most a few). A loop over a list made
+ * once per service: a new policy's options join it by their declaration, at no cost to calls that pass no options.
+ */
+function passesAny (options: CallOptions, names: readonly CallOptionName[]): boolean {
+  for (let i = 0; i < names.length; i++) if (options[names[i]] !== undefined) return true
+  return false
+}
 
 /** Every call option: `satisfies` makes the compiler name one added to `CallOptions` and missing here. */
 const kCallOptions = {

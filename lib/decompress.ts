@@ -1,3 +1,28 @@
+/**
+ * Response body decoding (gzip, deflate, br), written here rather than taken from undici's `interceptors.decompress`.
+ * Checked against undici 7.30.3 (lib/interceptor/decompress.js, docs/docs/api/Dispatcher.md), that interceptor:
+ *
+ * - is experimental: its first use prints an `ExperimentalWarning` ("DecompressInterceptor is experimental and subject
+ *   to change") in the app's process;
+ * - is composed onto a dispatcher and reads no per-request option: a call's `decompress: false` (bytes passed through
+ *   to `reply.send`) would need a second dispatcher per service;
+ * - decodes `deflate` with `createInflate` only: a raw deflate body, which some servers send and browsers accept,
+ *   fails with `Z_DATA_ERROR` "incorrect header check" (tried); it also maps `compress` (LZW) to inflate;
+ * - skips only status < 200, 204 and 304: a HEAD response or a 205 announcing `content-encoding: gzip` fails with
+ *   `Z_BUF_ERROR` "unexpected end of file" (tried); error statuses are skipped by default (`skipErrorResponses`),
+ *   where this client parses their bodies for `HttpStatusError`;
+ * - caps with one `maxSize` for the dispatcher, off by default, which would also cap a body streamed to the caller;
+ *   here the cap is the call's `maxResponseSize`, enforced by the readers that buffer;
+ * - decodes as the bytes arrive, through zlib streams always: a body nobody reads is decoded anyway, and a small
+ *   one pays a zlib stream's setup (below: decoding starts on the first read, and a small body is decoded in one
+ *   synchronous call);
+ * - reports a decoder failure as zlib's error through `onResponseError`, the path of a broken connection, and more
+ *   than 5 codings as a plain `Error`: here both are `DecompressError`s naming the call, its status and coding,
+ *   and the raw body's own failures pass through unchanged.
+ *
+ * What it has and this file has not: `zstd`, where Node's zlib has it (Node >= 22.15, not 20). This client does not
+ * ask for it (`accept-encoding: gzip, deflate, br`), and leaves a body in a coding it does not know as it came.
+ */
 import { Readable, type Transform } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
 import {

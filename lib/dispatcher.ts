@@ -1,6 +1,6 @@
 import { Agent, BalancedPool, Pool, interceptors, type Dispatcher } from 'undici'
 import type { ResolvedService } from './config/resolved'
-import { breakerUpstreams } from './pipeline/upstreams'
+import { breakerUpstreams } from './upstream-origins'
 import { createProxyDispatcher } from './proxy'
 
 /** The undici options every pool of a service shares. */
@@ -34,6 +34,16 @@ function poolOptions (o: ResolvedService): Pool.Options {
 /** The Agent's pools are `Pool`s even for `connections: 1` (undici's default makes a `Client`), as elsewhere here. */
 function poolFactory (origin: string | URL, options: object): Dispatcher {
   return new Pool(origin, options)
+}
+
+/**
+ * Whether the service's dispatcher is one plain `Pool`, which the service makes on its first call rather than when it
+ * opens: an idle pool holds about 25 KB (undici's request queue preallocates 2,048 slots), the most of what 1,000
+ * idle services would cost, and making one cannot fail once the options are valid. The others (proxy, DNS caching,
+ * several upstreams) are made when the service opens, so a problem with them shows at start-up.
+ */
+export function poolMadeOnFirstCall (o: ResolvedService): boolean {
+  return o.proxy === undefined && o.dns === undefined && o.origins.length === 1
 }
 
 /**

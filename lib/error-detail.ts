@@ -1,3 +1,4 @@
+import { bodyText } from './body-decoder'
 import { HttpStatusError, describe, stamp, withRetryAfter } from './errors'
 import { kDetailLimit, wireText } from './error-text'
 import { requestedDelay } from './pipeline/retry-after'
@@ -58,7 +59,7 @@ export async function readErrorDetail (res: HttpResponse): Promise<{ detail?: st
     // a body that breaks off still leaves what was read
   }
   res.destroy()
-  const text = Buffer.concat(chunks, size).subarray(0, kErrorBodyLimit).toString('utf8')
+  const text = bodyText(Buffer.concat(chunks, size).subarray(0, kErrorBodyLimit))
   let parsed: unknown
   const type = res.headers['content-type']
   if (!truncated && typeof type === 'string' && /[/+]json\b/i.test(type)) {

@@ -89,7 +89,8 @@ function replyWith (reply: FastifyReply, res: HttpResponse): Readable {
     // The answer to a HEAD call gives the length of a body it does not hold: right for a HEAD reply, not for others.
     if (reply.request.method !== 'HEAD') reply.header('content-length', '0')
   } else if (res.bodyStream === null) {
-    // A body the pipeline read into memory is sent again from its text, whose bytes may differ in number.
+    // A body the pipeline read into memory is sent again as its bytes: decoded ones when the upstream compressed it, so
+    // the upstream's content-length may not be theirs.
     reply.removeHeader('content-length')
   }
   // An (empty) stream even for an answer without a body: Fastify drains it, and its HEAD routes take no `null`.

@@ -1,11 +1,9 @@
 import { Readable } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
 import { parseCookie, type Cookie } from 'undici'
-import { InvalidRequestError, ResponseParseError, ResponseTooLargeError, describe, stamp, type CallTarget } from './errors'
-import { kDetailLimit, kHeaderLimit, wireText } from './error-text'
+import { BodyChunks, asBuffer, bodyJson, bodyText } from './body-decoder'
+import { InvalidRequestError, ResponseTooLargeError, describe, stamp, type CallTarget } from './errors'
 import { toCallError } from './transport-errors'
-import type { CallContext } from './pipeline/types'
-import type { UnreadBody } from './unread-body'
 
 /** Where a response came from and how much of it may be buffered. */
 export interface ResponseMeta extends CallTarget {
@@ -16,17 +14,30 @@ export interface ResponseMeta extends CallTarget {
   timeouts?: { connect: number, headers: number, body: number }
 }
 
+/**
+ * @internal The call a response answers, as far as the response needs to know it: the pipeline's `CallContext` is
+ * one (`./pipeline/attempt-call` marks responses with it). Narrow, so this module stays below the pipeline's types,
+ * which depend on it.
+ */
+export interface ResponseCall {
+  /** The call's bound logger (the inbound request's `reqId`). */
+  readonly log: { warn: (obj: object, msg?: string) => void }
+}
+
+/**
+ * @internal The watch on a body handed to the caller unread (`./unread-body`), as the response uses it: declared
+ * here, so that the response depends on neither the watchdog nor the pipeline's types.
+ */
+export interface BodyWatch {
+  /** `res.body` is being handed out: whoever takes the stream may read it later. */
+  handOut: () => void
+  /** The body is being read: throws the error saying why it cannot be, once it was discarded. */
+  claim: () => void
+  /** Nothing to watch any more: the body is being read, dumped or destroyed. */
+  release: () => void
+}
+
 const ignore = (): void => {}
-
-function utf8 (buf: Buffer): string {
-  return buf.toString('utf8')
-}
-
-/** The body of an undici response: a Readable with fast consumers. */
-interface FastBody extends Readable {
-  text?: () => Promise<string>
-  arrayBuffer?: () => Promise<ArrayBuffer>
-}
 
 /** A response from a downstream service. Read the body once: `json()`, `text()`, `arrayBuffer()` or `body`. */
 export class HttpResponse {
@@ -39,9 +50,9 @@ export class HttpResponse {
   /** @internal */
   readonly meta: ResponseMeta
   /** @internal The call whose attempt this is the answer of (set by the transport). */
-  call: CallContext | undefined = undefined
+  call: ResponseCall | undefined = undefined
   /** @internal The watch on a body handed to the caller unread (see `./unread-body`); `undefined` when none. */
-  unreadBody: UnreadBody | undefined = undefined
+  unreadBody: BodyWatch | undefined = undefined
 
   constructor (status: number, headers: IncomingHttpHeaders, body: Readable, meta: ResponseMeta) {
     this.status = status
@@ -51,16 +62,24 @@ export class HttpResponse {
   }
 
   /**
-   * @internal A response whose body the transport reads itself, without a stream (the *Json helpers): `setText()`
-   * gives it its body once read.
+   * @internal A response whose body is read without a stream (the *Json helpers' transport, a response rebuilt from
+   * stored bytes): `setBody()` gives it its body.
    */
   static unread (status: number, headers: IncomingHttpHeaders, meta: ResponseMeta): HttpResponse {
     return new HttpResponse(status, headers, null as unknown as Readable, meta)
   }
 
-  /** @internal The body the transport read for an `unread()` response (UTF-8, at most `maxResponseSize` bytes). */
+  /**
+   * @internal The body of an `unread()` response, as bytes (any bytes: the reading methods decode them). Kept as
+   * given, not copied: the caller hands it over.
+   */
+  setBody (bytes: Buffer): void {
+    this.buffered = bytes
+  }
+
+  /** @internal `setBody()` with the UTF-8 bytes of `text`. */
   setText (text: string): void {
-    this.buffered = text
+    this.buffered = Buffer.from(text, 'utf8')
   }
 
   /** The body as a stream; pass it to `reply.send()` to stream it on. */
@@ -70,7 +89,7 @@ export class HttpResponse {
     if (stream === null) {
       // A body the transport read already: the same bytes as a stream (an empty one once it was read).
       stream = new Readable({ read () {} })
-      if (this.buffered !== undefined && !this.used) stream.push(Buffer.from(this.buffered, 'utf8'))
+      if (this.buffered !== undefined && !this.used) stream.push(this.buffered)
       stream.push(null)
       this.stream = stream
     }
@@ -107,39 +126,36 @@ export class HttpResponse {
     return out
   }
 
-  /** The body as UTF-8 text, at most `maxResponseSize` bytes. */
+  /**
+   * The body as text: UTF-8 (invalid sequences become U+FFFD), a leading byte order mark dropped, as undici's and
+   * fetch's `text()`; at most `maxResponseSize` bytes.
+   */
   async text (): Promise<string> {
-    this.claim()
-    if (this.buffered !== undefined) return this.buffered
-    const body = this.body as FastBody
-    const known = this.knownLength()
-    if (known !== undefined && typeof body.text === 'function') {
-      try {
-        return await body.text()
-      } catch (err) {
-        throw toCallError(err, this.meta, this.meta.timeouts)
-      }
-    }
-    return (await this.readLimited()).toString('utf8')
+    return bodyText(await this.bytes())
   }
 
-  /** The body parsed as JSON; `undefined` for an empty body (204, HEAD, content-length 0). */
+  /**
+   * The body parsed as JSON (its text as `text()` decodes it); `undefined` for an empty body (204, 304, HEAD,
+   * content-length 0); `ResponseParseError` when it is not JSON.
+   */
   async json<T = unknown> (): Promise<T> {
     if (this.status === 204 || this.status === 304 || this.meta.method === 'HEAD') {
       this.claim()
       this.stream?.resume()
       return undefined as T
     }
-    return this.parse<T>(await this.text())
+    return bodyJson(await this.bytes(), this) as T
   }
 
   /**
    * @internal The *Json helpers' read: the parsed body, at once when the pipeline already read it.
    */
   readJson (): unknown {
-    if (this.buffered === undefined || this.used) return this.json()
+    const bytes = this.buffered
+    if (bytes === undefined || this.used) return this.json()
     this.used = true
-    return this.parse(this.buffered)
+    this.buffered = undefined
+    return bodyJson(bytes, this)
   }
 
   /**
@@ -149,42 +165,17 @@ export class HttpResponse {
    * own promise with them, a stage less per call.
    */
   buffer (done: (res: HttpResponse) => void, failed: (err: unknown) => void): void {
-    const body = this.body as FastBody
-    let text: Promise<string>
-    try {
-      const known = this.knownLength()
-      text = known !== undefined && typeof body.text === 'function'
-        ? body.text()
-        : this.readLimited().then(utf8)
-    } catch (err) {
-      failed(err)
-      return
-    }
-    text.then((t) => {
-      this.setText(t)
+    this.readBytes().then((bytes) => {
+      this.buffered = bytes
       done(this)
-    }, (err: unknown) => failed(toCallError(err, this.meta, this.meta.timeouts)))
+    }, failed)
   }
 
-  private parse<T> (text: string): T {
-    if (text.length === 0) return undefined as T
-    try {
-      return JSON.parse(text) as T
-    } catch (err) {
-      // The content-type and the snippet are the upstream's text: they stay out of the message (Fastify sends it to
-      // clients), capped and without control characters.
-      const contentType = wireText(this.headers['content-type'], kHeaderLimit)
-      const snippet = wireText(text, kDetailLimit) as string
-      const e = new ResponseParseError(`${describe(this.meta)}: response ${this.status} is not valid JSON`, { cause: err })
-      throw stamp(e, this.meta, { status: this.status, contentType, snippet })
-    }
-  }
-
-  /** The body as bytes, at most `maxResponseSize`. */
+  /** The body as bytes, at most `maxResponseSize`: a copy the caller may change. */
   async arrayBuffer (): Promise<ArrayBuffer> {
-    this.claim()
-    const buf = this.buffered !== undefined ? Buffer.from(this.buffered, 'utf8') : await this.readLimited()
-    return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer
+    const bytes = await this.bytes()
+    // Copied: the bytes may share their memory with more (a socket's read, Buffer's pool, a cached response).
+    return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer
   }
 
   /** `true` once `json()`, `text()` or `arrayBuffer()` was called: a body can be read once. */
@@ -193,8 +184,18 @@ export class HttpResponse {
   }
 
   private used = false
-  private buffered: string | undefined = undefined
+  /** The body's bytes, once read without a stream (`setBody`, `buffer`), until they are read. */
+  private buffered: Buffer | undefined = undefined
   private stream: Readable | null
+
+  /** Claims the body (see `claim`) and gives its bytes: those read already, else read now from the stream. */
+  private bytes (): Buffer | Promise<Buffer> {
+    this.claim()
+    const bytes = this.buffered
+    if (bytes === undefined) return this.readBytes()
+    this.buffered = undefined
+    return bytes
+  }
 
   private claim (): void {
     if (this.used) {
@@ -232,6 +233,21 @@ export class HttpResponse {
     }
   }
 
+  /**
+   * @internal Gets rid of a body nobody will read (a retried failure, a redirect, a hedge that lost): a small one
+   * (64 KiB at most) is read to its end so its connection is reused; a larger one is destroyed, and one of unknown
+   * length (chunked, or decoded from a compressed one) is read up to the limit, then destroyed if it goes on.
+   */
+  discard (): Promise<void> {
+    const limit = 64 * 1024
+    const length = this.headers['content-length']
+    if (length !== undefined && Number(length) > limit) {
+      this.destroy()
+      return Promise.resolve()
+    }
+    return this.drain(limit)
+  }
+
   /** Destroys the body (closing or freeing its connection) without reading it. */
   destroy (): void {
     if (this.unreadBody !== undefined) this.unreadBody.release()
@@ -242,14 +258,13 @@ export class HttpResponse {
     body.destroy()
   }
 
-  /** Content-length when the server sent one that fits the limit; throws when it does not. */
-  private knownLength (): number | undefined {
+  /** Throws `ResponseTooLargeError` (the body destroyed unread) when the content-length is over the limit. */
+  private checkLength (): void {
     const raw = this.headers['content-length']
-    if (raw === undefined || this.headers['content-encoding'] !== undefined) return undefined
+    // A compressed body passed on as it is (`decompress: false`) is limited by its bytes as they come.
+    if (raw === undefined || this.headers['content-encoding'] !== undefined) return
     const n = Number(raw)
-    if (!Number.isFinite(n)) return undefined
     if (n > this.meta.maxResponseSize) throw this.tooLarge(n)
-    return n
   }
 
   /** @internal The error of a body over `maxResponseSize` (`size` when known); destroys the body. */
@@ -261,29 +276,48 @@ export class HttpResponse {
     return stamp(e, this.meta, { status: this.status, limit })
   }
 
-  private async readLimited (): Promise<Buffer> {
-    const known = this.knownLength()
-    const body = this.body as FastBody
-    if (known !== undefined && typeof body.arrayBuffer === 'function') {
-      try {
-        return Buffer.from(await body.arrayBuffer())
-      } catch (err) {
-        throw toCallError(err, this.meta, this.meta.timeouts)
+  /**
+   * Reads the body stream into memory, at most `maxResponseSize` bytes; rejects with a typed error when the body
+   * fails, is destroyed before its end or is too large (then destroyed). Listeners rather than `for await`: no
+   * promise per chunk; the chunks are kept as they come (see `BodyChunks`).
+   */
+  private readBytes (): Promise<Buffer> {
+    return new Promise<Buffer>((resolve, reject) => {
+      this.checkLength()
+      const body = this.body
+      // Dumped already: nothing is left to read.
+      if (body.readableEnded) {
+        resolve(Buffer.alloc(0))
+        return
       }
-    }
-    const limit = this.meta.maxResponseSize
-    const chunks: Buffer[] = []
-    let size = 0
-    try {
-      for await (const chunk of body) {
-        const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk as Buffer
-        size += buf.length
-        if (size > limit) throw this.tooLarge(undefined)
-        chunks.push(buf)
+      if (body.destroyed) {
+        reject(toCallError(body.errored ?? prematureClose(), this.meta, this.meta.timeouts))
+        return
       }
-    } catch (err) {
-      throw toCallError(err, this.meta, this.meta.timeouts)
-    }
-    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)
+      const chunks = new BodyChunks(this.meta.maxResponseSize)
+      // The first outcome settles the read; what follows it ('close' after 'end' or 'error') is ignored.
+      let settled = false
+      const failed = (err: unknown): void => {
+        if (settled) return
+        settled = true
+        reject(toCallError(err, this.meta, this.meta.timeouts))
+      }
+      body.on('data', (chunk: Buffer | Uint8Array | string) => {
+        if (!settled && !chunks.add(asBuffer(chunk))) failed(this.tooLarge(undefined))
+      })
+      body.once('end', () => {
+        settled = true
+        resolve(chunks.bytes())
+      })
+      body.once('error', failed)
+      body.once('close', () => { if (!settled) failed(prematureClose()) })
+      body.resume()
+    })
   }
 }
+
+/** The error Node gives a reader whose stream closed before its end. */
+function prematureClose (): Error {
+  return Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })
+}
+

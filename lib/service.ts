@@ -4,7 +4,9 @@ import { Readable } from 'node:stream'
 import { discardRequestBody } from './call'
 import { CallSignal } from './call-signal'
 import type { ResolvedService } from './config/resolved'
-import { createDispatcher } from './dispatcher'
+import { callChannel } from './diagnostics/channels'
+import { callResponded, endCall, startCall } from './diagnostics/publish'
+import { createDispatcher, poolMadeOnFirstCall } from './dispatcher'
 import {
   BulkheadRejectedError,
   CircuitOpenError,
@@ -17,11 +19,11 @@ import {
   type HttpServicesError
 } from './errors'
 import { statusError } from './error-detail'
-import { buildChain } from './pipeline'
+import { buildChain, perCallRouting, type PerCallRouting } from './pipeline'
 import { transport } from './pipeline/transport'
 import { sharedClosedError } from './transport-errors'
 import { UnreadBodies } from './unread-body'
-import { kBreakerView, type BreakerView, type CallContext, type Logger, type Next, type ServiceCounters, type ServiceRuntime } from './pipeline/types'
+import { kBreakerView, type BreakerView, type CallContext, type Logger, type Next, type ServiceClient, type ServiceCounters, type ServiceRuntime } from './pipeline/types'
 import type { HttpResponse } from './response'
 
 /** The calls of a service that ended in an error, by the kind of error (`stats().failuresBy`). */
@@ -84,11 +86,8 @@ function failureKind (err: unknown): keyof FailureCounts {
   return 'other'
 }
 
-/**
- * What `run` makes of a response, as bit flags: 1 = reject a status >= 400 with `HttpStatusError`, 2 = resolve with
- * the parsed JSON body instead of the response.
- */
-export type Finish = 0 | 1 | 2 | 3
+/** What `run` makes of the response a call's pipeline answers with: one of `HttpService.finisher`'s four functions. */
+export type Finisher = (res: HttpResponse) => HttpResponse | Promise<HttpResponse>
 
 /** One downstream: its dispatcher and its pipeline. */
 export class HttpService implements ServiceRuntime {
@@ -96,7 +95,10 @@ export class HttpService implements ServiceRuntime {
   readonly options: ResolvedService
   readonly log: Logger
   readonly counters: ServiceCounters = { requests: 0, attempts: 0, failures: 0, inFlight: 0 }
-  dispatcher: Dispatcher | undefined = undefined
+  /** The dispatcher once made (see `dispatcher`). */
+  private made: Dispatcher | undefined = undefined
+  /** Set once `close()` took the dispatcher to close it: no other may be made after. */
+  private sealed = false
   /** The chain for calls with no per-call policy options. */
   handler: Next
   private perCallHandler: Next | undefined = undefined
@@ -111,24 +113,41 @@ export class HttpService implements ServiceRuntime {
   private drained: (() => void) | undefined = undefined
   /** Aborted when `closeTimeout` passes: calls waiting in the pipeline (retry backoff, bulkhead, rate limit) end. */
   readonly closing = new CallSignal()
+  /** The registry the service belongs to (set by it): the diagnostics messages carry it, to tell apps apart. */
+  registry: object | undefined = undefined
   /** Bodies handed to callers and not read yet: discarded past `timeout.body` or once their response is collected. */
   private readonly unreadBodies: UnreadBodies
 
-  constructor (options: ResolvedService, log: Logger, injected?: Dispatcher) {
+  /** @internal Which calls take `perCall` instead of `handler`: the client tests it on every call with options or a deadline. */
+  readonly perCallRouting: PerCallRouting
+  private readonly clientOf: (name: string) => ServiceClient
+
+  /** `clientOf` is the registry's: a client of one of its services, by name (`client()`). */
+  constructor (options: ResolvedService, log: Logger, injected: Dispatcher | undefined, clientOf: (name: string) => ServiceClient) {
     this.name = options.name
     this.options = options
     this.log = log.child({ service: options.name })
     this.unreadBodies = new UnreadBodies(this.log, options.timeout.body)
     this.injected = injected
+    this.clientOf = clientOf
     const chain = buildChain(this, transport(this), false)
     this.handler = chain.handler
     this.policyNames = chain.names
+    this.perCallRouting = perCallRouting(chain.names)
   }
 
-  /** The chain that honours per-call `timeout` / `retry` options and inbound deadlines; built on first use. */
+  /**
+   * The chain for calls passing a call option of a policy `handler` lacks, or an inbound deadline while `handler` has
+   * no deadline policy (`perCallRouting`); built on first use.
+   */
   get perCall (): Next {
     if (this.perCallHandler === undefined) this.perCallHandler = buildChain(this, transport(this), true).handler
     return this.perCallHandler
+  }
+
+  /** A client of the registry's service `name`, for a policy that calls it (`ServiceRuntime.client`). */
+  client (name: string): ServiceClient {
+    return this.clientOf(name)
   }
 
   shared<T> (key: string, create: () => T): T {
@@ -172,6 +191,17 @@ export class HttpService implements ServiceRuntime {
     for (const fn of this.resetHooks) fn()
   }
 
+  /**
+   * The dispatcher: the injected one, or the service's own, made when the service opens, or for a plain `Pool` on the
+   * first call (see `poolMadeOnFirstCall`). `undefined` before `open()` and after `close()` took it.
+   */
+  get dispatcher (): Dispatcher | undefined {
+    if (this.made === undefined && !this.sealed && (this.state === 'open' || this.state === 'closing')) {
+      this.made = createDispatcher(this.options)
+    }
+    return this.made
+  }
+
   get isOpen (): boolean {
     return this.state === 'open'
   }
@@ -182,61 +212,102 @@ export class HttpService implements ServiceRuntime {
     if (this.options.tls?.rejectUnauthorized === false) {
       this.log.warn({}, 'TLS certificate verification is off for this service (tls.rejectUnauthorized: false)')
     }
-    this.dispatcher = this.injected ?? createDispatcher(this.options)
+    this.made = this.injected ?? (poolMadeOnFirstCall(this.options) ? undefined : createDispatcher(this.options))
     this.state = 'open'
   }
 
   /**
-   * Runs one call through `handler`, counting it in flight until its response (not its body) is back. `finish`
-   * says what the caller wants of the response: as it is, error statuses thrown (`HttpStatusError`), and/or the
-   * body parsed as JSON (the *Json helpers).
+   * What `run` makes of a call's response: the response itself, or its JSON body parsed (`json`: the *Json helpers);
+   * either way an error status is thrown as `HttpStatusError` when `throwHttpErrors`. Four functions made once per
+   * service: picking one costs a call nothing.
+   */
+  finisher (json: boolean, throwHttpErrors: boolean): Finisher {
+    if (json) return throwHttpErrors ? this.asJsonOrThrow : this.asJson
+    return throwHttpErrors ? this.asResponseOrThrow : this.asResponse
+  }
+
+  /**
+   * Runs one call through `handler`, counting it in flight until its response (not its body) is back; `finish` (see
+   * `finisher`) makes the caller's outcome of the response.
    *
    * Not an async function, and settled by functions made once per service: a call costs one promise here, no
-   * frame and no closure (an async function's frame is several hundred bytes per call in flight).
+   * frame and no closure (an async function's frame is several hundred bytes per call in flight). While something
+   * subscribes to the call's diagnostics channel, the call takes `runPublished` instead.
    */
-  run (ctx: CallContext, handler: Next, finish: Finish): Promise<HttpResponse> {
+  run (ctx: CallContext, handler: Next, finish: Finisher): Promise<HttpResponse> {
     if (this.state !== 'open') {
       discardRequestBody(ctx.body)
       return Promise.reject(this.closedError(ctx))
     }
+    if (callChannel.hasSubscribers) return this.runPublished(ctx, handler, finish)
+    return this.complete(ctx, this.enter(ctx, handler), finish)
+  }
+
+  /**
+   * `run`, published on the call's TracingChannel (`./diagnostics/channels`): `start` runs the call with the stores
+   * subscribers bound to it, so its async work inherits them; the outcome is published once the caller's is known.
+   * Closures here are fine: only calls made while something subscribes pay for them.
+   */
+  private runPublished (ctx: CallContext, handler: Next, finish: Finisher): Promise<HttpResponse> {
+    const message = startCall(ctx)
+    const answered = callChannel.start.runStores(message, this.enter, this, ctx, handler)
+    callChannel.end.publish(message)
+    return this.complete(ctx, answered.then((res) => callResponded(message, res)), finish).then((outcome) => {
+      endCall(message, false, undefined)
+      return outcome
+    }, (err: unknown) => {
+      endCall(message, true, err)
+      throw err
+    })
+  }
+
+  /** Counts the call (and in flight) and hands it to the chain. Never throws: a throwing policy rejects. */
+  private enter (ctx: CallContext, handler: Next): Promise<HttpResponse> {
     const c = this.counters
     c.requests++
     c.inFlight++
-    let promise: Promise<HttpResponse>
     try {
-      promise = handler(ctx)
+      return handler(ctx)
     } catch (err) {
-      promise = Promise.reject(err)
+      return Promise.reject(err)
     }
+  }
+
+  /** The caller's outcome of the chain's answer: `finish` of the response, or the error, counted. */
+  private complete (ctx: CallContext, answered: Promise<HttpResponse>, finish: Finisher): Promise<HttpResponse> {
     // A stream body (rare: a closure for it is fine) is destroyed when the call fails, wherever it failed.
     if (ctx.body instanceof Readable) {
-      return promise.then(this.finishers[finish], (err: unknown) => {
+      return answered.then(finish, (err: unknown) => {
         discardRequestBody(ctx.body)
         return this.failed(err)
       })
     }
-    return promise.then(this.finishers[finish], this.failed)
+    return answered.then(finish, this.failed)
   }
 
-  /** The `run` continuations, indexed by `Finish`. */
-  private readonly finishers: ReadonlyArray<(res: HttpResponse) => HttpResponse | Promise<HttpResponse>> = [
-    (res) => {
-      this.settled()
-      return this.unreadBodies.watch(res)
-    },
-    (res) => {
-      this.settled()
-      return res.status < 400 ? this.unreadBodies.watch(res) : this.statusError(res)
-    },
-    (res) => {
-      this.settled()
-      return this.readJson(res)
-    },
-    (res) => {
-      this.settled()
-      return res.status < 400 ? this.readJson(res) : this.statusError(res)
-    }
-  ]
+  /** `finisher(false, false)`: the response as it is. */
+  private readonly asResponse: Finisher = (res) => {
+    this.settled()
+    return this.unreadBodies.watch(res)
+  }
+
+  /** `finisher(false, true)`: the response, an error status thrown as `HttpStatusError`. */
+  private readonly asResponseOrThrow: Finisher = (res) => {
+    this.settled()
+    return res.status < 400 ? this.unreadBodies.watch(res) : this.statusError(res)
+  }
+
+  /** `finisher(true, false)`: the JSON body, whatever the status. */
+  private readonly asJson: Finisher = (res) => {
+    this.settled()
+    return this.readJson(res)
+  }
+
+  /** `finisher(true, true)`: the JSON body, an error status thrown as `HttpStatusError`. */
+  private readonly asJsonOrThrow: Finisher = (res) => {
+    this.settled()
+    return res.status < 400 ? this.readJson(res) : this.statusError(res)
+  }
 
   private readonly failed = (err: unknown): never => {
     this.countFailure(err)
@@ -315,7 +386,8 @@ export class HttpService implements ServiceRuntime {
       const end = performance.now() + timeout
       let done = this.counters.inFlight === 0 || await within(timeout, (resolve) => { this.drained = resolve })
       this.drained = undefined
-      const dispatcher = this.injected === undefined ? this.dispatcher : undefined
+      this.sealed = true
+      const dispatcher = this.injected === undefined ? this.made : undefined
       if (done && dispatcher !== undefined) {
         done = await within(end - performance.now(), (resolve) => { dispatcher.close().then(resolve, resolve) })
       }
@@ -345,7 +417,10 @@ export class HttpService implements ServiceRuntime {
       failuresBy: { ...this.failuresBy },
       inFlight: c.inFlight
     }
-    const pool = (this.dispatcher as { stats?: Record<string, unknown> } | undefined)?.stats
+    // A pool not made yet (no call so far) has nothing to show: the figures of an empty one.
+    const pool = this.made === undefined && this.state === 'open'
+      ? kEmptyPool
+      : (this.made as { stats?: Record<string, unknown> } | undefined)?.stats
     if (pool !== undefined && typeof pool === 'object') {
       if (typeof pool.connected === 'number') {
         const { connected, free, pending, queued, running, size } = pool as Record<string, number>
@@ -368,6 +443,8 @@ export class HttpService implements ServiceRuntime {
     return s
   }
 }
+
+const kEmptyPool: Readonly<Record<string, number>> = Object.freeze({ connected: 0, free: 0, pending: 0, queued: 0, running: 0, size: 0 })
 
 /** Resolves `true` once `start` calls back, or `false` when `ms` pass first (the timer is then cleared either way). */
 function within (ms: number, start: (done: () => void) => void): Promise<boolean> {

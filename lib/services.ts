@@ -3,6 +3,7 @@ import { HttpClient } from './client'
 import { resolveOptions } from './config/resolve'
 import type { ResolvedOptions } from './config/resolved'
 import type { HttpServicesOptions } from './config/types'
+import { releaseLogSubscriber, retainLogSubscriber } from './diagnostics/log-subscriber'
 import { UnknownServiceError } from './errors'
 import type { Logger } from './pipeline/types'
 import { HttpService, type ServiceStats } from './service'
@@ -32,12 +33,13 @@ export const silentLogger: Logger = { debug: noop, info: noop, warn: noop, error
  */
 export const kServeRegistry = Symbol.for('fastify-http-services.serve-registry')
 
-const kUnboundScope = (log: Logger): ClientScope => ({
-  log,
-  signal: () => undefined,
-  deadline: Infinity,
-  headersFor: (base) => base
-})
+/**
+ * @internal The scope of calls made outside an inbound request: they log with `log`, and carry no signal, deadline or
+ * forwarded headers. The mock kit's clients use it too.
+ */
+export function unboundScope (log: Logger): ClientScope {
+  return { log, signal: () => undefined, deadline: Infinity, headersFor: (base) => base }
+}
 
 /** Options of `createHttpServices`: the plugin's options plus a logger. */
 export interface CreateHttpServicesOptions extends HttpServicesOptions {
@@ -54,12 +56,16 @@ export class HttpServices {
   private readonly log: Logger
   private readonly known: string
   private closeCalled = false
+  /** Holds the log lines' subscription (`./diagnostics/log-subscriber`) from `open()` to `close()`. */
+  private logging = false
 
   constructor (options: HttpServicesOptions, log: Logger = silentLogger) {
     this.resolved = resolveOptions(options)
     this.log = log
     for (const [name, service] of this.resolved.services) {
-      this.services.set(name, new HttpService(service, log, this.resolved.dispatcher))
+      const created = new HttpService(service, log, this.resolved.dispatcher, (other) => this.clientFor(name, other))
+      created.registry = this
+      this.services.set(name, created)
     }
     this.known = [...this.services.keys()].join(', ')
     const serve = (this.resolved.dispatcher as { [kServeRegistry]?: unknown } | undefined)?.[kServeRegistry]
@@ -87,7 +93,7 @@ export class HttpServices {
   client (name: ServiceName): HttpClient {
     let client = this.clients.get(name)
     if (client === undefined) {
-      client = new HttpClient(this.get(name), kUnboundScope(this.log))
+      client = new HttpClient(this.get(name), unboundScope(this.log))
       this.clients.set(name, client)
     }
     return client
@@ -116,6 +122,10 @@ export class HttpServices {
 
   /** Opens every service's dispatcher. Idempotent. */
   async open (): Promise<void> {
+    if (!this.logging && !this.closeCalled) {
+      this.logging = true
+      retainLogSubscriber()
+    }
     for (const service of this.services.values()) service.open()
   }
 
@@ -128,12 +138,26 @@ export class HttpServices {
   async close (): Promise<void> {
     this.closeCalled = true
     const timeout = this.resolved.closeTimeout
-    await Promise.all([...this.services.values()].map(async (s) => await s.close(timeout)))
+    try {
+      await Promise.all([...this.services.values()].map(async (s) => await s.close(timeout)))
+    } finally {
+      if (this.logging) {
+        this.logging = false
+        releaseLogSubscriber()
+      }
+    }
   }
 
-  private unknown (name: string): Error {
-    const e = new UnknownServiceError(
-      `unknown service ${JSON.stringify(name)}; known services: ${this.known === '' ? '(none)' : this.known}`)
+  /** The client of `name` a policy of the service `from` calls (`ServiceRuntime.client`): `client(name)`. */
+  private clientFor (from: string, name: string): HttpClient {
+    if (!this.services.has(name)) {
+      throw this.unknown(name, `${from}: calls service ${JSON.stringify(name)}, which is not registered`)
+    }
+    return this.client(name as ServiceName)
+  }
+
+  private unknown (name: string, why = `unknown service ${JSON.stringify(name)}`): Error {
+    const e = new UnknownServiceError(`${why}; known services: ${this.known === '' ? '(none)' : this.known}`)
     e.known = this.names()
     e.service = String(name)
     return e

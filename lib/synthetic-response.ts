@@ -9,8 +9,14 @@ export interface SyntheticResponseInit {
   headers?: IncomingHttpHeaders
   /** Sent as JSON (`content-type: application/json`) unless `text` or `body` is given. */
   json?: unknown
+  /** Sent as UTF-8 (`content-type: text/plain; charset=utf-8`) unless `body` is given. */
   text?: string
-  body?: Buffer | Uint8Array | Readable
+  /**
+   * The body as bytes, any bytes (an image, protobuf): `arrayBuffer()` and `body` give them back as they are, `text()`
+   * and `json()` decode them as for a response off the network. Copied, so the response keeps its own. Or a stream,
+   * read as it comes.
+   */
+  body?: Buffer | Uint8Array | ArrayBuffer | Readable
   /** Where the response pretends to come from (used in `url` and in errors). */
   service?: string
   method?: string
@@ -32,7 +38,7 @@ export function syntheticResponse (init: SyntheticResponseInit): HttpResponse {
   } else {
     let bytes: Buffer
     if (init.body !== undefined) {
-      bytes = Buffer.from(init.body)
+      bytes = Buffer.from(init.body instanceof ArrayBuffer ? new Uint8Array(init.body) : init.body)
     } else if (init.text !== undefined) {
       bytes = Buffer.from(init.text, 'utf8')
       headers['content-type'] ??= 'text/plain; charset=utf-8'

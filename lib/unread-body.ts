@@ -2,8 +2,8 @@ import { performance } from 'node:perf_hooks'
 import type { Readable } from 'node:stream'
 import { bodyDone } from './body-done'
 import { TimeoutError, describe, redactPath, stamp } from './errors'
-import type { CallContext, Logger } from './pipeline/types'
-import type { HttpResponse, ResponseMeta } from './response'
+import type { Logger } from './pipeline/types'
+import type { BodyWatch, HttpResponse, ResponseCall, ResponseMeta } from './response'
 
 /*
  * A response body nobody reads holds its connection: undici stops reading the socket once the body stream's buffer
@@ -50,7 +50,7 @@ function touched (stream: Readable): boolean {
 }
 
 /** @internal One response body handed to the caller, watched until someone reads it. */
-export class UnreadBody {
+export class UnreadBody implements BodyWatch {
   state: State = 'unread'
   /** `res.body` was handed out: the caller may read the stream without the response, which may then be collected. */
   private handedOut = false
@@ -61,7 +61,7 @@ export class UnreadBody {
     readonly stream: Readable,
     readonly meta: ResponseMeta,
     /** The call, for its bound logger (the inbound request's `reqId`). */
-    readonly call: CallContext | undefined,
+    readonly call: ResponseCall | undefined,
     readonly timeout: number,
     readonly deadline: number
   ) {}

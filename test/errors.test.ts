@@ -2,9 +2,10 @@ import t from 'tap'
 import {
   BulkheadRejectedError, CircuitOpenError, ClientClosedError, ConnectionError, createHttpServices, ForbiddenUrlError,
   HttpServicesError, HttpStatusError, InvalidOptionsError, InvalidRequestError, isHttpServicesError, RateLimitedError,
-  redactPath, RequestAbortedError, ResponseParseError, ResponseTooLargeError, TimeoutError, TlsError, TransportError,
-  UnknownServiceError, withRetryAfter
+  RequestAbortedError, ResponseParseError, ResponseTooLargeError, TimeoutError, TlsError, TransportError,
+  UnknownServiceError
 } from '../index'
+import { redactPath, withRetryAfter } from '../lib/errors'
 import pino from 'pino'
 import { errorDetail } from '../lib/error-detail'
 import { MockUnmatchedError } from '../testing'

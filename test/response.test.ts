@@ -1,6 +1,8 @@
+import { Readable } from 'node:stream'
 import { gzipSync } from 'node:zlib'
 import t from 'tap'
-import { createHttpServices, ResponseTooLargeError } from '../index'
+import { createHttpServices, HttpResponse, ResponseParseError, ResponseTooLargeError } from '../index'
+import { mockResponse } from '../testing'
 import { startServer } from './helpers/server'
 
 const kLimit = 1024
@@ -105,4 +107,148 @@ t.test('the default maxResponseSize is 10 MiB', async (t) => {
   await services.open()
   t.teardown(async () => { await services.close(); await server.close() })
   await t.rejects((await services.client('api').get('/known')).arrayBuffer(), { code: 'HTTP_SERVICES_ERR_RESPONSE_TOO_LARGE', limit: 10 * 1024 * 1024 })
+})
+
+const kBom = Buffer.from([0xef, 0xbb, 0xbf])
+/** Every byte value, four times over. */
+const kBinary = Buffer.from(Array.from({ length: 1024 }, (_, i) => i % 256))
+
+/**
+ * Serves `bytes` written apart in pieces: the first three (a BOM's) one by one, then 5 bytes at a time, a few ms
+ * between writes so that they reach the client as chunks of their own. With a content-length on /known, chunked
+ * otherwise; gzipped (in one piece) on /gzip.
+ */
+function inPieces (bytes: Buffer, type = 'application/json'): Parameters<typeof startServer>[0] {
+  return async (req, res) => {
+    if (req.url?.startsWith('/gzip') === true) {
+      res.writeHead(200, { 'content-type': type, 'content-encoding': 'gzip' })
+      res.end(gzipSync(bytes))
+      return
+    }
+    const known = req.url?.startsWith('/known') === true
+    res.writeHead(200, known ? { 'content-type': type, 'content-length': String(bytes.length) } : { 'content-type': type })
+    const pieces = [bytes.subarray(0, 1), bytes.subarray(1, 2), bytes.subarray(2, 3)]
+    for (let i = 3; i < bytes.length; i += 5) pieces.push(bytes.subarray(i, i + 5))
+    for (const piece of pieces) {
+      res.write(piece)
+      await new Promise((resolve) => setTimeout(resolve, 2))
+    }
+    res.end()
+  }
+}
+
+async function chunksOf (body: Readable): Promise<Buffer[]> {
+  const chunks: Buffer[] = []
+  for await (const chunk of body) chunks.push(chunk as Buffer)
+  return chunks
+}
+
+t.test('a JSON body that starts with a BOM, split across chunks, reads the same through getJson, get() + json() and get() + text()', async (t) => {
+  const value = { name: 'Zoë', city: '東京', n: [1, 2, 3] }
+  const text = JSON.stringify(value)
+  const bytes = Buffer.concat([kBom, Buffer.from(text)])
+  const { api } = await setup(t, inPieces(bytes), 64 * 1024)
+  const chunks = await chunksOf((await api.get('/chunked')).body)
+  t.same(chunks.slice(0, 3), [kBom.subarray(0, 1), kBom.subarray(1, 2), kBom.subarray(2, 3)], 'the BOM\'s bytes come in chunks of their own')
+  for (const path of ['/known', '/chunked', '/gzip']) {
+    t.same(await api.getJson(path), value, `${path}: getJson`)
+    t.same(await (await api.get(path)).json(), value, `${path}: get() + json()`)
+    t.equal(await (await api.get(path)).text(), text, `${path}: get() + text() drops the BOM`)
+    t.same(Buffer.from(await (await api.get(path)).arrayBuffer()), bytes, `${path}: get() + arrayBuffer() keeps it`)
+  }
+})
+
+t.test('a binary body (every byte value) comes back byte for byte through arrayBuffer() and body', async (t) => {
+  const { api } = await setup(t, inPieces(kBinary, 'application/octet-stream'), 64 * 1024)
+  for (const path of ['/known', '/chunked', '/gzip']) {
+    t.same(Buffer.from(await (await api.get(path)).arrayBuffer()), kBinary, `${path}: arrayBuffer()`)
+    t.same(Buffer.concat(await chunksOf((await api.get(path)).body)), kBinary, `${path}: body`)
+    t.equal(await (await api.get(path)).text(), new TextDecoder().decode(kBinary), `${path}: text() decodes as TextDecoder`)
+  }
+})
+
+t.test('a response rebuilt from bytes (a cache, a mock) gives them back byte for byte and decodes them as one off the network', async (t) => {
+  const meta = { service: 'api', method: 'GET', path: '/img', origin: 'http://127.0.0.1', maxResponseSize: 64 * 1024 }
+  const rebuilt = (bytes: Buffer): HttpResponse => {
+    const res = HttpResponse.unread(200, { 'content-type': 'application/octet-stream' }, meta)
+    res.setBody(bytes)
+    return res
+  }
+  const copy = await rebuilt(kBinary).arrayBuffer()
+  t.same(Buffer.from(copy), kBinary, 'arrayBuffer()')
+  new Uint8Array(copy)[0] = 0xff
+  t.equal(kBinary[0], 0, 'arrayBuffer() is a copy')
+  t.same(Buffer.concat(await chunksOf(rebuilt(kBinary).body)), kBinary, 'body')
+  t.equal(await rebuilt(kBinary).text(), new TextDecoder().decode(kBinary), 'text()')
+  t.same(await rebuilt(Buffer.concat([kBom, Buffer.from('{"a":1}')])).json(), { a: 1 }, 'json() drops a BOM')
+  const read = rebuilt(kBinary)
+  await read.arrayBuffer()
+  t.equal(Buffer.concat(await chunksOf(read.body)).length, 0, 'once read, the body stream is empty')
+  await t.rejects(read.text(), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST' }, 'and it cannot be read again')
+
+  t.same(Buffer.from(await mockResponse({ body: kBinary }).arrayBuffer()), kBinary, 'mockResponse from a Buffer')
+  const ab = kBinary.buffer.slice(kBinary.byteOffset, kBinary.byteOffset + kBinary.byteLength)
+  const fromAb = mockResponse({ body: ab })
+  new Uint8Array(ab)[0] = 0xff
+  t.same(Buffer.concat(await chunksOf(fromAb.body)), kBinary, 'mockResponse from an ArrayBuffer, copied')
+  t.equal(await mockResponse({ body: Buffer.concat([kBom, Buffer.from('"x"')]) }).json(), 'x')
+})
+
+t.test('invalid UTF-8 becomes U+FFFD the same way through every read', async (t) => {
+  const bytes = Buffer.from([0x22, 0x61, 0xff, 0x62, 0xe2, 0x82, 0x22])
+  const { api } = await setup(t, inPieces(bytes), 64 * 1024)
+  for (const path of ['/known', '/chunked', '/gzip']) {
+    t.equal(await api.getJson(path), 'a\ufffdb\ufffd', `${path}: getJson`)
+    t.equal(await (await api.get(path)).json(), 'a\ufffdb\ufffd', `${path}: get() + json()`)
+    t.equal(await (await api.get(path)).text(), '"a\ufffdb\ufffd"', `${path}: get() + text()`)
+  }
+})
+
+t.test('an empty body (or only a BOM) is undefined to every JSON read; a blank one is the same ResponseParseError', async (t) => {
+  const { api } = await setup(t, (req, res) => {
+    const body = req.url?.startsWith('/bom') === true ? kBom : req.url?.startsWith('/blank') === true ? Buffer.from(' \r\n') : Buffer.alloc(0)
+    if (req.url?.endsWith('/known') === true) {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(body.length) })
+      res.end(body)
+      return
+    }
+    res.writeHead(200, { 'content-type': 'application/json' })
+    if (body.length > 0) res.write(body)
+    res.end()
+  })
+  for (const path of ['/empty/known', '/empty/chunked', '/bom/known', '/bom/chunked']) {
+    t.equal(await api.getJson(path), undefined, `${path}: getJson`)
+    t.equal(await (await api.get(path)).json(), undefined, `${path}: get() + json()`)
+    t.equal(await (await api.get(path)).text(), '', `${path}: get() + text()`)
+  }
+  for (const path of ['/blank/known', '/blank/chunked']) {
+    const errors = [
+      await api.getJson(path).then(() => undefined, (e: unknown) => e),
+      await (await api.get(path)).json().then(() => undefined, (e: unknown) => e)
+    ] as ResponseParseError[]
+    for (const err of errors) {
+      t.ok(err instanceof ResponseParseError, path)
+      t.match(err, { code: 'HTTP_SERVICES_ERR_RESPONSE_PARSE', status: 200, contentType: 'application/json', snippet: '', service: 'api', url: path })
+    }
+  }
+})
+
+t.test('a body stream that fails, ends early or was read already settles every read: never a hang', async (t) => {
+  const failing = (err?: Error): Readable => new Readable({
+    read () {
+      this.push(Buffer.from('{"a":'))
+      this.destroy(err)
+    }
+  })
+  await t.rejects(mockResponse({ body: failing(new Error('boom')) }).json(), { code: /^HTTP_SERVICES_ERR_/, cause: { message: 'boom' } })
+  await t.rejects(mockResponse({ body: failing() }).text(), { code: /^HTTP_SERVICES_ERR_/, cause: { code: 'ERR_STREAM_PREMATURE_CLOSE' } })
+  const destroyed = mockResponse({ body: Readable.from([Buffer.from('x')]) })
+  destroyed.destroy()
+  await t.rejects(destroyed.text(), { code: /^HTTP_SERVICES_ERR_/ }, 'a destroyed body')
+  const dumped = mockResponse({ text: 'gone' })
+  await dumped.dump()
+  t.equal(await dumped.text(), '', 'a dumped body is empty')
+  t.equal(await mockResponse({ body: Readable.from(['a', 'é']) }).text(), 'aé', 'a stream of strings')
+  t.same(Buffer.from(await mockResponse({ body: Readable.from([new Uint8Array([1, 2]), new Uint8Array([3])]) }).arrayBuffer()), Buffer.from([1, 2, 3]), 'a stream of Uint8Arrays')
+  t.equal(await mockResponse({ body: Readable.from([new Uint8Array([0x68, 0x69])]) }).text(), 'hi', 'one Uint8Array chunk decodes as bytes')
 })

@@ -5,6 +5,7 @@ import pino from 'pino'
 import { createHttpServices, HttpClient, HttpServices, silentLogger, type Logger } from '../index'
 import { closedPort, sendJson, startServer } from './helpers/server'
 import { capturePino } from './helpers/pino-lines'
+import { policyOrder, type PolicyFactory } from '../lib/pipeline'
 
 t.test('createHttpServices: open, client, close, without Fastify', async (t) => {
   const server = await startServer((_req, res, seen) => sendJson(res, 200, { url: seen.url, rid: seen.headers['x-request-id'] ?? null }))
@@ -247,4 +248,46 @@ t.test('reset() closes every upstream\'s breaker of a service with several baseU
   const res = await api.get('/x')
   t.equal(res.url, `${a.url}/x`, 'the round robin starts again')
   await res.dump()
+})
+
+t.test('a policy calls another service of its registry at call time (ServiceRuntime.client)', async (t) => {
+  const tokens = await startServer((_req, res) => sendJson(res, 200, { token: `t-${tokens.requests.length}` }))
+  const billing = await startServer((_req, res, seen) => sendJson(res, 200, { authorization: seen.headers.authorization ?? null }))
+  t.teardown(async () => await Promise.all([tokens.close(), billing.close()]))
+  // A stand-in for OAuth2's `tokenService`, in the slot auth will fill: a token per attempt, from the service `tokens`.
+  const slot = policyOrder.find(([name]) => name === 'auth') as [string, PolicyFactory | undefined]
+  const before = slot[1]
+  const unknown: unknown[] = []
+  slot[1] = (service) => service.name !== 'billing'
+    ? undefined
+    : async (ctx, next) => {
+      try {
+        service.client('nope')
+      } catch (err) {
+        unknown.push(err)
+      }
+      const { token } = await ctx.service.client('tokens').postJson<{ token: string }>('/token', { scope: 'invoices' })
+      ctx.setHeader('authorization', `Bearer ${token}`)
+      return await next(ctx)
+    }
+  t.teardown(() => { slot[1] = before })
+  const services = createHttpServices({
+    defaults: { retry: false },
+    services: { billing: { baseUrl: billing.url }, tokens: { baseUrl: tokens.url } }
+  })
+  await services.open()
+  t.teardown(async () => await services.close())
+
+  t.same(await services.client('billing').getJson('/invoices'), { authorization: 'Bearer t-1' })
+  t.same(await services.client('billing').getJson('/invoices'), { authorization: 'Bearer t-2' }, 'at call time: each call asks again')
+  t.match(tokens.requests, [{ method: 'POST', url: '/token', body: '{"scope":"invoices"}' }, { method: 'POST', url: '/token' }])
+  t.equal(services.get('billing').client('tokens'), services.client('tokens'), "the registry's own client of the service")
+  t.equal(unknown.length, 2)
+  t.match(unknown[0], {
+    code: 'HTTP_SERVICES_ERR_UNKNOWN_SERVICE',
+    message: 'billing: calls service "nope", which is not registered; known services: billing, tokens',
+    service: 'nope',
+    known: ['billing', 'tokens']
+  }, 'an unknown name throws, naming both services')
+  t.same(services.stats().tokens.requests, 2)
 })

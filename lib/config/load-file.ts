@@ -16,8 +16,11 @@ const kNumber = /^-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/
  */
 const kTextKeys = new Set([
   'baseUrl', 'ca', 'cert', 'key', 'passphrase', 'servername', 'forwardHeaders', 'methods',
-  'requestIdHeader', 'deadlineHeader', 'remaining', 'attempt', 'jitter', 'configFile'
+  'requestIdHeader', 'deadlineHeader', 'jitter', 'configFile'
 ])
+
+/** Keys that are text under one parent only: `deadlineHeaders.attempt` is a header name, `timeout.attempt` is ms. */
+const kTextUnder = new Map([['remaining', 'deadlineHeaders'], ['attempt', 'deadlineHeaders']])
 
 type Path = Array<string | number>
 
@@ -191,7 +194,7 @@ function isText (path: Path): boolean {
   if (typeof path[path.length - 1] === 'string' && names[names.length - 2] === 'headers' && names[names.length - 3] !== 'services') {
     return true
   }
-  return kTextKeys.has(last)
+  return kTextKeys.has(last) || (kTextUnder.has(last) && kTextUnder.get(last) === names[names.length - 2])
 }
 
 /** `services.billing.baseUrl[0]` */

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks'
 import { TimeoutError, describe, stamp } from '../errors'
 import type { HttpResponse } from '../response'
 import { setDeadlineHeaders, type DeadlineHeaderNames } from './deadline-headers'
-import { underTimer } from './timer-guard'
+import { nextWithTimeout } from './next-with-timeout'
 import type { CallContext, Next, PolicyFactory } from './types'
 
 /** The attempt limit of a call: its own `timeout.attempt` over the service's; 0 is none. */
@@ -34,9 +34,10 @@ export const attemptTimeout: PolicyFactory = (service, perCall) => {
     return next(ctx)
   }
 }
+attemptTimeout.callOptions = ['timeout']
 
 function guard (ctx: CallContext, next: Next, limit: number, headers: DeadlineHeaderNames | undefined): Promise<HttpResponse> {
   if (headers !== undefined) setDeadlineHeaders(ctx, headers, Math.min(ctx.deadline, performance.now() + limit))
   // The signal is this attempt's only: the retry policy above sends the next attempt with the call's own.
-  return underTimer(ctx, next, limit, () => attemptTimeoutError(ctx, limit), true)
+  return nextWithTimeout(ctx, next, limit, () => attemptTimeoutError(ctx, limit), true)
 }

@@ -1,8 +1,11 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import { errors, type Dispatcher } from 'undici'
+import { BodyChunks } from '../body-decoder'
 import type { AbortListener, CallSignal } from '../call-signal'
 import { discardRequestBody } from '../call'
 import { decodeResponse } from '../decompress'
+import type { AttemptMessage } from '../diagnostics/messages'
+import { attemptResponded } from '../diagnostics/publish'
 import { HttpResponse, type ResponseMeta } from '../response'
 import { toCallError } from '../transport-errors'
 import type { AbandonedRequests } from './abandoned-requests'
@@ -22,6 +25,8 @@ export interface AttemptSettings {
   abandoned: AbandonedRequests
 }
 
+const kNoBody = Buffer.alloc(0)
+
 function infoTimedOut (attempt: BufferedAttempt): void {
   attempt.onInfoTimeout()
 }
@@ -30,7 +35,7 @@ function infoTimedOut (attempt: BufferedAttempt): void {
  * One attempt of a *Json call, as an undici dispatch handler. undici's `request()` gives every response a body
  * stream and an async resource, and links the call's signal with two closures; a small JSON body read through all
  * that costs about a sixth of a Fastify route's CPU on these machines. This handler gathers a 2xx body's chunks
- * itself (bounded by `maxResponseSize`) and settles the attempt with the response holding the text, so a body that
+ * itself (bounded by `maxResponseSize`) and settles the attempt with the response holding its bytes, so a body that
  * breaks off fails the attempt, as the *Json helpers promise.
  *
  * Any other answer (an error status, a compressed body) gets a stream of its own (`BodyBridge`) and follows the same
@@ -51,8 +56,8 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
   /** The attempt settled while undici still holds its request (counted in `settings.abandoned` until undici lets go). */
   private leftInUndici = false
   private res: HttpResponse | null = null
-  private chunks: Buffer[] | null = null
-  private size = 0
+  /** The 2xx body being gathered; `null` when the body goes to a bridge, or once the attempt settled. */
+  private chunks: BodyChunks | null = null
   private bridge: BodyBridge | null = null
   /** The promise is settled. */
   private settled = false
@@ -60,6 +65,8 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
   private finished = false
   /** Armed by the first 1xx answer (rare): bounds the wait for the final answer's headers. */
   private infoTimer: NodeJS.Timeout | null = null
+  /** The request's diagnostics message, set by the transport while something subscribes: its headers are published here. */
+  diagnostics: AttemptMessage | undefined = undefined
 
   constructor (settings: AttemptSettings, ctx: CallContext, resolve: (res: HttpResponse) => void, reject: (err: unknown) => void) {
     this.settings = settings
@@ -88,13 +95,14 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
       return
     }
     if (this.infoTimer !== null) this.clearInfoTimer()
+    if (this.diagnostics !== undefined && !this.settled) attemptResponded(this.diagnostics, statusCode)
     const ctx = this.ctx
     const meta = this.settings.metaOf(ctx)
     if (statusCode === 204 || statusCode === 304 || ctx.method === 'HEAD') {
       // No body can follow: the answer is whole now. undici may still fail it (it checks a 204's or 304's
       // content-length, which RFC 9110 allows on a 304, against the bytes that never come): nobody hears that.
       const res = markResponse(HttpResponse.unread(statusCode, headers, meta), ctx)
-      res.setText('')
+      res.setBody(kNoBody)
       this.settled = true
       this.signal?.removeListener('abort', this)
       this.resolve(res)
@@ -110,7 +118,7 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
         this.abortWith(res.tooLarge(Number(length)), controller)
         return
       }
-      this.chunks = []
+      this.chunks = new BodyChunks(meta.maxResponseSize)
       return
     }
     const bridge = new BodyBridge(this)
@@ -132,13 +140,7 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
       return
     }
     const chunks = this.chunks
-    if (chunks === null) return
-    this.size += chunk.length
-    if (this.size > (this.res as HttpResponse).meta.maxResponseSize) {
-      this.abortWith((this.res as HttpResponse).tooLarge(undefined), controller)
-      return
-    }
-    chunks.push(chunk)
+    if (chunks !== null && !chunks.add(chunk)) this.abortWith((this.res as HttpResponse).tooLarge(undefined), controller)
   }
 
   onResponseEnd (): void {
@@ -152,12 +154,9 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
     if (chunks === null || this.settled) return
     this.chunks = null
     this.signal?.removeListener('abort', this)
-    const bytes = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, this.size)
-    let text = bytes.toString('utf8')
-    // As undici's body.text(): a byte order mark is not part of the text.
-    if (text.charCodeAt(0) === 0xfeff) text = text.slice(1)
+    // The bytes as they came (one chunk is not copied); the caller's read decodes them (`../body-decoder`).
     const res = this.res as HttpResponse
-    res.setText(text)
+    res.setBody(chunks.bytes())
     this.settled = true
     this.resolve(res)
   }

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks'
 import type { AbortListener, CallSignal } from '../call-signal'
+import { publishBulkheadAdmitted, publishBulkheadQueued, publishBulkheadRejected } from '../diagnostics/publish'
 import { BulkheadRejectedError, TimeoutError, describe, stamp, type CallTarget } from '../errors'
 import type { HttpResponse } from '../response'
 import { abandonedRequestsOf, type AbandonedRequests } from './abandoned-requests'
@@ -136,6 +137,7 @@ class Bulkhead implements AbortListener {
   private enqueue (ctx: CallContext, next: Next): Promise<HttpResponse> {
     if (this.queued >= this.maxQueue) {
       this.rejected++
+      publishBulkheadRejected(ctx, this.active, this.queued, this.maxConcurrent, this.maxQueue, 'full', undefined)
       const target = targetOf(ctx)
       return Promise.reject(stamp(new BulkheadRejectedError(
         `${describe(target)}: bulkhead full (${this.maxConcurrent} in flight, ${this.queued} waiting)`), target))
@@ -162,6 +164,7 @@ class Bulkhead implements AbortListener {
       this.tail = waiter
       this.queued++
       if (signal !== undefined) signal.on('abort', waiter)
+      publishBulkheadQueued(ctx, this.active, this.queued, this.maxConcurrent, this.maxQueue)
     })
   }
 
@@ -173,6 +176,7 @@ class Bulkhead implements AbortListener {
       return
     }
     this.unlink(waiter)
+    this.admitted(waiter)
     this.run(waiter.ctx, waiter.stage).then(waiter.resolve, waiter.reject)
   }
 
@@ -181,8 +185,14 @@ class Bulkhead implements AbortListener {
     for (let w = this.head; w !== null && this.active + this.abandoned.count < this.maxConcurrent; w = this.head) {
       this.unlink(w)
       this.active++
+      this.admitted(w)
       this.run(w.ctx, w.stage).then(w.resolve, w.reject)
     }
+  }
+
+  /** A waiter got its slot (published with how long it waited). */
+  private admitted (w: Waiter): void {
+    publishBulkheadAdmitted(w.ctx, this.active, this.queued, this.maxConcurrent, this.maxQueue, w.expiresAt - this.queueTimeout)
   }
 
   /** A waiter gives up: it leaves the queue and its call fails with `err`. */
@@ -229,6 +239,7 @@ class Bulkhead implements AbortListener {
       }
       this.timedOut++
       this.abandon(w, this.expired(w, this.queueTimeout, `no slot within queueTimeout ${this.queueTimeout} ms`))
+      publishBulkheadRejected(w.ctx, this.active, this.queued, this.maxConcurrent, this.maxQueue, 'timeout', w.expiresAt - this.queueTimeout)
     }
   }
 

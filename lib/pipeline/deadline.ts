@@ -3,7 +3,7 @@ import { bodyDone } from '../body-done'
 import { DeadlineQueue, DeadlineSignal } from './deadline-queue'
 import { TimeoutError, describe, stamp } from '../errors'
 import type { HttpResponse } from '../response'
-import { underTimer } from './timer-guard'
+import { nextWithTimeout } from './next-with-timeout'
 import type { CallContext, Next, Policy, PolicyFactory } from './types'
 
 /** The call's own total timeout: per-call `timeout` (a number is total) over the service's. */
@@ -61,6 +61,7 @@ export const deadline: PolicyFactory = (service, perCall) => {
   }
   return policy
 }
+deadline.callOptions = ['timeout']
 
 /** Takes a call that is over off the queue and detaches its signal from the caller's. */
 function leave (queue: DeadlineQueue, signal: DeadlineSignal): void {
@@ -76,5 +77,5 @@ async function ownTimer (ctx: CallContext, next: Next, total: number, now: numbe
   if (limit <= 0) throw timeoutError(ctx, inbound ? 0 : total, inbound)
   ctx.deadline = end
 
-  return await underTimer(ctx, next, limit, () => timeoutError(ctx, inbound ? limit : total, inbound), false)
+  return await nextWithTimeout(ctx, next, limit, () => timeoutError(ctx, inbound ? limit : total, inbound), false)
 }

@@ -1,3 +1,4 @@
+import { publishFallbackServed } from '../diagnostics/publish'
 import type { Fallback } from '../config/types'
 import { statusError } from '../error-detail'
 import {
@@ -20,7 +21,6 @@ interface FallbackState {
   /** Fallbacks that threw (rethrowing the call's error or another): the call failed all the same. */
   failed: number
 }
-
 
 /**
  * Failures a fallback may stand in for: the downstream's (transport, timeouts, status) and the resilience limits'
@@ -51,16 +51,18 @@ async function recover (fallback: Fallback, err: HttpServicesError, ctx: CallCon
 /**
  * Fallback, the outermost policy: it sees the call's final outcome, after retries, an open breaker, a full
  * bulkhead or the rate limit. `fallback(error, { service, method, path })` runs on a failure of the downstream
- * or of a resilience limit (see `servesFallback`), and on a final failure status (5xx, 408, 429) when
- * the call would throw `HttpStatusError` (`throwHttpErrors`); other 4xx reach the caller: that error is built here, from the response, so the fallback gets
- * the same error the caller would. Whatever the fallback throws is the call's error. A per-call `fallback`
- * overrides the service's. Errors while reading the body later (`json()`) are not covered.
+ * or of a resilience limit (see `servesFallback`), and on a final failure status (5xx, 408, 429) when the call would
+ * throw `HttpStatusError` (`throwHttpErrors`); other 4xx reach the caller. The status error comes from the builder
+ * the service throws with (`statusError`), so the fallback gets the error the caller would have got. Whatever the
+ * fallback throws is the call's error. A per-call `fallback` overrides the service's. Errors while reading the body
+ * later (`json()`) are not covered.
  */
 export const fallback: PolicyFactory = (service, perCall) => {
   const own = service.options.fallback
   if (own === undefined && !perCall) return undefined
   return service.shared('fallback', () => createFallback(service, own)).policy
 }
+fallback.callOptions = ['fallback']
 
 function createFallback (service: ServiceRuntime, own: Fallback | undefined): FallbackState {
   const { throwHttpErrors, passthroughStatus } = service.options
@@ -86,12 +88,12 @@ function createFallback (service: ServiceRuntime, own: Fallback | undefined): Fa
         res = await next(ctx)
       } catch (err) {
         if (!servesFallback(err)) throw err
-        ctx.log.debug({ err: err.code, method: ctx.method }, 'call failed: serving the fallback')
+        publishFallbackServed(ctx, err)
         return serve(fn, err, ctx)
       }
       if (!isFailureStatus(res.status) || !(ctx.options.throwHttpErrors ?? throwHttpErrors)) return res
       const err = await statusError(res, passthroughStatus)
-      ctx.log.debug({ err: err.code, status: res.status, method: ctx.method }, 'call failed: serving the fallback')
+      publishFallbackServed(ctx, err, res.status)
       return serve(fn, err, ctx)
     }
   }

@@ -1,9 +1,10 @@
+import { publishHedgeFired } from '../diagnostics/publish'
 import { whenBodyDone } from '../body-done'
 import { CallSignal } from '../call-signal'
 import { RequestAbortedError, describe, isHttpServicesError, stamp } from '../errors'
 import type { HttpResponse } from '../response'
-import { discard, retryPlanner, type RetryPlan } from './retry'
-import { retryStateOf, type RetryState } from './retry-budget'
+import { retryStateOf, spendBudget, type RetryState } from './retry-budget'
+import { retryPlanner, type RetryPlan } from './retry-plan'
 import type { CallContext, Next, PolicyFactory } from './types'
 
 /** Methods that may be sent twice at once; other methods are hedged only with an `Idempotency-Key`. */
@@ -104,12 +105,9 @@ class HedgedCall {
     this.timer = undefined
     if (this.done || this.ctx.signal?.aborted === true) return
     const state = this.settings.state
-    const budget = this.plan.budget
-    if (budget !== undefined && state.budget !== undefined && !state.budget.tryRetry(budget)) {
-      state.budgetExhausted++
-      return
-    }
+    if (!spendBudget(state, this.plan.budget)) return
     state.hedges++
+    publishHedgeFired(this.ctx, this.ctx.attempt + this.attempts.length, this.attempts.length, this.settings.delay)
     this.launch()
     this.arm()
   }
@@ -135,7 +133,7 @@ class HedgedCall {
   /** Keeps the latest failure; the call fails with it once no attempt is left in flight. */
   private fail (failure: Failure): void {
     const earlier = this.failure?.res
-    if (earlier !== undefined) void discard(earlier)
+    if (earlier !== undefined) void earlier.discard()
     this.failure = failure
     if (this.running.size > 0) return
     if (failure.res !== undefined) {
@@ -170,7 +168,7 @@ class HedgedCall {
     }
     if (answered === undefined || res === undefined) return
     const lost = this.failure?.res
-    if (lost !== undefined && lost !== res) void discard(lost)
+    if (lost !== undefined && lost !== res) void lost.discard()
     // The answering attempt's signal follows the caller's until its body is read or destroyed.
     const signal = answered.signal as CallSignal
     whenBodyDone(res, () => signal.unlink())

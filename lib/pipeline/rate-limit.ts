@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks'
+import { publishRateLimitDelayed, publishRateLimitRejected } from '../diagnostics/publish'
 import { RateLimitedError, describe, stamp, withRetryAfter } from '../errors'
 import { createRateLimiter, type RateLimiter } from '../rate-limit'
 import { sleep } from './backoff'
@@ -38,9 +39,11 @@ function create (service: ServiceRuntime, options: NonNullable<ServiceRuntime['o
     if (wait > 0) {
       if (wait > longest) {
         rejected++
+        publishRateLimitRejected(ctx, wait, longest)
         throw rateLimited(ctx, wait, longest)
       }
       waited++
+      publishRateLimitDelayed(ctx, wait, longest)
       // An aborted wait forfeits its reserved permit: the limiter errs on the slow side.
       await sleep(wait, ctx)
     }

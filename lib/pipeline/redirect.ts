@@ -1,6 +1,5 @@
 import type { HttpResponse } from '../response'
 import { isSafeTarget } from '../request-target'
-import { discard } from './retry'
 import type { CallContext, Next, PolicyFactory } from './types'
 
 const kRedirects = new Set([301, 302, 303, 307, 308])
@@ -40,7 +39,7 @@ export const redirect: PolicyFactory = (service) => {
       if (path === undefined) return res
       const asGet = res.status === 303 || ((res.status === 301 || res.status === 302) && ctx.method === 'POST')
       if (!asGet && !ctx.replayable && ctx.body !== null) return res
-      await discard(res)
+      await res.discard()
       ctx.path = path
       if (asGet) {
         ctx.method = ctx.method === 'HEAD' ? 'HEAD' : 'GET'

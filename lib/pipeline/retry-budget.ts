@@ -124,6 +124,16 @@ export interface RetryState {
 }
 
 /**
+ * Spends one retry or hedge from the service's budget under the call's `limits` (`undefined`: the call turned the
+ * budget off) and returns `true`; returns `false` when the budget is exhausted, counting the refusal.
+ */
+export function spendBudget (state: RetryState, limits: RetryBudgetLimits | undefined): boolean {
+  if (limits === undefined || state.budget === undefined || state.budget.tryRetry(limits)) return true
+  state.budgetExhausted++
+  return false
+}
+
+/**
  * The retry state of `service`, created on first use and shown by `stats()` under `retry`. The budget takes the
  * service's `retry.budget`, or the built-in one when the service leaves retries off (per-call retries and hedges
  * are still budgeted).

@@ -2,6 +2,8 @@ import { errors, type Dispatcher } from 'undici'
 import { emptyBody } from '../body-done'
 import type { AbortListener, CallSignal } from '../call-signal'
 import { decodeResponse } from '../decompress'
+import type { AttemptMessage, OutgoingRequest } from '../diagnostics/messages'
+import { attemptEnded, attemptFailed, attemptObserved, startAttempt } from '../diagnostics/publish'
 import { ClientClosedError } from '../errors'
 import { HttpResponse, type ResponseMeta } from '../response'
 import { toCallError } from '../transport-errors'
@@ -99,6 +101,9 @@ export function transport (service: ServiceRuntime): Next {
   const timeouts: Timeouts = { connect: timeout.connect, headers: timeout.headers, body: timeout.body }
   const name = service.name
   const counters = service.counters
+  // The upstream of every request when the service has one origin (repeated or not); with several, the breakers'
+  // pick (`ctx.upstream`), or none: a balanced pool does not say which it picked.
+  const soleOrigin = origins.every((o) => o === origin) ? origin : undefined
 
   /** What a response or error of this attempt reports: the call's own phase timeouts, when it set them. */
   function metaOf (ctx: CallContext): ResponseMeta {
@@ -133,9 +138,27 @@ export function transport (service: ServiceRuntime): Next {
       const meta = metaOf(ctx)
       return Promise.reject(markFailure(toCallError(signal.reason, meta, meta.timeouts), ctx))
     }
+    if (!attemptObserved()) return send(ctx, dispatcher, options, signal, undefined)
+    // Something subscribes to the attempt channels: this request is published, and may get headers from them.
+    const message = startAttempt(ctx, ctx.upstream?.origin ?? soleOrigin, options as OutgoingRequest)
+    return send(ctx, dispatcher, options, signal, message).then((res) => {
+      attemptEnded(message, res)
+      return res
+    }, (err: unknown) => {
+      attemptFailed(message, err)
+      throw err
+    })
+  }
+
+  /** Hands one request to undici; `message` is its diagnostics message when something subscribes. */
+  function send (
+    ctx: CallContext, dispatcher: Dispatcher, options: Dispatcher.RequestOptions<Attempt>, signal: CallSignal | undefined,
+    message: AttemptMessage | undefined
+  ): Promise<HttpResponse> {
     if (ctx.bufferBody) {
       return new Promise<HttpResponse>((resolve, reject) => {
         const attempt = new BufferedAttempt(settings, ctx, resolve, reject)
+        attempt.diagnostics = message
         try {
           dispatcher.dispatch(options, attempt)
         } catch (err) {

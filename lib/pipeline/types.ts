@@ -3,7 +3,7 @@ import type { Dispatcher } from 'undici'
 import type { CallSignal } from '../call-signal'
 import type { ResolvedService } from '../config/resolved'
 import type { HttpResponse } from '../response'
-import type { CallOptions } from '../client-types'
+import type { CallOptions, JsonCallOptions } from '../client-types'
 
 /** The part of pino's API this library uses; Fastify's `request.log` and `fastify.log` fit it. */
 export interface Logger {
@@ -46,6 +46,13 @@ export interface ServiceRuntime {
   sharedIf: <T>(key: string) => T | undefined
   /** Registers a function whose result is merged into `stats()` under `key`. */
   addStats: (key: string, fn: () => unknown) => void
+  /**
+   * A client of another service of the same registry, for a policy that calls one at call time (OAuth2's
+   * `tokenService`). It is bound to no inbound request: a call it makes carries no request's deadline, signal or
+   * `reqId` unless the policy passes them (`signal`, `timeout`). Throws `UnknownServiceError`, naming this service and
+   * `name`, when the registry has no service `name`.
+   */
+  client: (name: string) => ServiceClient
   /** Registers a function run once the service is closed (policies stop their timers: breakers). Optional for test doubles. */
   onClose?: (fn: () => void) => void
   /**
@@ -60,6 +67,26 @@ export interface ServiceRuntime {
    * Optional for test doubles.
    */
   readonly closing?: CallSignal
+  /**
+   * The registry the service belongs to (`fastify.httpServices`, or what `createHttpServices()` returned): the
+   * diagnostics messages carry it, so a subscriber can tell apps apart. Optional for test doubles.
+   */
+  readonly registry?: object
+}
+
+/**
+ * The calls a policy may make to another service of its registry (`ServiceRuntime.client`): those of an `HttpClient`,
+ * declared here so that the pipeline does not import the client.
+ */
+export interface ServiceClient {
+  /** The service name. */
+  readonly service: string
+  /** Sends a request and resolves with the response (rejecting a status >= 400 unless `throwHttpErrors: false`). */
+  request: (method: string, path: string, options?: CallOptions) => Promise<HttpResponse>
+  /** GET and parse the JSON body. */
+  getJson: <T = unknown>(path: string, options?: JsonCallOptions) => Promise<T>
+  /** POST `body` as JSON and parse the JSON answer. */
+  postJson: <T = unknown>(path: string, body?: unknown, options?: JsonCallOptions) => Promise<T>
 }
 
 /** Where a circuit breaker is: `closed` (calls flow), `open` (calls fail fast), `halfOpen` (one probe may pass). */
@@ -132,6 +159,11 @@ export interface CallContext {
   readonly log: Logger
   /** Sets a request header, copying the shared header object on first change. */
   setHeader: (name: string, value: string) => void
+  /**
+   * @internal The call's diagnostics message (`../diagnostics/messages`: `CallMessage`), made when a subscriber first
+   * needs it and kept on the call itself (`call`), so every event of the call shares it. `undefined` until then.
+   */
+  diagnostics?: object
 }
 
 /** The rest of the pipeline below a policy. */
@@ -140,12 +172,27 @@ export type Next = (ctx: CallContext) => Promise<HttpResponse>
 /** One resilience or cross-cutting policy: it may act before and after calling `next`. */
 export type Policy = (ctx: CallContext, next: Next) => Promise<HttpResponse>
 
+/** The name of a call option (`retry`, `timeout` …): a key of `CallOptions`. */
+export type CallOptionName = keyof CallOptions
+
 /**
  * Builds a policy for a service at start-up, or returns `undefined` when the service does not use it
  * (an unconfigured policy is not in the chain and costs nothing per call).
  *
- * `perCall` is `true` when building the second chain a service keeps for calls that pass per-call options
- * (`timeout`, `retry`) or carry an inbound deadline: a policy those options can switch on must then be returned
- * even when the service leaves it off, and pass straight through when the call does not use it either.
+ * `perCall` is `true` when building the second chain a service keeps for calls that pass one of the `callOptions` of
+ * a policy its own chain lacks, or carry an inbound deadline while its chain has no `deadline`: a policy those can
+ * switch on must then be returned even when the service leaves it off, and pass straight through when the call does
+ * not use it either.
  */
-export type PolicyFactory = (service: ServiceRuntime, perCall: boolean) => Policy | undefined
+export interface PolicyFactory {
+  (service: ServiceRuntime, perCall: boolean): Policy | undefined
+  /**
+   * The call options that can turn this policy on for one call (`retry`, `timeout` …), declared beside the factory.
+   * A call passing one of them runs through the service's per-call chain when the service's own chain lacks this
+   * policy; when the chain holds it, the call stays there, so the policy returned for the service's chain (`perCall`
+   * false) must honour those options too. A policy that reads an option only when the service configures it (hedging
+   * reads `retry`) leaves it out: its instance in the chain sees every call. The client derives its check from these
+   * lists once per service (`perCallRouting` in `./index`); a call that passes none of them pays nothing.
+   */
+  callOptions?: readonly CallOptionName[]
+}

@@ -1,19 +1,7 @@
-import type { ResolvedService } from '../config/resolved'
 import { CircuitOpenError, describe, stamp, withRetryAfter } from '../errors'
 import type { HttpResponse } from '../response'
-import type { BreakerStats, ServiceBreaker } from './breaker'
+import type { BreakerStats, ServiceBreaker } from './service-breaker'
 import type { BreakerState, CallContext, Next, Policy } from './types'
-
-/**
- * The upstreams a service balances over itself, one breaker each: its distinct origins when it has a breaker and
- * more than one, else `undefined` (one breaker, or none, and undici's pool picks the upstream). The dispatcher is
- * chosen by the same test (`../dispatcher`), so the two always agree.
- */
-export function breakerUpstreams (o: ResolvedService): string[] | undefined {
-  if (o.breaker === undefined || o.origins.length < 2) return undefined
-  const origins = [...new Set(o.origins)]
-  return origins.length > 1 ? origins : undefined
-}
 
 /** One upstream as a call sees it (`ctx.upstream`): its origin, and where it sits in the round robin. */
 class Upstream {
@@ -57,7 +45,7 @@ export class UpstreamBreakers {
         if (u.breaker.passes) {
           this.cursor = i + 1 < n ? i + 1 : 0
           ctx.upstream = u
-          return u.breaker.fire(ctx, next)
+          return u.breaker.policy(ctx, next)
         }
       }
       // A closed service: the breakers were shut down, and a shut-down breaker's own policy refuses as closed.

@@ -1,4 +1,3 @@
-import type { ClientScope } from '../call'
 import { HttpClient, checkOptionNames } from '../client'
 import type { CallOptions } from '../client-types'
 import { statusError } from '../error-detail'
@@ -6,7 +5,7 @@ import { InvalidRequestError, isHttpServicesError, stamp } from '../errors'
 import { buildPath } from '../request-target'
 import { HttpResponse } from '../response'
 import type { HttpService } from '../service'
-import { silentLogger } from '../services'
+import { silentLogger, unboundScope } from '../services'
 import { MockUnmatchedError } from './errors'
 import { mockResponse, type MockResponseInit } from './mock-response'
 
@@ -62,13 +61,6 @@ function readJson (res: HttpResponse): Promise<HttpResponse> {
 
 const kMethods = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'POST', 'PUT', 'PATCH', 'TRACE'])
 
-const kScope: ClientScope = {
-  log: silentLogger,
-  signal: () => undefined,
-  deadline: Infinity,
-  headersFor: (base) => base
-}
-
 /**
  * A stand-in for `request.httpClient(name)` in unit tests of code that takes a client: it is an `HttpClient`
  * (every verb, the `*Json` helpers and `stream` answer from the routes), with no pool, no pipeline and no
@@ -85,7 +77,7 @@ export class MockHttpClient extends HttpClient {
   constructor (routes: MockClientRoutes, options: MockClientOptions = {}) {
     const name = options.service ?? 'mock'
     // HttpClient reads only the name and the header options of its service when it is built.
-    super({ name, options: { headers: {}, forwardHeaders: [] } } as unknown as HttpService, kScope)
+    super({ name, options: { headers: {}, forwardHeaders: [] } } as unknown as HttpService, unboundScope(silentLogger))
     this.routes = routes
     this.throwHttpErrors = options.throwHttpErrors ?? true
     this.passthroughStatus = options.passthroughStatus ?? false

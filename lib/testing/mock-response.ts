@@ -44,10 +44,12 @@ function lowerHeaders (init: MockResponseInit): IncomingHttpHeaders {
 /**
  * Builds the same `HttpResponse` a client call returns (`status`, `headers`, `ok`, `cookies`, `json()`, `text()`,
  * `arrayBuffer()`, `body` stream, the same size limit), for unit tests and fallbacks. An object `json` is sent as
- * JSON with its content type; a `text` as `text/plain`.
+ * JSON with its content type; a `text` as `text/plain`; `body` bytes (a Buffer, Uint8Array or ArrayBuffer) as they
+ * are, decoded by `text()` and `json()` as a body off the network.
  *
  * ```ts
  * const res = mockResponse({ status: 201, json: { id: 7 }, cookies: { session: 'abc' } })
+ * const image = mockResponse({ body: png, headers: { 'content-type': 'image/png' } })
  * ```
  */
 export function mockResponse (init: MockResponseInit = {}): HttpResponse {

@@ -77,3 +77,36 @@ t.test('text() and arrayBuffer() read the whole body', async (t) => {
   t.same(Buffer.from(await (await api.get('/x')).arrayBuffer()), Buffer.from('héllo'))
   t.same(Buffer.from(await (await api.get('/chunked')).arrayBuffer()), Buffer.from('abcd'))
 })
+
+t.test('getJson and get() + json() give the same ResponseParseError for the same body, chunked or with a length', async (t) => {
+  const page = '\ufeff<html>' + 'é'.repeat(300) + '</html>'
+  const { api } = await setup(t, (req, res) => {
+    const bytes = Buffer.from(page)
+    if (req.url === '/known') {
+      res.writeHead(200, { 'content-type': 'text/html', 'content-length': String(bytes.length) })
+      res.end(bytes)
+      return
+    }
+    res.writeHead(200, { 'content-type': 'text/html' })
+    // Cut through a BOM and a 2-byte character.
+    res.write(bytes.subarray(0, 2))
+    setTimeout(() => res.end(bytes.subarray(2)), 5)
+  })
+  const fields = (e: unknown): unknown => {
+    const err = e as ResponseParseError
+    return { ok: err instanceof ResponseParseError, message: err.message, status: err.status, contentType: err.contentType, snippet: err.snippet }
+  }
+  const expected = {
+    ok: true,
+    message: 'GET api /x: response 200 is not valid JSON',
+    status: 200,
+    contentType: 'text/html',
+    snippet: ('<html>' + 'é'.repeat(300)).slice(0, 200)
+  }
+  for (const path of ['/known', '/chunked']) {
+    const viaHelper = await api.getJson(path).then(() => undefined, fields)
+    const viaRead = await (await api.get(path)).json().then(() => undefined, fields)
+    t.same(viaHelper, { ...expected, message: expected.message.replace('/x', path) }, `${path}: getJson`)
+    t.same(viaRead, viaHelper, `${path}: get() + json()`)
+  }
+})

@@ -220,6 +220,13 @@ t.test('keeps placeholders under text-only keys as strings', async (t) => {
   }, 'a service named "headers" is not a header map')
 })
 
+t.test('reads a placeholder as a number under timeout.attempt, and as text under deadlineHeaders.attempt', async (t) => {
+  const dir = t.testdir({ 'c.yaml': 'defaults:\n  timeout: { attempt: "${N}" }\n  deadlineHeaders: { attempt: "${N}", remaining: "${N}" }\n' })
+  t.same(loadConfigFile(join(dir, 'c.yaml'), { N: '2000' }), {
+    defaults: { timeout: { attempt: 2000 }, deadlineHeaders: { attempt: '2000', remaining: '2000' } }
+  })
+})
+
 t.test('refuses a file that cannot be read', async (t) => {
   const dir = t.testdir({})
   const file = join(dir, 'missing.yaml')

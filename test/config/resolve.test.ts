@@ -64,7 +64,7 @@ t.test('fills every built-in default', async (t) => {
       idempotencyKey: false,
       budget: { ratio: 0.2, minPerSecond: 3, window: 10000 }
     },
-    breaker: undefined,
+    breaker: { errorPercentage: 50, minimumRequests: 20, window: 10000, windowBuckets: 10, resetAfter: 30000, closeAfter: 1 },
     bulkhead: undefined,
     rateLimit: undefined,
     hedge: undefined,
@@ -186,7 +186,8 @@ t.test('turns the retry budget on by default, and off with budget: false', async
 })
 
 t.test('turns breaker: true into the defaults and false into none', async (t) => {
-  t.same(one({ breaker: true }).breaker, { errorPercentage: 50, minimumRequests: 20, window: 10000, windowBuckets: 10, resetAfter: 30000 })
+  t.same(one({ breaker: true }).breaker, { errorPercentage: 50, minimumRequests: 20, window: 10000, windowBuckets: 10, resetAfter: 30000, closeAfter: 1 })
+  t.same(one({}).breaker, one({ breaker: true }).breaker, 'on by default')
   t.equal(one({ breaker: false }).breaker, undefined)
   t.equal(one({ breaker: false }, { breaker: true }).breaker, undefined)
   t.match(one({ breaker: true }, { breaker: { resetAfter: 1 } }).breaker, { resetAfter: 1, errorPercentage: 50 })

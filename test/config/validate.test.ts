@@ -59,7 +59,7 @@ t.test('accepts a complete, valid option set', async (t) => {
         idempotencyKey: true,
         budget: false
       },
-      breaker: { errorPercentage: 100, minimumRequests: 1, window: 1000, windowBuckets: 10, resetAfter: 1 },
+      breaker: { errorPercentage: 100, minimumRequests: 1, window: 1000, windowBuckets: 10, resetAfter: 1, closeAfter: 2 },
       bulkhead: { maxConcurrent: 1, maxQueue: 0, queueTimeout: 100 },
       rateLimit: { rate: 0.5, interval: 1000, burst: 1, maxWait: 0, adaptive: { floor: 1, ceiling: 2, increase: 0.5 } },
       hedge: { delay: 0, maxHedges: 2 },
@@ -151,6 +151,8 @@ const cases: Array<[name: string, options: unknown, key: string, message: string
     'services.billing.breaker.errorPercentage: expected a number between 1 and 100, got 0'],
   ['an error percentage over 100', billing({ breaker: { errorPercentage: 150 } }), 'services.billing.breaker.errorPercentage',
     'services.billing.breaker.errorPercentage: expected a number between 1 and 100, got 150'],
+  ['a breaker that never closes', billing({ breaker: { closeAfter: 0 } }), 'services.billing.breaker.closeAfter',
+    'services.billing.breaker.closeAfter: expected an integer >= 1, got 0'],
   ['a bulkhead of 0', billing({ bulkhead: { maxConcurrent: 0 } }), 'services.billing.bulkhead.maxConcurrent',
     'services.billing.bulkhead.maxConcurrent: expected an integer >= 1, got 0'],
   ['a bulkhead without maxConcurrent', billing({ bulkhead: { maxQueue: 5 } }), 'services.billing.bulkhead.maxConcurrent',

@@ -11,6 +11,10 @@ const kAddedByFastifyPlugin = 'fastifyHttpServices'
 
 interface Exported { name: string, value: boolean }
 
+// Helpers of lib/errors the library uses inside (stamping and describing a call's target); the README does not
+// document them, so the main entry does not export them.
+const kInternalErrorHelpers = ['describe', 'redactPath', 'stamp', 'withRetryAfter']
+
 /** The exports of each declaration file, and whether each is a value (not type-only). */
 function exportsOf (files: string[]): Map<string, Exported[]> {
   const program = ts.createProgram(files, {
@@ -52,21 +56,27 @@ t.test('the declared exports are the exports at run time, and cover every error 
 
   // Loaded in a child process: the build is not code under test, and its coverage must not mix with the sources'.
   const probe = 'const m = require(process.argv[1]); console.log(JSON.stringify({ keys: Object.keys(m), type: typeof m, ' +
-    'same: m.default === m && m.httpServices === m }))'
+    'same: m.default === m && m.httpServices === m, loaded: Object.keys(require.cache) }))'
   const ran = await run(process.execPath, ['-e', probe, join(pkg, 'dist/index.js')], pkg)
   t.equal(ran.code, 0, 'the build loads', { output: ran.output })
   if (ran.code !== 0) return
-  const runtime = JSON.parse(ran.output) as { keys: string[], type: string, same: boolean }
+  const runtime = JSON.parse(ran.output) as { keys: string[], type: string, same: boolean, loaded: string[] }
   const values = declared.filter((e) => e.value).map((e) => e.name).sort()
   t.same(runtime.keys.filter((k) => k !== kAddedByFastifyPlugin).sort(), values,
     'index.ts: every value in the namespace has its module.exports line, and no line is undeclared')
   t.equal(runtime.type, 'function', 'the module is the plugin')
   t.ok(runtime.same, 'its `default` and `httpServices` are the module itself')
+  const dist = join(pkg, 'dist')
+  const testKit = runtime.loaded.filter((file) => file.startsWith(dist) && /[\\/](testing\.js$|lib[\\/]testing[\\/])/.test(file))
+  t.strictSame(testKit, [], 'the main entry loads no module of the test kit (`fastify-http-services/testing`)')
+  t.ok(runtime.loaded.some((file) => file.startsWith(join(dist, 'lib'))), 'the probe sees the modules the entry loads')
 
   const names = new Set(declared.map((e) => e.name))
   for (const file of [errors, config]) {
-    const missing = (exported.get(file) as Exported[]).map((e) => e.name).filter((name) => !names.has(name))
+    const missing = (exported.get(file) as Exported[]).map((e) => e.name)
+      .filter((name) => !names.has(name) && !kInternalErrorHelpers.includes(name))
     t.same(missing, [], `every export of ${file.slice(pkg.length + 1)} is exported by the package (add it to index.ts)`)
   }
   t.ok(names.has('Dispatcher'), "undici's Dispatcher type, for the dispatcher option")
+  t.strictSame(kInternalErrorHelpers.filter((name) => names.has(name)), [], 'internal error helpers stay internal')
 })

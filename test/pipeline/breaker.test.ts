@@ -150,9 +150,10 @@ t.test('inside retry: every attempt counts, and the attempt that opens the break
   t.match(services.stats().api, { failures: 1, failuresBy: { status: 1, breakerOpen: 0 } })
 })
 
-t.test('a probe the caller aborts does not close a half-open breaker', async (t) => {
+t.test('a probe the caller aborts says nothing: the breaker stays half-open and the next call probes', async (t) => {
   let delay = 0
-  const { server, services, api, breakerLines } = await setup(t, (_req, res) => { setTimeout(() => sendJson(res, 500, {}), delay) })
+  let status = 500
+  const { server, services, api, breakerLines } = await setup(t, (_req, res) => { setTimeout(() => sendJson(res, status, {}), delay) })
   for (let i = 0; i < 4; i++) await (await api.get('/x')).dump()
   await sleep(250)
   delay = 200
@@ -160,12 +161,41 @@ t.test('a probe the caller aborts does not close a half-open breaker', async (t)
   const probe = api.get('/probe', { signal: ac.signal })
   setTimeout(() => ac.abort(), 10)
   await t.rejects(probe, { code: 'HTTP_SERVICES_ERR_ABORTED' })
-  t.equal((services.stats().api.breaker as { state: string }).state, 'open', 'an abort says nothing about the upstream: open again')
-  // The aborted probe may or may not have reached the server before the abort (a race under load).
-  const seen = server.requests.length
-  await t.rejects(api.get('/x'), CircuitOpenError)
-  t.equal(server.requests.length, seen, 'the open breaker kept the next call from the server')
-  t.same(breakerLines().map((l) => l.breaker), ['open', 'halfOpen', 'open'])
+  t.equal((services.stats().api.breaker as { state: string }).state, 'halfOpen', 'an abort says nothing about the upstream: still half-open')
+  delay = 0
+  status = 200
+  t.equal((await api.get('/next')).status, 200, 'the next call is the probe')
+  t.equal(server.requests.at(-1)?.url, '/next')
+  t.equal((services.stats().api.breaker as { state: string }).state, 'closed', 'and its success closes the breaker')
+  t.same(breakerLines().map((l) => l.breaker), ['open', 'halfOpen', 'closed'])
+})
+
+t.test('closeAfter: that many successful probes in a row close it, one at a time; a failed one opens it again', async (t) => {
+  let status = 503
+  const { server, services, api, breakerLines } = await setup(t, (_req, res) => sendJson(res, status, {}), { ...kSmall, closeAfter: 3 })
+  const state = (): string => (services.stats().api.breaker as { state: string }).state
+  for (let i = 0; i < 4; i++) await (await api.get('/x')).dump()
+  t.equal(state(), 'open')
+  await sleep(250)
+  status = 200
+  t.equal((await api.get('/p1')).status, 200)
+  t.equal(state(), 'halfOpen', 'one good probe of three: still half-open')
+  const p2 = api.get('/p2')
+  await t.rejects(api.get('/refused'), { code: 'HTTP_SERVICES_ERR_CIRCUIT_OPEN', message: /a probe is in flight/ }, 'probes go one at a time')
+  t.equal((await p2).status, 200)
+  status = 503
+  t.equal((await api.get('/p3')).status, 503)
+  t.equal(state(), 'open', 'the third probe failed: open again')
+  t.match(breakerLines().at(-1), { breaker: 'open', probe: 'failed', lastFailure: 'status 503', msg: 'circuit breaker opened again: a probe failed (status 503): calls fail fast for 200 ms' })
+  await sleep(250)
+  status = 200
+  for (const p of ['/q1', '/q2']) t.equal((await api.get(p)).status, 200)
+  t.equal(state(), 'halfOpen', 'a failed probe restarts the count')
+  t.equal((await api.get('/q3')).status, 200)
+  t.equal(state(), 'closed', 'three in a row close it')
+  t.match(services.stats().api.breaker, { calls: 0, failures: 0 }, 'a closed breaker starts with an empty window')
+  t.same(server.requests.map((r) => r.url).filter((u) => u !== '/x'), ['/p1', '/p2', '/p3', '/q1', '/q2', '/q3'])
+  t.same(breakerLines().map((l) => l.breaker), ['open', 'halfOpen', 'open', 'halfOpen', 'closed'])
 })
 
 t.test('timeouts of an attempt count as failures', async (t) => {

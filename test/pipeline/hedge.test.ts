@@ -155,3 +155,63 @@ t.test('a call\'s own retry statusCodes decide which answers lose to an attempt 
   t.equal(res.attempts, 2)
   t.equal(notFound.requests.length, 2)
 })
+
+t.test('retries and hedges spend one budget: what one spends, the other cannot', async (t) => {
+  // One retry or hedge in the window (0.1 a second over 10 s), whichever asks first; the breaker stays out of it.
+  const options = { breaker: false, hedge: { delay: 20 }, retry: { baseDelay: 1, budget: { ratio: 0, minPerSecond: 0.1, window: 10000 } } } as const
+
+  // A slow first answer: the hedge spends the budget, and a 503 after it is not retried.
+  const hedgedFirst = await planned(t, (n) => n === 1 ? [300, 200] : n === 2 ? [0, 200] : [0, 503])
+  const one = createHttpServices({ services: { api: { baseUrl: hedgedFirst.url, ...options } } })
+  await one.open()
+  t.teardown(() => one.close())
+  const hedged = await one.client('api').get('/x')
+  t.equal(hedged.attempts, 2, 'the hedge went')
+  await hedged.dump()
+  const refused = await one.client('api').get('/y', { throwHttpErrors: false })
+  t.equal(refused.status, 503, 'no retry left for the 503')
+  t.equal(refused.attempts, 1)
+  await refused.dump()
+  t.equal(hedgedFirst.requests.length, 3)
+  t.match(one.stats().api.retry, { retries: 0, hedges: 1, budgetExhausted: 1 })
+
+  // A 503 first: the retry spends the budget, and a slow answer after it gets no hedge.
+  const retriedFirst = await planned(t, (n) => n === 1 ? [0, 503] : n === 2 ? [0, 200] : [100, 200])
+  const two = createHttpServices({ services: { api: { baseUrl: retriedFirst.url, ...options } } })
+  await two.open()
+  t.teardown(() => two.close())
+  const retried = await two.client('api').get('/x')
+  t.equal(retried.attempts, 2, 'the retry went')
+  await retried.dump()
+  const slow = await two.client('api').get('/y')
+  t.equal(slow.attempts, 1, 'no hedge left for the slow answer')
+  await slow.dump()
+  t.equal(retriedFirst.requests.length, 3)
+  t.match(two.stats().api.retry, { retries: 1, hedges: 0, budgetExhausted: 1 })
+})
+
+t.test('a failed answer that lost to another attempt is dropped: its connection is not left stuck', async (t) => {
+  const closed: number[] = []
+  let n = 0
+  const server = await startServer((req, res) => {
+    const i = ++n
+    req.socket.once('close', () => closed.push(i))
+    if (i === 1) {
+      setTimeout(() => sendJson(res, 200, { n: i }), 150)
+      return
+    }
+    // The hedge fails at once with a body too large to read: it loses to the first attempt, still in flight.
+    const body = Buffer.alloc(512 * 1024, 'x')
+    res.writeHead(503, { 'content-type': 'text/plain', 'content-length': body.length })
+    res.end(body)
+  })
+  t.teardown(() => server.close())
+  const services = createHttpServices({ services: { api: { baseUrl: server.url, breaker: false, retry: false, hedge: { delay: 10 } } } })
+  await services.open()
+  t.teardown(() => services.close())
+  const res = await services.client('api').get('/x')
+  t.same(await res.json(), { n: 1 })
+  t.equal(res.attempts, 2)
+  await waitUntil('the lost answer\'s connection is closed', () => closed.includes(2), 2000)
+  t.notOk(closed.includes(1), 'the winner\'s connection is kept')
+})

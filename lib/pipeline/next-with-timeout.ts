@@ -4,12 +4,12 @@ import type { HttpResponse } from '../response'
 import type { CallContext, Next } from './types'
 
 /**
- * Runs the rest of the chain under a timer: `next` gets a signal of its own, following the call's, that aborts with
- * `expired()` after `limit` ms. The timer and the link to the call's signal last until the response's body is done
- * (read, destroyed, or holding no data) or `next` failed. With `restore`, the context gets its previous signal back
- * once `next` settles (the signal was one attempt's only). Shared by the attempt timeout and per-call deadlines.
+ * Calls `next` with a timeout: `next` gets a signal of its own, following the call's, that aborts with `expired()`
+ * after `limit` ms. The timer and the link to the call's signal last until the response's body is done (read,
+ * destroyed, or holding no data) or `next` failed. With `restore`, the context gets its previous signal back once
+ * `next` settles (the signal was one attempt's only). Shared by the attempt timeout and per-call deadlines.
  */
-export async function underTimer (
+export async function nextWithTimeout (
   ctx: CallContext, next: Next, limit: number, expired: () => unknown, restore: boolean
 ): Promise<HttpResponse> {
   const parent = ctx.signal

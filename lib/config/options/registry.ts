@@ -1,0 +1,127 @@
+/**
+ * The registry's own options (the object given to the plugin or to `createHttpServices`) and the whole resolved set.
+ * A module with a registry-level option (webhooks) adds its key and row here (see group.ts).
+ */
+import type { FastifyUnderPressureOptions } from '@fastify/under-pressure'
+import type { Dispatcher } from 'undici'
+import { booleanOr, isPlainObject, isString, ok, record, rule } from '../checkers'
+import { headerNameOrFalse, lowerOrFalse, ms, string } from '../values'
+import { commonServiceOptions, type CommonServiceOptions } from './common'
+import { defineGroup, type Spec } from './group'
+import { resolveService, serviceOptions, type ResolvedService, type ServiceOptions } from './service'
+
+/** The service-independent part of the options. */
+export interface HttpServicesOptions {
+  /**
+   * The services by name.
+   * @default {}
+   */
+  services?: Record<string, ServiceOptions>
+  /**
+   * Options applied to every service unless the service sets them.
+   * @default {}
+   */
+  defaults?: CommonServiceOptions
+  /** A YAML or JSON file with the same shape; `${NAME}` and `${NAME:-default}` are read from the environment. */
+  configFile?: string
+  /**
+   * How long `close()` waits for calls in flight before aborting them, in milliseconds.
+   * @default 10000
+   */
+  closeTimeout?: number
+  /**
+   * Header carrying `request.id` to downstream calls (Fastify takes the id from an inbound header only when its own
+   * `requestIdHeader` option trusts one).
+   * `false` turns it off.
+   * @default 'x-request-id'
+   */
+  requestIdHeader?: string | false
+  /**
+   * Time budget of an inbound request in milliseconds: calls made while handling it never outlive it. `0` = none.
+   * @default 0
+   */
+  requestDeadline?: number
+  /**
+   * Inbound header whose value (milliseconds) sets the request's budget, capped by `requestDeadline` when both are set.
+   * `false` ignores inbound headers.
+   * @default false
+   */
+  deadlineHeader?: string | false
+  /**
+   * A dispatcher used for every service instead of their own pools (e.g. undici `MockAgent`). It is not closed by
+   * this library. The mock kit (`fastify-http-services/testing`) sets it for you.
+   */
+  dispatcher?: Dispatcher
+  /**
+   * Registers @fastify/under-pressure (plugin only): a health check that fails while a `critical` service's breaker
+   * is open, and a status route (`/status` unless `exposeStatusRoute` says otherwise) whose body carries
+   * `httpServices` stats. `true` uses under-pressure's defaults; an object is passed to it (a `healthCheck` of your
+   * own runs after ours). Off by default.
+   * @default false
+   */
+  underPressure?: boolean | UnderPressureOptions
+}
+
+/** Options of @fastify/under-pressure, as the `underPressure` plugin option takes them. */
+export type UnderPressureOptions = FastifyUnderPressureOptions
+
+/** Fastify's own register options: they reach the plugin in the same object, and are Fastify's business, not ours. */
+interface FastifyRegisterOptions {
+  prefix?: unknown
+  logLevel?: unknown
+  logSerializers?: unknown
+}
+
+const serviceName = rule('a service name (a letter, then letters, digits, "_", "." or "-")',
+  (v) => isString(v) && /^[A-Za-z][\w.-]*$/.test(v))
+
+const dispatcher = rule('an undici Dispatcher (an object with a dispatch function)',
+  (v) => typeof v === 'object' && v !== null && typeof (v as { dispatch?: unknown }).dispatch === 'function')
+
+export const httpServicesOptions = defineGroup({
+  services: { check: record(serviceName, serviceOptions.check), default: {} },
+  defaults: { check: commonServiceOptions.check, default: {} },
+  configFile: { check: string, default: undefined },
+  closeTimeout: { check: ms, default: 10000 },
+  requestIdHeader: { check: headerNameOrFalse, default: 'x-request-id' },
+  requestDeadline: { check: ms, default: 0 },
+  deadlineHeader: { check: headerNameOrFalse, default: false },
+  dispatcher: { check: dispatcher, default: undefined },
+  underPressure: { check: booleanOr(rule('an object of @fastify/under-pressure options', isPlainObject)), default: false },
+  prefix: { check: ok('anything'), default: undefined },
+  logLevel: { check: ok('anything'), default: undefined },
+  logSerializers: { check: ok('anything'), default: undefined }
+} satisfies Spec<HttpServicesOptions & FastifyRegisterOptions>)
+
+/** The whole option set after resolution. */
+export interface ResolvedOptions {
+  services: Map<string, ResolvedService>
+  closeTimeout: number
+  requestIdHeader: string | false
+  requestDeadline: number
+  deadlineHeader: string | false
+  dispatcher: Dispatcher | undefined
+  /** Options for @fastify/under-pressure; `undefined` when it is not registered. */
+  underPressure: UnderPressureOptions | undefined
+}
+
+/** Validated options (the config file already merged in), resolved: `defaults` under each service, defaults filled. */
+export function resolveRegistry (options: HttpServicesOptions): ResolvedOptions {
+  const d = httpServicesOptions.defaults
+  const files = new Map<string, Buffer>()
+  const services = new Map<string, ResolvedService>()
+  const defaults: CommonServiceOptions = options.defaults ?? d.defaults
+  for (const [name, service] of Object.entries<ServiceOptions>(options.services ?? d.services)) {
+    services.set(name, resolveService(name, defaults, service, files))
+  }
+  const underPressure = options.underPressure ?? d.underPressure
+  return {
+    services,
+    closeTimeout: options.closeTimeout ?? d.closeTimeout,
+    requestIdHeader: lowerOrFalse(options.requestIdHeader ?? d.requestIdHeader),
+    requestDeadline: options.requestDeadline ?? d.requestDeadline,
+    deadlineHeader: lowerOrFalse(options.deadlineHeader ?? d.deadlineHeader),
+    dispatcher: options.dispatcher,
+    underPressure: underPressure === true ? {} : underPressure === false ? undefined : underPressure
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * The library's own log lines about what its policies did (retries, breakers, fallbacks, bulkhead and rate-limit
+ * waits), written by one subscriber of the diagnostics channels rather than by the policies: a policy publishes, and
+ * this turns the message into a pino line on the call's own logger (`message.log`: the inbound request's, with its
+ * `reqId`, bound to `{ service }`), so two apps in one process each log only their own calls. A registry subscribes it
+ * when it opens and lets go when it closes (`retainLogSubscriber`): one subscription however many registries are open.
+ *
+ * It subscribes only to rare events, never to the call's or the attempts' channels: an app that logs costs its calls
+ * nothing.
+ */
+import diagnosticsChannel from 'node:diagnostics_channel'
+import {
+  breakerState, bulkheadQueued, bulkheadRejected, fallbackServed, rateLimitDelayed, rateLimitRejected, retryRefused,
+  retryScheduled
+} from './channels'
+import type {
+  BreakerStateMessage, BulkheadMessage, FallbackServedMessage, RateLimitMessage, RetryDelaySource, RetryRefusedMessage,
+  RetryScheduledMessage
+} from './messages'
+
+const kAsks: Record<RetryDelaySource, string> = {
+  backoff: '',
+  delay: '',
+  'retry-after': ' as Retry-After asks',
+  'x-ratelimit-reset': ' as X-RateLimit-Reset asks'
+}
+
+/** `retry:scheduled`: `retrying GET billing after status 503 (attempt 1 of 3 failed), next in 200 ms`, at warn. */
+function retryLine (message: unknown): void {
+  const m = message as RetryScheduledMessage
+  m.log.warn({
+    method: m.method, path: m.path, upstream: m.upstream, attempt: m.attempt, of: m.maxAttempts, delayMs: m.delayMs,
+    delaySource: m.delaySource, reason: m.reason
+  }, `retrying ${m.method} ${m.service} after ${m.reason} (attempt ${m.attempt} of ${m.maxAttempts} failed), next in ${m.delayMs} ms${kAsks[m.delaySource]}`)
+}
+
+/** Why a retry was refused, in words (`why` of the line). */
+function refusalText (m: RetryRefusedMessage): string {
+  switch (m.refusal) {
+    case 'attempts': return 'no retries left'
+    case 'retry-after': return `the upstream asks to wait ${Math.ceil(m.delayMs as number)} ms, more than maxRetryAfter`
+    case 'deadline': return `a wait of ${m.delayMs as number} ms would pass the deadline`
+    case 'breaker': return `the circuit breaker is open for ${m.retryAfterMs as number} ms more: no attempt can be made`
+    case 'budget': return 'retry budget exhausted'
+  }
+}
+
+/** `retry:refused`: `giving up GET billing after status 503: no retries left`, at warn. */
+function giveUpLine (message: unknown): void {
+  const m = message as RetryRefusedMessage
+  const why = refusalText(m)
+  const fields: Record<string, unknown> = {
+    method: m.method, path: m.path, upstream: m.upstream, attempt: m.attempt, of: m.maxAttempts, reason: m.reason, why
+  }
+  if (m.refusal === 'breaker') {
+    fields.breaker = 'open'
+    fields.retryAfterMs = m.retryAfterMs
+  }
+  m.log.warn(fields, `giving up ${m.method} ${m.service} after ${m.reason}: ${why}`)
+}
+
+/** `breaker:state`: an opening at warn, half-opening and closing at info, on the breaker's logger. */
+function breakerLine (message: unknown): void {
+  const m = message as BreakerStateMessage
+  const of = m.upstream === undefined ? '' : ` of ${m.upstream}`
+  if (m.state === 'open') {
+    const failFast = m.upstream === undefined ? 'calls fail fast' : 'calls go to the other upstreams'
+    if (m.reopened) {
+      m.log.warn({ breaker: 'open', probe: 'failed', resetAfter: m.resetAfter, lastFailure: m.lastFailure },
+        `circuit breaker${of} opened again: a probe failed (${m.lastFailure ?? 'unknown'}): ${failFast} for ${m.resetAfter as number} ms`)
+    } else {
+      m.log.warn({ breaker: 'open', failures: m.failures, calls: m.calls, resetAfter: m.resetAfter, lastFailure: m.lastFailure },
+        `circuit breaker${of} opened after ${m.failures as number} failures of ${m.calls as number} calls (last: ${m.lastFailure ?? 'unknown'}): ${failFast} for ${m.resetAfter as number} ms`)
+    }
+  } else if (m.state === 'halfOpen') {
+    m.log.info({ breaker: 'halfOpen' }, m.probes === undefined || m.probes === 1
+      ? `circuit breaker${of} half-open: the next call is a probe`
+      : `circuit breaker${of} half-open: the next ${m.probes} calls, one at a time, are probes`)
+  } else {
+    m.log.info({ breaker: 'closed' }, `circuit breaker${of} closed`)
+  }
+}
+
+/** `fallback:served`, at debug. */
+function fallbackLine (message: unknown): void {
+  const m = message as FallbackServedMessage
+  const err = (m.error as { code?: unknown } | null)?.code
+  m.log.debug(m.status === undefined ? { err, method: m.call.method } : { err, status: m.status, method: m.call.method },
+    'call failed: serving the fallback')
+}
+
+/** `bulkhead:queued`, at debug. */
+function queuedLine (message: unknown): void {
+  const m = message as BulkheadMessage
+  const call = m.call
+  m.log.debug({ method: call.method, path: call.path, active: m.active, queued: m.queued },
+    `bulkhead: ${call.method} ${m.service} waits for a slot (${m.active} of ${m.maxConcurrent} in flight, ${m.queued} of ${m.maxQueue} waiting)`)
+}
+
+/** `bulkhead:rejected`, at debug: the caller gets the error (`BulkheadRejectedError`, `TimeoutError`) to log. */
+function bulkheadRejectedLine (message: unknown): void {
+  const m = message as BulkheadMessage
+  const call = m.call
+  const why = m.reason === 'full'
+    ? `queue full (${m.maxConcurrent} in flight, ${m.queued} of ${m.maxQueue} waiting)`
+    : `no slot within queueTimeout (waited ${Math.round(m.waited)} ms)`
+  m.log.debug({ method: call.method, path: call.path, reason: m.reason, waited: Math.round(m.waited) },
+    `bulkhead: ${call.method} ${m.service} refused: ${why}`)
+}
+
+/** `rate-limit:delayed`, at debug. */
+function delayedLine (message: unknown): void {
+  const m = message as RateLimitMessage
+  const call = m.call
+  const delayMs = Math.ceil(m.delayMs)
+  m.log.debug({ method: call.method, path: call.path, delayMs },
+    `rate limit: ${call.method} ${m.service} waits ${delayMs} ms for a permit`)
+}
+
+/** `rate-limit:rejected`, at debug: the caller gets the error (`RateLimitedError`) to log. */
+function rateLimitedLine (message: unknown): void {
+  const m = message as RateLimitMessage
+  const call = m.call
+  const delayMs = Math.ceil(m.delayMs)
+  const maxWait = Math.round(m.maxWait)
+  m.log.debug({ method: call.method, path: call.path, delayMs, maxWait },
+    `rate limit: ${call.method} ${m.service} refused (next permit in ${delayMs} ms, longest wait ${maxWait} ms)`)
+}
+
+/** @internal What the subscriber listens to: each channel and its line. */
+export const kLogLines: ReadonlyArray<{ name: string, line: (message: unknown) => void }> = [
+  { name: retryScheduled.name as string, line: retryLine },
+  { name: retryRefused.name as string, line: giveUpLine },
+  { name: breakerState.name as string, line: breakerLine },
+  { name: fallbackServed.name as string, line: fallbackLine },
+  { name: bulkheadQueued.name as string, line: queuedLine },
+  { name: bulkheadRejected.name as string, line: bulkheadRejectedLine },
+  { name: rateLimitDelayed.name as string, line: delayedLine },
+  { name: rateLimitRejected.name as string, line: rateLimitedLine }
+]
+
+/** Registries open now that hold the subscription. */
+let holders = 0
+
+/** A registry opens: the first one subscribes the log lines. */
+export function retainLogSubscriber (): void {
+  if (holders++ > 0) return
+  for (const { name, line } of kLogLines) diagnosticsChannel.subscribe(name, line)
+}
+
+/** A registry closes: the last one unsubscribes them, leaving no listener behind. */
+export function releaseLogSubscriber (): void {
+  if (holders === 0 || --holders > 0) return
+  for (const { name, line } of kLogLines) diagnosticsChannel.unsubscribe(name, line)
+}

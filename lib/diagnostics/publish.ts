@@ -1,0 +1,207 @@
+/**
+ * What the service, the transport and the policies call to publish on the diagnostics channels (`./channels`). Each
+ * `publish*` function checks that its channel has a subscriber before it builds anything: while nobody subscribes, a
+ * call costs one `hasSubscribers` read per event. The call's and the attempts' events are on the hot path: there the
+ * caller checks `callChannel.hasSubscribers` / `attemptObserved()` itself and takes a separate, published path.
+ */
+import { performance } from 'node:perf_hooks'
+import type { HttpResponse } from '../response'
+import type { BreakerState, CallContext, Logger, ServiceRuntime } from '../pipeline/types'
+import {
+  attemptEnd, attemptError, attemptHeaders, attemptStart, breakerState, bulkheadAdmitted, bulkheadQueued, bulkheadRejected,
+  callChannel, fallbackServed, hedgeFired, rateLimitDelayed, rateLimitRejected, retryRefused, retryScheduled
+} from './channels'
+import {
+  AttemptMessage, BreakerStateMessage, BulkheadMessage, CallMessage, FallbackServedMessage, HedgeFiredMessage,
+  RateLimitMessage, RetryRefusedMessage, RetryScheduledMessage, type OutgoingRequest, type RetryDelaySource, type RetryRefusal
+} from './messages'
+
+/**
+ * The call's message: made on first need and kept on the call (`ctx.call`, which views of it share), so every
+ * message about one call has the same `call`.
+ */
+export function callMessageOf (ctx: CallContext): CallMessage {
+  const call = ctx.call
+  let message = call.diagnostics as CallMessage | undefined
+  if (message === undefined) {
+    message = new CallMessage(call)
+    call.diagnostics = message
+  }
+  return message
+}
+
+/**
+ * The upstream an attempt of `ctx` goes (or went) to: the one its breakers picked, else the service's only origin;
+ * `undefined` for a balanced pool over several, which does not say which upstream answered.
+ */
+export function upstreamOf (ctx: CallContext): string | undefined {
+  if (ctx.upstream !== undefined) return ctx.upstream.origin
+  const origins = ctx.service.options.origins
+  for (const origin of origins) if (origin !== origins[0]) return undefined
+  return origins[0]
+}
+
+// The call: `HttpService.run` publishes it while `callChannel.hasSubscribers`.
+
+/** A call starts while its TracingChannel has subscribers: its message, new (the caller publishes `start` with it). */
+export function startCall (ctx: CallContext): CallMessage {
+  const message = new CallMessage(ctx.call)
+  ctx.call.diagnostics = message
+  return message
+}
+
+/** The pipeline answered the call with `res` (the caller may still throw it as an `HttpStatusError`). */
+export function callResponded (message: CallMessage, res: HttpResponse): HttpResponse {
+  message.status = res.status
+  message.attempts = res.attempts
+  return res
+}
+
+/** The call settled: `error` (when `failed`), then `asyncStart` and `asyncEnd`, as `TracingChannel.tracePromise`. */
+export function endCall (message: CallMessage, failed: boolean, error: unknown): void {
+  message.duration = performance.now() - message.startedAt
+  if (failed) {
+    message.error = error
+    const attempts = (error as { attempts?: unknown } | null)?.attempts
+    if (message.attempts === undefined && typeof attempts === 'number') message.attempts = attempts
+    callChannel.error.publish(message)
+  }
+  callChannel.asyncStart.publish(message)
+  callChannel.asyncEnd.publish(message)
+}
+
+// Attempts: the transport publishes each request it sends, while `attemptObserved()`.
+
+/** Whether any attempt channel has a subscriber: the transport's one check per request. */
+export function attemptObserved (): boolean {
+  return attemptStart.hasSubscribers || attemptHeaders.hasSubscribers || attemptEnd.hasSubscribers || attemptError.hasSubscribers
+}
+
+/**
+ * A request of `ctx` is about to be sent with the dispatch options `request`: publishes `attempt:start`, during which
+ * subscribers may add headers to `request`, and returns the message for the request's later events.
+ */
+export function startAttempt (ctx: CallContext, upstream: string | undefined, request: OutgoingRequest): AttemptMessage {
+  const message = new AttemptMessage(callMessageOf(ctx), ctx, upstream, request)
+  attemptStart.publish(message)
+  message.sent()
+  return message
+}
+
+/** The request's response headers came (`attempt:headers`). */
+export function attemptResponded (message: AttemptMessage, status: number): void {
+  message.status = status
+  message.timeToHeaders = performance.now() - message.startedAt
+  attemptHeaders.publish(message)
+}
+
+/**
+ * The request ended with `res` (`attempt:end`). A response handed over with its headers (not buffered) has them
+ * published now, at the same time (one clock read: `performance.now()` is a good part of what publishing costs).
+ */
+export function attemptEnded (message: AttemptMessage, res: HttpResponse): void {
+  const elapsed = performance.now() - message.startedAt
+  if (message.timeToHeaders === undefined) {
+    message.status = res.status
+    message.timeToHeaders = elapsed
+    attemptHeaders.publish(message)
+  }
+  message.duration = elapsed
+  attemptEnd.publish(message)
+}
+
+/** The request failed with `error` (`attempt:error`). */
+export function attemptFailed (message: AttemptMessage, error: unknown): void {
+  message.duration = performance.now() - message.startedAt
+  message.error = error
+  attemptError.publish(message)
+}
+
+// Policies: each calls its function where the event happens; the function checks for subscribers first.
+
+/**
+ * The retry policy: the call is sent again in `delayMs` (after `attempt` of `maxAttempts` failed for `reason`). Call
+ * it where the retry is decided, before sleeping, with the call's context as it was for the failed attempt.
+ */
+export function publishRetryScheduled (
+  ctx: CallContext, attempt: number, maxAttempts: number, reason: string, delayMs: number, delaySource: RetryDelaySource
+): void {
+  if (!retryScheduled.hasSubscribers) return
+  retryScheduled.publish(new RetryScheduledMessage(callMessageOf(ctx), ctx, upstreamOf(ctx), attempt, maxAttempts, reason, delayMs, delaySource))
+}
+
+/**
+ * The retry policy: the failure (`reason`) may be retried but `refusal` says no; `delayMs` is the refused wait
+ * (`retry-after`: the upstream's, `deadline`: the computed one), `retryAfterMs` the open breaker's wait (`breaker`).
+ */
+export function publishRetryRefused (
+  ctx: CallContext, attempt: number, maxAttempts: number, reason: string, refusal: RetryRefusal,
+  delayMs?: number, retryAfterMs?: number
+): void {
+  if (!retryRefused.hasSubscribers) return
+  retryRefused.publish(new RetryRefusedMessage(callMessageOf(ctx), ctx, upstreamOf(ctx), attempt, maxAttempts, reason, refusal, delayMs, retryAfterMs))
+}
+
+/**
+ * A breaker changed to `state`. `log` is the breaker's logger (the service's, or its child bound to `{ upstream }`);
+ * `failures`, `calls`, `lastFailure`, `resetAfter` and `reopened` describe an opening, `probes` a half-opening. Not
+ * for a `reset()`: that is no event.
+ */
+export function publishBreakerState (
+  service: ServiceRuntime, log: Logger, upstream: string | undefined, state: BreakerState,
+  failures?: number, calls?: number, lastFailure?: string, resetAfter?: number, reopened?: boolean, probes?: number
+): void {
+  if (!breakerState.hasSubscribers) return
+  breakerState.publish(new BreakerStateMessage(service, log, upstream, state, failures, calls, lastFailure, resetAfter, reopened, probes))
+}
+
+/** The bulkhead queued the call: `queued` waiters now, this one included. */
+export function publishBulkheadQueued (ctx: CallContext, active: number, queued: number, maxConcurrent: number, maxQueue: number): void {
+  if (!bulkheadQueued.hasSubscribers) return
+  bulkheadQueued.publish(new BulkheadMessage(callMessageOf(ctx), active, queued, maxConcurrent, maxQueue, 0, undefined))
+}
+
+/** A queued call got its slot; it waited since `queuedAt` (`performance.now()` time). */
+export function publishBulkheadAdmitted (
+  ctx: CallContext, active: number, queued: number, maxConcurrent: number, maxQueue: number, queuedAt: number
+): void {
+  if (!bulkheadAdmitted.hasSubscribers) return
+  bulkheadAdmitted.publish(new BulkheadMessage(callMessageOf(ctx), active, queued, maxConcurrent, maxQueue, performance.now() - queuedAt, undefined))
+}
+
+/**
+ * The bulkhead refused the call: its queue was `full`, or the call waited `queueTimeout` (`timeout`) since `queuedAt`
+ * (`performance.now()` time; `undefined` for a call that did not wait).
+ */
+export function publishBulkheadRejected (
+  ctx: CallContext, active: number, queued: number, maxConcurrent: number, maxQueue: number, reason: 'full' | 'timeout',
+  queuedAt: number | undefined
+): void {
+  if (!bulkheadRejected.hasSubscribers) return
+  const waited = queuedAt === undefined ? 0 : performance.now() - queuedAt
+  bulkheadRejected.publish(new BulkheadMessage(callMessageOf(ctx), active, queued, maxConcurrent, maxQueue, waited, reason))
+}
+
+/** The rate limiter makes the call wait `delayMs` for its permit (at most `maxWait`). */
+export function publishRateLimitDelayed (ctx: CallContext, delayMs: number, maxWait: number): void {
+  if (!rateLimitDelayed.hasSubscribers) return
+  rateLimitDelayed.publish(new RateLimitMessage(callMessageOf(ctx), delayMs, maxWait))
+}
+
+/** The rate limiter refused the call: its permit is `delayMs` away, more than `maxWait`. */
+export function publishRateLimitRejected (ctx: CallContext, delayMs: number, maxWait: number): void {
+  if (!rateLimitRejected.hasSubscribers) return
+  rateLimitRejected.publish(new RateLimitMessage(callMessageOf(ctx), delayMs, maxWait))
+}
+
+/** The hedging policy sent attempt `attempt`, its `hedges`-th hedge of the call, `delayMs` after the last one. */
+export function publishHedgeFired (ctx: CallContext, attempt: number, hedges: number, delayMs: number): void {
+  if (!hedgeFired.hasSubscribers) return
+  hedgeFired.publish(new HedgeFiredMessage(callMessageOf(ctx), attempt, hedges, delayMs))
+}
+
+/** The fallback answers a call that failed with `error` (and, when a failure status called for it, `status`). */
+export function publishFallbackServed (ctx: CallContext, error: unknown, status?: number): void {
+  if (!fallbackServed.hasSubscribers) return
+  fallbackServed.publish(new FallbackServedMessage(callMessageOf(ctx), error, status))
+}
