@@ -5,7 +5,9 @@ import { table } from './measure'
 
 /**
  * Retry storm: an upstream failing every other request with 503, a fixed offered load, and the upstream's count
- * of requests per offered request for: no retries, a naive 3-retry loop, and this library's default (budgeted).
+ * of requests per offered request for: no retries, a naive 3-retry loop, this library's budgeted retries alone
+ * (`breaker: false`), and its default (budgeted retries and the breaker, which opens on a 50 % failure rate and then
+ * keeps all but its probes off the upstream).
  */
 export async function storm (o: { quick: boolean }): Promise<object> {
   const offered = o.quick ? 200 : 3000
@@ -34,11 +36,13 @@ export async function storm (o: { quick: boolean }): Promise<object> {
     })
     await pool.close()
     // The library's default retry policy and budget; only the backoff is shortened so the run takes seconds.
-    const services = createHttpServices({ services: { up: { baseUrl: origin, connections: concurrency, retry: { baseDelay: 1, maxDelay: 5 } } } })
-    await services.open()
-    const client = services.client('up')
-    results['fastify-http-services default (budgeted)'] = await run(async () => await client.get('/', { throwHttpErrors: false }).then(async (r) => await r.dump()))
-    await services.close()
+    for (const [name, breaker] of [['fastify-http-services, budgeted retries only (breaker: false)', false], ['fastify-http-services default (budgeted retries + breaker)', true]] as const) {
+      const services = createHttpServices({ services: { up: { baseUrl: origin, connections: concurrency, breaker, retry: { baseDelay: 1, maxDelay: 5 } } } })
+      await services.open()
+      const client = services.client('up')
+      results[name] = await run(async () => await client.get('/', { throwHttpErrors: false }).then(async (r) => await r.dump()))
+      await services.close()
+    }
   } finally {
     await child.kill()
   }

@@ -47,9 +47,9 @@ export function poolMadeOnFirstCall (o: ResolvedService): boolean {
 }
 
 /**
- * Creates the dispatcher of a service: a `Pool` for one upstream, a `BalancedPool` for several, and with `dns`
- * caching an `Agent` composed with undici's `dns` interceptor (it rewrites the origin to a resolved address, so it
- * needs an Agent that opens one pool per address). With `proxy`, undici's ProxyAgent (see `./proxy`; a proxy takes
+ * Creates the dispatcher of a service: a `Pool` for one upstream, a `BalancedPool` for several with `breaker: false`,
+ * and with `dns` caching an `Agent` composed with undici's `dns` interceptor (it rewrites the origin to a resolved
+ * address, so it needs an Agent that opens one pool per address). With `proxy`, undici's ProxyAgent (see `./proxy`; a proxy takes
  * one `baseUrl` only).
  *
  * Several upstreams and a breaker: an `Agent` (one `Pool` per origin, same options), since the breaker policy then

@@ -158,6 +158,23 @@ export function describe (target: CallTarget): string {
   return `${target.method} ${target.service} ${redactPath(target.path)}`
 }
 
+const callerTimeouts = new WeakSet<object>()
+
+/**
+ * Marks a timeout whose limit the caller chose (a call's own `timeout`) or the inbound request's deadline set: it
+ * says nothing about the upstream's health, so a circuit breaker does not count it (a client sending a 1 ms
+ * deadline header must not open the breaker for every caller).
+ */
+export function markCallerTimeout<E extends object> (err: E): E {
+  callerTimeouts.add(err)
+  return err
+}
+
+/** Whether `err` is a timeout marked by `markCallerTimeout`. */
+export function isCallerTimeout (err: unknown): boolean {
+  return typeof err === 'object' && err !== null && callerTimeouts.has(err)
+}
+
 /** Sets `retryAfter` (seconds) and the matching `retry-after` header Fastify will send. */
 export function withRetryAfter<E extends HttpServicesError> (err: E, seconds: number | undefined): E {
   if (seconds === undefined || !Number.isFinite(seconds) || seconds < 0) return err

@@ -62,12 +62,13 @@ export class HttpServices {
   constructor (options: HttpServicesOptions, log: Logger = silentLogger) {
     this.resolved = resolveOptions(options)
     this.log = log
+    // Known before the services are built: a policy factory may check the name of a service it will call.
+    this.known = [...this.resolved.services.keys()].join(', ')
     for (const [name, service] of this.resolved.services) {
       const created = new HttpService(service, log, this.resolved.dispatcher, (other) => this.clientFor(name, other))
       created.registry = this
       this.services.set(name, created)
     }
-    this.known = [...this.services.keys()].join(', ')
     const serve = (this.resolved.dispatcher as { [kServeRegistry]?: unknown } | undefined)?.[kServeRegistry]
     if (typeof serve === 'function') serve.call(this.resolved.dispatcher, this)
   }
@@ -86,7 +87,7 @@ export class HttpServices {
 
   /** The registered service names. */
   names (): string[] {
-    return [...this.services.keys()]
+    return [...this.resolved.services.keys()]
   }
 
   /** A client for use outside an inbound request (workers, start-up code, `onReady` hooks). */
@@ -150,8 +151,12 @@ export class HttpServices {
 
   /** The client of `name` a policy of the service `from` calls (`ServiceRuntime.client`): `client(name)`. */
   private clientFor (from: string, name: string): HttpClient {
-    if (!this.services.has(name)) {
+    if (!this.resolved.services.has(name)) {
       throw this.unknown(name, `${from}: calls service ${JSON.stringify(name)}, which is not registered`)
+    }
+    if (!this.services.has(name)) {
+      throw new Error(`${from}: calls service ${JSON.stringify(name)} while the services are still being built: ` +
+        'take its client when a call runs, not when the policy is made')
     }
     return this.client(name as ServiceName)
   }

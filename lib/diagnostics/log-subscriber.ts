@@ -3,7 +3,8 @@
  * waits), written by one subscriber of the diagnostics channels rather than by the policies: a policy publishes, and
  * this turns the message into a pino line on the call's own logger (`message.log`: the inbound request's, with its
  * `reqId`, bound to `{ service }`), so two apps in one process each log only their own calls. A registry subscribes it
- * when it opens and lets go when it closes (`retainLogSubscriber`): one subscription however many registries are open.
+ * when it opens and lets go when it closes (`retainLogSubscriber`): one subscription however many registries (and
+ * copies of this package) are open.
  *
  * It subscribes only to rare events, never to the call's or the attempts' channels: an app that logs costs its calls
  * nothing.
@@ -139,17 +140,37 @@ export const kLogLines: ReadonlyArray<{ name: string, line: (message: unknown) =
   { name: rateLimitRejected.name as string, line: rateLimitedLine }
 ]
 
-/** Registries open now that hold the subscription. */
-let holders = 0
+/**
+ * The subscription, shared through `globalThis` by every copy of this package in the process (two versions installed
+ * side by side publish on the same channel names): one set of lines, however many copies and registries are open.
+ */
+interface Subscription {
+  /** Registries open now, of any copy. */
+  holders: number
+  /** The lines subscribed, by whichever copy subscribed them: the same functions are unsubscribed. */
+  lines: typeof kLogLines | undefined
+}
+
+const kSubscription = Symbol.for('fastify-http-services.log-subscriber')
+
+function subscription (): Subscription {
+  const g = globalThis as { [kSubscription]?: Subscription }
+  g[kSubscription] ??= { holders: 0, lines: undefined }
+  return g[kSubscription]
+}
 
 /** A registry opens: the first one subscribes the log lines. */
 export function retainLogSubscriber (): void {
-  if (holders++ > 0) return
+  const s = subscription()
+  if (s.holders++ > 0) return
+  s.lines = kLogLines
   for (const { name, line } of kLogLines) diagnosticsChannel.subscribe(name, line)
 }
 
 /** A registry closes: the last one unsubscribes them, leaving no listener behind. */
 export function releaseLogSubscriber (): void {
-  if (holders === 0 || --holders > 0) return
-  for (const { name, line } of kLogLines) diagnosticsChannel.unsubscribe(name, line)
+  const s = subscription()
+  if (s.holders === 0 || --s.holders > 0) return
+  for (const { name, line } of s.lines ?? []) diagnosticsChannel.unsubscribe(name, line)
+  s.lines = undefined
 }

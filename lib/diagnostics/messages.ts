@@ -21,7 +21,10 @@ export class CallMessage {
   readonly service: string
   /** The method the call was made with (a redirect may send later requests as GET: see `AttemptMessage.method`). */
   readonly method: string
-  /** The path as the caller wrote it, before `params` were filled in (`/users/:id`): for span names and metrics. */
+  /**
+   * The path as the caller wrote it, before `params` were filled in (`/users/:id`), without its query or fragment:
+   * for span names and metrics.
+   */
   readonly route: string
   /** The path and query the call was made with, base path included, query values redacted (`?token=***`). */
   readonly path: string
@@ -50,7 +53,7 @@ export class CallMessage {
     this.#call = call
     this.service = call.service.name
     this.method = call.method
-    this.route = call.route
+    this.route = routeOf(call.route)
     this.path = redactPath(call.path)
     this.startedAt = performance.now()
   }
@@ -93,6 +96,15 @@ export abstract class CallEvent {
     return this.call.log
   }
 }
+
+/** A route as messages show it: up to its query or fragment, which may hold secrets (`/search?api_key=…`). */
+function routeOf (route: string): string {
+  const end = route.search(/[?#]/)
+  return end === -1 ? route : route.slice(0, end)
+}
+
+/** Headers a subscriber may not set: they would change where the request goes or how its body is framed. */
+const kForbiddenHeaders = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'expect', 'te', 'keep-alive'])
 
 /** @internal What `AttemptMessage.addHeader` changes: the dispatch options of the request about to be sent. */
 export interface OutgoingRequest {
@@ -144,21 +156,30 @@ export class AttemptMessage extends CallEvent {
 
   /**
    * Adds (or replaces) a header of this request: for subscribers of `attempt:start`, while it is published (a tracer
-   * injecting `traceparent`). The header goes with this request only: the next attempt is published afresh. Throws
-   * `InvalidRequestError` for a name that is not a token or a value with CR, LF or NUL, and once the request is sent.
+   * injecting `traceparent`). The header goes with this request only: the next attempt is published afresh. Returns
+   * `false` and sets nothing once the request is sent, for a name that is not a token, a value with CR, LF or NUL,
+   * and for the headers that frame or route a request (`host`, `content-length`, `transfer-encoding`, `connection`,
+   * `upgrade`, `expect`, `te`, `keep-alive`): it never throws, since an error thrown in a subscriber is an uncaught
+   * exception.
    */
-  addHeader (name: string, value: string): void {
+  addHeader (name: string, value: string): boolean {
     const request = this.#request
-    if (request === null) throw new Error('addHeader() is only possible while attempt:start is published')
+    if (request === null) return false
     const lower = String(name).toLowerCase()
     const text = String(value)
-    checkHeader(this.service, lower, text)
+    if (kForbiddenHeaders.has(lower)) return false
+    try {
+      checkHeader(this.service, lower, text)
+    } catch {
+      return false
+    }
     // The call's header object may be shared with other calls: this request gets a copy of its own.
     if (!this.#ownHeaders) {
       request.headers = { ...request.headers }
       this.#ownHeaders = true
     }
     request.headers[lower] = text
+    return true
   }
 
   /** @internal The request is sent: `addHeader` has nothing left to change. */

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import { bodyDone } from '../body-done'
 import { DeadlineQueue, DeadlineSignal } from './deadline-queue'
-import { TimeoutError, describe, stamp } from '../errors'
+import { TimeoutError, describe, markCallerTimeout, stamp } from '../errors'
 import type { HttpResponse } from '../response'
 import { nextWithTimeout } from './next-with-timeout'
 import type { CallContext, Next, Policy, PolicyFactory } from './types'
@@ -14,10 +14,11 @@ function totalOf (ctx: CallContext, serviceTotal: number): number {
   return serviceTotal
 }
 
+/** The timeout of a call's own limit (per-call `timeout`, or the inbound request's deadline): marked as the caller's. */
 function timeoutError (ctx: CallContext, limit: number, inbound: boolean): Error {
   const target = { service: ctx.service.name, method: ctx.method, path: ctx.path }
   const why = inbound ? 'the inbound request\'s deadline passed' : `total timeout after ${limit} ms`
-  return stamp(new TimeoutError(`${describe(target)}: ${why}`), target, { phase: 'total', timeout: limit })
+  return markCallerTimeout(stamp(new TimeoutError(`${describe(target)}: ${why}`), target, { phase: 'total', timeout: limit }))
 }
 
 /**

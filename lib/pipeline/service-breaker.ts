@@ -7,6 +7,7 @@ import {
   TimeoutError,
   TransportError,
   describe,
+  isCallerTimeout,
   stamp,
   withRetryAfter
 } from '../errors'
@@ -79,6 +80,8 @@ export class ServiceBreaker {
   private closed = true
   private shutDown = false
   private probing = false
+  /** Counts state changes and resets: a probe's outcome counts only in the generation it started in. */
+  private generation = 0
   /** Attempts let through a closed breaker and not settled yet (the window counts outcomes). */
   private inFlight = 0
   /** Successful probes still needed to close a half-open breaker. */
@@ -109,12 +112,17 @@ export class ServiceBreaker {
     this.policy = (ctx: CallContext, next: Next): Promise<HttpResponse> => {
       if (this.closed) {
         this.inFlight++
-        return next(ctx).then(this.counted, this.countedError)
+        return attempt(ctx, next).then(this.counted, this.countedError)
       }
       if (this.shutDown) return Promise.reject(closedError(ctx))
       if (this.halfOpen && !this.probing) {
         this.probing = true
-        return next(ctx).then(this.probed, this.probeFailed)
+        // A probe's outcome is judged by the generation it started in: one still out after a reset() or a re-opening
+        // is no longer the probe.
+        const generation = this.generation
+        return attempt(ctx, next).then(
+          (res) => this.probed(res, generation),
+          (err: unknown) => this.probeFailed(err, generation))
       }
       this.rejected++
       return Promise.reject(this.openError(ctx))
@@ -140,21 +148,25 @@ export class ServiceBreaker {
     })
     // The log lines are the diagnostics log subscriber's (`../diagnostics/log-subscriber`).
     breaker.on('open', () => {
-      const { calls, failures } = this.counts.totals()
       this.closed = false
       this.probing = false
+      this.generation++
       this.openedAt = performance.now()
       this.opens++
+      // A re-opening follows one probe: the window's counts are from before the first opening, so none are given.
+      const { calls, failures } = this.reopening ? { calls: undefined, failures: undefined } : this.counts.totals()
       publishBreakerState(this.service, this.log, this.upstream, 'open', failures, calls, this.lastFailure, this.resetAfter, this.reopening)
     })
     breaker.on('halfOpen', () => {
       this.probing = false
+      this.generation++
       this.probesLeft = this.closeAfter
       publishBreakerState(this.service, this.log, this.upstream, 'halfOpen', undefined, undefined, undefined, undefined, false, this.closeAfter)
     })
     breaker.on('close', () => {
       this.closed = true
       this.probing = false
+      this.generation++
       this.counts.clear()
       if (!this.resetting) publishBreakerState(this.service, this.log, this.upstream, 'closed')
     })
@@ -177,7 +189,7 @@ export class ServiceBreaker {
 
   private readonly countedError = (err: unknown): never => {
     this.inFlight--
-    if (this.closed && err instanceof TransportError) this.failed(failureReason(err))
+    if (this.closed && countsAsFailure(err)) this.failed(failureReason(err))
     throw err
   }
 
@@ -189,26 +201,26 @@ export class ServiceBreaker {
     }
   }
 
-  private readonly probed = (res: HttpResponse): HttpResponse => {
+  private probed (res: HttpResponse, generation: number): HttpResponse {
+    if (generation !== this.generation || this.shutDown) return res
     if (isFailureStatus(res.status)) this.probeFailedWith(`status ${res.status}`)
     else this.probeSucceeded()
     return res
   }
 
-  private readonly probeFailed = (err: unknown): never => {
-    if (err instanceof TransportError) this.probeFailedWith(failureReason(err))
-    else if (this.probing) this.probing = false // no verdict: the next call probes
+  private probeFailed (err: unknown, generation: number): never {
+    if (generation !== this.generation || this.shutDown) throw err
+    if (countsAsFailure(err)) this.probeFailedWith(failureReason(err))
+    else this.probing = false // no verdict: the next call probes
     throw err
   }
 
   private probeSucceeded (): void {
-    if (!this.probing) return
     this.probing = false
     if (--this.probesLeft <= 0) this.machine().close()
   }
 
   private probeFailedWith (reason: string): void {
-    if (!this.probing) return
     this.lastFailure = reason
     this.reopening = true
     try {
@@ -218,8 +230,9 @@ export class ServiceBreaker {
     }
   }
 
+  /** `closed` also once shut down (the service is closed: nothing is open upstream), as opossum says of itself. */
   get state (): BreakerState {
-    return this.closed ? 'closed' : this.halfOpen ? 'halfOpen' : 'open'
+    return this.closed || this.shutDown ? 'closed' : this.halfOpen ? 'halfOpen' : 'open'
   }
 
   /** Whether a call may go through now: closed, or half-open with no probe in flight (the call is the probe). */
@@ -273,6 +286,7 @@ export class ServiceBreaker {
     }
     this.counts.clear()
     this.probing = false
+    this.generation++
     this.openedAt = 0
     this.opens = 0
     this.rejected = 0
@@ -286,6 +300,23 @@ export class ServiceBreaker {
     const e = stamp(new CircuitOpenError(`${describe(target)}: circuit breaker is open (${why})`), target)
     // A probe in flight may settle any moment; Retry-After has whole seconds, so at least 1.
     return withRetryAfter(e, Math.max(1, wait / 1000))
+  }
+}
+
+/**
+ * A failure the breaker counts: a timeout, a connection or TLS failure (`TransportError`), unless the timeout's limit
+ * was the caller's (a call's own `timeout`, the inbound request's deadline: see `markCallerTimeout`).
+ */
+function countsAsFailure (err: unknown): boolean {
+  return err instanceof TransportError && !isCallerTimeout(err)
+}
+
+/** Runs the rest of the chain; a policy below that throws instead of rejecting rejects here, so no state is left half set. */
+function attempt (ctx: CallContext, next: Next): Promise<HttpResponse> {
+  try {
+    return next(ctx)
+  } catch (err) {
+    return Promise.reject(err)
   }
 }
 

@@ -44,6 +44,17 @@ async function setup (t: Test, handler: Handler, service: Partial<ServiceOptions
 
 const kSecret = 's3cret-token'
 
+t.test('a secret written into the path itself (query or fragment) reaches no message: route stops before it, path redacts it', async (t) => {
+  const { api } = await setup(t, (_req, res) => sendJson(res, 200, {}))
+  const events = record(t)
+  await api.getJson(`/search?api_key=${kSecret}#${kSecret}`)
+  t.ok(events.length >= 5)
+  for (const e of events) {
+    t.notOk(JSON.stringify(e.seen).includes(kSecret), `${e.name}: no secret in ${JSON.stringify(e.seen)}`)
+    if (e.name === 'call:start') t.match(e.seen, { route: '/search', path: '/search?api_key=***' })
+  }
+})
+
 t.test('a call and its request: call start, end, asyncStart, asyncEnd; attempt start, headers, end; one message each', async (t) => {
   const { server, services, api } = await setup(t, (_req, res) => sendJson(res, 200, { id: 42 }))
   const events = record(t)

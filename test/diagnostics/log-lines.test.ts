@@ -47,6 +47,12 @@ t.test('the retry lines from retry:scheduled and retry:refused are the lines the
   await services.close()
   const expected = live.lines.filter((l) => /^(retrying|giving up)/.test(l.msg)).map(stable)
   t.equal(expected.length, 3, 'two retries and the giving up, as the policy logs them')
+  // The lines as the retry policy wrote them itself before it published instead (their text and fields are API).
+  t.match(expected, [
+    { level: 40, service: 'api', method: 'GET', path: '/x?token=***', upstream: server.url, attempt: 1, of: 3, delayMs: 5, delaySource: 'delay', reason: 'status 503', msg: 'retrying GET api after status 503 (attempt 1 of 3 failed), next in 5 ms' },
+    { level: 40, attempt: 2, of: 3, msg: 'retrying GET api after status 503 (attempt 2 of 3 failed), next in 5 ms' },
+    { level: 40, attempt: 3, of: 3, reason: 'status 503', why: 'no retries left', msg: 'giving up GET api after status 503: no retries left' }
+  ])
 
   subscribePolicyLines(t)
   const published = capturePino<LogLine>()

@@ -13,7 +13,7 @@ interface Exported { name: string, value: boolean }
 
 // Helpers of lib/errors the library uses inside (stamping and describing a call's target); the README does not
 // document them, so the main entry does not export them.
-const kInternalErrorHelpers = ['describe', 'redactPath', 'stamp', 'withRetryAfter']
+const kInternalErrorHelpers = ['markCallerTimeout', 'isCallerTimeout', 'describe', 'redactPath', 'stamp', 'withRetryAfter']
 
 /** The exports of each declaration file, and whether each is a value (not type-only). */
 function exportsOf (files: string[]): Map<string, Exported[]> {

@@ -3,6 +3,7 @@ import t, { type Test } from 'tap'
 import httpServices, { CircuitOpenError, ConnectionError, createHttpServices, type BreakerOptions, type HttpServicesOptions, type Logger } from '../../index'
 import { capturePino } from '../helpers/pino-lines'
 import { closedPort, sendJson, startServer, type Handler } from '../helpers/server'
+import { waitUntil } from '../helpers/wait'
 
 type LogLine = { level: number, msg: string, service?: string, breaker?: string, lastFailure?: string }
 
@@ -176,7 +177,7 @@ t.test('closeAfter: that many successful probes in a row close it, one at a time
   const state = (): string => (services.stats().api.breaker as { state: string }).state
   for (let i = 0; i < 4; i++) await (await api.get('/x')).dump()
   t.equal(state(), 'open')
-  await sleep(250)
+  await waitUntil('half-open', () => state() === 'halfOpen')
   status = 200
   t.equal((await api.get('/p1')).status, 200)
   t.equal(state(), 'halfOpen', 'one good probe of three: still half-open')
@@ -187,7 +188,7 @@ t.test('closeAfter: that many successful probes in a row close it, one at a time
   t.equal((await api.get('/p3')).status, 503)
   t.equal(state(), 'open', 'the third probe failed: open again')
   t.match(breakerLines().at(-1), { breaker: 'open', probe: 'failed', lastFailure: 'status 503', msg: 'circuit breaker opened again: a probe failed (status 503): calls fail fast for 200 ms' })
-  await sleep(250)
+  await waitUntil('half-open again', () => state() === 'halfOpen')
   status = 200
   for (const p of ['/q1', '/q2']) t.equal((await api.get(p)).status, 200)
   t.equal(state(), 'halfOpen', 'a failed probe restarts the count')
@@ -196,6 +197,14 @@ t.test('closeAfter: that many successful probes in a row close it, one at a time
   t.match(services.stats().api.breaker, { calls: 0, failures: 0 }, 'a closed breaker starts with an empty window')
   t.same(server.requests.map((r) => r.url).filter((u) => u !== '/x'), ['/p1', '/p2', '/p3', '/q1', '/q2', '/q3'])
   t.same(breakerLines().map((l) => l.breaker), ['open', 'halfOpen', 'open', 'halfOpen', 'closed'])
+})
+
+t.test('a timeout whose limit the caller chose (a per-call timeout, an inbound deadline) counts for nothing', async (t) => {
+  const { server, services, api } = await setup(t, (_req, res) => { setTimeout(() => sendJson(res, 200, {}), 300) })
+  for (let n = 0; n < 6; n++) await t.rejects(api.get('/slow', { timeout: 20 }), { code: 'HTTP_SERVICES_ERR_TIMEOUT', phase: 'total' })
+  t.match(services.stats().api.breaker, { state: 'closed', failures: 0 }, 'six 20 ms timeouts of a healthy but slower upstream did not open it')
+  t.equal((await api.get('/slow')).status, 200, 'calls still reach the upstream')
+  t.ok(server.requests.length >= 1)
 })
 
 t.test('timeouts of an attempt count as failures', async (t) => {

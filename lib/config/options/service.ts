@@ -19,7 +19,11 @@ import { resolveTls, type ResolvedTls } from './tls'
 
 /** One downstream service. */
 export interface ServiceOptions extends CommonServiceOptions {
-  /** Base URL (http or https), with an optional base path. A list spreads calls over several upstreams (BalancedPool). */
+  /**
+   * Base URL (http or https), with an optional base path. A list spreads calls over several upstreams: round robin
+   * over those whose breaker lets calls through (one breaker per upstream), or undici's BalancedPool with
+   * `breaker: false`.
+   */
   baseUrl: string | string[]
   /**
    * Connect to this Unix domain socket (or Windows named pipe) instead of TCP; `baseUrl` still gives the scheme and
