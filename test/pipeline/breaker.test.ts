@@ -4,6 +4,7 @@ import httpServices, { CircuitOpenError, ConnectionError, createHttpServices, ty
 import { capturePino } from '../helpers/pino-lines'
 import { closedPort, sendJson, startServer, type Handler } from '../helpers/server'
 import { waitUntil } from '../helpers/wait'
+import { policyOrder, type PolicyFactory } from '../../lib/pipeline'
 
 type LogLine = { level: number, msg: string, service?: string, breaker?: string, lastFailure?: string }
 
@@ -228,4 +229,55 @@ t.test('a hung upstream opens the breaker through total timeouts alone', async (
   for (let n = 0; n < 4; n++) await t.rejects(services.client('api').get('/hang'), { code: 'HTTP_SERVICES_ERR_TIMEOUT', phase: 'total' })
   t.match(services.stats().api.breaker, { state: 'open', failures: 4 })
   await t.rejects(services.client('api').get('/hang'), CircuitOpenError)
+})
+
+t.test('a probe still out when the breaker was reset is not the next half-open\'s probe', async (t) => {
+  let status = 503
+  const { services, api } = await setup(t, (req, res) => {
+    // /p1 answers 200 late, /p2 answers 503 later still; the others at once with `status`.
+    const delay = req.url === '/p1' ? 1200 : req.url === '/p2' ? 2500 : 0
+    const answer = req.url === '/p1' ? 200 : req.url === '/p2' ? 503 : status
+    setTimeout(() => sendJson(res, answer, {}), delay)
+  }, { ...kSmall, resetAfter: 300 })
+  const state = (): string => (services.stats().api.breaker as { state: string }).state
+  for (let i = 0; i < 4; i++) await (await api.get('/x')).dump()
+  await waitUntil('half-open', () => state() === 'halfOpen')
+  const p1 = api.get('/p1')
+  await sleep(50)
+  services.reset()
+  t.equal(state(), 'closed', 'reset() closed it with the probe still out')
+  for (let i = 0; i < 4; i++) await (await api.get('/x')).dump()
+  t.equal(state(), 'open', 'and new failures opened it again')
+  await waitUntil('half-open again', () => state() === 'halfOpen')
+  const p2 = api.get('/p2')
+  t.equal((await p1).status, 200, 'the old probe answers 200 while the new one is out')
+  t.equal(state(), 'halfOpen', 'the old probe\'s success did not close the breaker')
+  await t.rejects(api.get('/x'), { code: 'HTTP_SERVICES_ERR_CIRCUIT_OPEN', message: /a probe is in flight/ }, 'the new probe is still the only one')
+  t.equal((await p2).status, 503)
+  t.equal(state(), 'open', 'the new probe\'s failure decides')
+  status = 200
+})
+
+t.test('a policy below the breaker that throws instead of rejecting leaves no probe stuck in flight', async (t) => {
+  let status = 503
+  let throwNow = false
+  const slot = policyOrder.find(([name]) => name === 'auth') as [string, PolicyFactory | undefined]
+  const before = slot[1]
+  slot[1] = (service) => service.name !== 'api'
+    ? undefined
+    : (ctx, next) => {
+        if (throwNow) throw new Error('thrown by a policy below the breaker')
+        return next(ctx)
+      }
+  t.teardown(() => { slot[1] = before })
+  const { services, api } = await setup(t, (_req, res) => sendJson(res, status, {}))
+  const state = (): string => (services.stats().api.breaker as { state: string }).state
+  for (let i = 0; i < 4; i++) await (await api.get('/x')).dump()
+  await waitUntil('half-open', () => state() === 'halfOpen')
+  throwNow = true
+  await t.rejects(api.get('/probe'), { message: 'thrown by a policy below the breaker' })
+  throwNow = false
+  status = 200
+  t.equal((await api.get('/next')).status, 200, 'the next call is let through as the probe')
+  t.equal(state(), 'closed')
 })
