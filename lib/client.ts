@@ -194,7 +194,9 @@ const kCallOptions = {
   throwHttpErrors: true,
   retry: true,
   fallback: true,
-  decompress: true
+  decompress: true,
+  token: true,
+  auth: true
 } as const satisfies Record<keyof CallOptions, true>
 
 const kCallOptionNames: ReadonlySet<string> = new Set(Object.keys(kCallOptions))

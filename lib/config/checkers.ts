@@ -16,7 +16,7 @@ export interface Checker {
 
 // Keys whose values are secrets, or hold them: never echoed in a message (a trailing newline from a secret file is
 // a common way to get a header value refused).
-const kSecretKey = /(^|\.)(headers\.[^.]+|passphrase|key|cert|token|password|secret)$/i
+const kSecretKey = /(^|\.)(headers\.[^.]+|passphrase|key|cert|token|password|secret|clientSecret|bearer|apiKey\.value|extraParams\.[^.]+)$/i
 
 /** Throws `InvalidOptionsError` with the message `<key>: expected <what>, got <value>` (secret values shown as `***`). */
 export function fail (key: string, expected: string, value: unknown): never {

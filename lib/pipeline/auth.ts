@@ -1,0 +1,146 @@
+import { AuthError, InvalidRequestError, stamp } from '../errors'
+import type { CallOptions } from '../client-types'
+import type { HttpResponse } from '../response'
+import type { CallContext, Next, Policy, PolicyFactory } from './types'
+
+/** CR, LF and NUL end or corrupt a header line. */
+const kBadHeaderValue = /[\r\n\0]/
+
+/**
+ * The service's credentials on each attempt, and a call's own `token` / `auth: false` over them (priority: call
+ * `token` > call `auth` > service `auth` > `defaults.auth`, merged at resolution). A fixed header (`bearer` string,
+ * `basic`, `apiKey` in a header) is computed once at start-up and costs one `setHeader` per attempt; a `bearer`
+ * function is called before each attempt; an API key in the query is appended to the path of each attempt.
+ * `forward` needs nothing here: its header is one of the service's `forwardHeaders`, copied from the inbound request
+ * once per request; this policy only removes it for a call passing `token` or `auth: false`.
+ *
+ * A header the call sets itself (`headers: { authorization }`) wins over the service's scheme: call options
+ * override service options.
+ *
+ * Sits above `redirect`: a hop reuses the attempt's headers, and `redirect` follows only hops that stay on the
+ * service's origin and inside its base path, so credentials never go anywhere else. An API key in the query is not
+ * added to a hop (its `Location` says the query).
+ */
+export const auth: PolicyFactory = (service, perCall) => {
+  const a = service.options.auth
+  const forwarded = a?.scheme === 'forward' ? a.header : undefined
+  if (a === undefined || forwarded !== undefined) return perCall ? callOnly(forwarded) : undefined
+  if (a.bearer !== undefined) return bearerFunction(a.bearer)
+  if (a.query !== undefined) return queryKey(a.query, a.value as string)
+  return fixedHeader(a.header as string, a.value as string)
+}
+auth.callOptions = ['token', 'auth']
+
+/** A service with no scheme of its own (or `forward`): only the call's `token` / `auth: false` matter. */
+function callOnly (forwarded: string | undefined): Policy {
+  return (ctx, next) => {
+    if (ctx.options.token === undefined && ctx.options.auth === undefined) return next(ctx)
+    return overriddenThen(ctx, next, forwarded)
+  }
+}
+
+function fixedHeader (name: string, value: string): Policy {
+  return (ctx, next) => {
+    const o = ctx.options
+    if (o.token !== undefined || o.auth !== undefined) return overriddenThen(ctx, next, undefined)
+    if (o.headers === undefined || !callSetsHeader(o.headers, name)) ctx.setHeader(name, value)
+    return next(ctx)
+  }
+}
+
+function bearerFunction (fn: () => string | Promise<string>): Policy {
+  return async (ctx, next) => {
+    const o = ctx.options
+    if (o.token !== undefined || o.auth !== undefined) return await overriddenThen(ctx, next, undefined)
+    if (o.headers === undefined || !callSetsHeader(o.headers, 'authorization')) {
+      let token: unknown
+      try {
+        token = await fn()
+      } catch (err) {
+        throw authError(ctx, 'the auth.bearer function failed', err)
+      }
+      if (typeof token !== 'string' || token === '' || kBadHeaderValue.test(token)) {
+        throw authError(ctx, 'the auth.bearer function gave no usable token (expected a non-empty string without CR, LF or NUL)')
+      }
+      ctx.setHeader('authorization', `Bearer ${token}`)
+    }
+    return await next(ctx)
+  }
+}
+
+function queryKey (param: string, value: string): Policy {
+  const pair = `${encodeURIComponent(param)}=${encodeURIComponent(value)}`
+  return (ctx, next) => {
+    const o = ctx.options
+    if (o.token !== undefined || o.auth !== undefined) return overriddenThen(ctx, next, undefined)
+    if (o.query !== undefined && callSetsQuery(o.query, param)) return next(ctx)
+    const path = ctx.path
+    const q = path.indexOf('?')
+    ctx.path = path + (q === -1 ? '?' : q === path.length - 1 || path.endsWith('&') ? '' : '&') + pair
+    // Each attempt appends the key to the call's own path (a redirect hop may have changed it meanwhile).
+    const restore = (): void => { ctx.path = path }
+    let answered: Promise<HttpResponse>
+    try {
+      answered = next(ctx)
+    } catch (err) {
+      restore()
+      return Promise.reject(err)
+    }
+    return answered.finally(restore)
+  }
+}
+
+/**
+ * The call's `token` (sent as `Authorization: Bearer`) or `auth: false` (nothing sent) instead of the service's
+ * scheme, then the rest of the chain. A forwarded credential is removed unless the call set that header itself.
+ * Bad values reject the call with `InvalidRequestError`, without showing them.
+ */
+function overriddenThen (ctx: CallContext, next: Next, forwarded: string | undefined): Promise<HttpResponse> {
+  const o = ctx.options
+  try {
+    if (o.token !== undefined) {
+      const token: unknown = o.token
+      if (typeof token !== 'string' || token === '' || kBadHeaderValue.test(token)) {
+        throw invalidCall(ctx, 'the token call option must be a non-empty string without CR, LF or NUL')
+      }
+      if (forwarded !== undefined && forwarded !== 'authorization') removeHeader(ctx, forwarded)
+      ctx.setHeader('authorization', `Bearer ${token}`)
+    } else {
+      if (o.auth !== false) throw invalidCall(ctx, 'the auth call option can only be false (send a token with the token call option)')
+      if (forwarded !== undefined && (o.headers === undefined || !callSetsHeader(o.headers, forwarded))) removeHeader(ctx, forwarded)
+    }
+    return next(ctx)
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}
+
+/** Whether the call's own `headers` set `name` (lower-case): then it wins over the service's scheme. */
+function callSetsHeader (headers: NonNullable<CallOptions['headers']>, name: string): boolean {
+  for (const key in headers) if (headers[key] !== undefined && key.toLowerCase() === name) return true
+  return false
+}
+
+function callSetsQuery (query: NonNullable<CallOptions['query']>, name: string): boolean {
+  if (query instanceof URLSearchParams) return query.has(name)
+  return Object.hasOwn(query, name) && query[name] !== undefined && query[name] !== null
+}
+
+function removeHeader (ctx: CallContext, name: string): void {
+  if (ctx.headers[name] === undefined) return
+  const { [name]: _removed, ...rest } = ctx.headers
+  ctx.headers = rest
+}
+
+function target (ctx: CallContext): { service: string, method: string, path: string } {
+  return { service: ctx.service.name, method: ctx.method, path: ctx.path }
+}
+
+function invalidCall (ctx: CallContext, problem: string): InvalidRequestError {
+  return stamp(new InvalidRequestError(`${ctx.service.name}: ${problem}`), target(ctx))
+}
+
+function authError (ctx: CallContext, problem: string, cause?: unknown): AuthError {
+  const err = cause === undefined ? new AuthError(`${ctx.service.name}: ${problem}`) : new AuthError(`${ctx.service.name}: ${problem}`, { cause })
+  return stamp(err, target(ctx))
+}
