@@ -1,7 +1,8 @@
+import { OAuth2TokenSource } from '../auth/oauth2'
 import { AuthError, InvalidRequestError, stamp } from '../errors'
 import type { CallOptions } from '../client-types'
 import type { HttpResponse } from '../response'
-import type { CallContext, Next, Policy, PolicyFactory } from './types'
+import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
 
 /** CR, LF and NUL end or corrupt a header line. */
 const kBadHeaderValue = /[\r\n\0]/
@@ -25,6 +26,7 @@ export const auth: PolicyFactory = (service, perCall) => {
   const a = service.options.auth
   const forwarded = a?.scheme === 'forward' ? a.header : undefined
   if (a === undefined || forwarded !== undefined) return perCall ? callOnly(forwarded) : undefined
+  if (a.oauth2 !== undefined) return oauth2(tokenSource(service))
   if (a.bearer !== undefined) return bearerFunction(a.bearer)
   if (a.query !== undefined) return queryKey(a.query, a.value as string)
   return fixedHeader(a.header as string, a.value as string)
@@ -65,6 +67,61 @@ function bearerFunction (fn: () => string | Promise<string>): Policy {
       ctx.setHeader('authorization', `Bearer ${token}`)
     }
     return await next(ctx)
+  }
+}
+
+/** The service's OAuth2 token source, one for both of its chains, closed with the service. */
+function tokenSource (service: ServiceRuntime): OAuth2TokenSource {
+  return service.shared('oauth2', () => {
+    const settings = service.options.auth?.oauth2
+    if (settings === undefined) throw new Error('unreachable: oauth2 without settings')
+    // A tokenService that does not exist fails registration, naming both services.
+    if (settings.tokenService !== undefined) service.client(settings.tokenService)
+    const source = new OAuth2TokenSource(service.name, settings, service.log, (name) => service.client(name))
+    service.addStats('oauth2', () => ({ tokenRequests: source.requests }))
+    service.onClose?.(() => { source.close() })
+    return source
+  })
+}
+
+/**
+ * OAuth2: the cached token (no promise while it is fresh), and on a 401 one resend with a fresh token, for any
+ * method (a 401 means the request was not processed) unless its body was a stream already sent. The token is dropped
+ * only if it is still the cached one: a concurrent call may have replaced it already. A second 401 is the answer.
+ */
+function oauth2 (source: OAuth2TokenSource): Policy {
+  return async (ctx, next) => {
+    const o = ctx.options
+    if (o.token !== undefined || o.auth !== undefined) return await overriddenThen(ctx, next, undefined)
+    if (o.headers !== undefined && callSetsHeader(o.headers, 'authorization')) return await next(ctx)
+    let token = source.token()
+    if (typeof token !== 'string') token = await stamped(ctx, token)
+    ctx.setHeader('authorization', `Bearer ${token}`)
+    const res = await next(ctx)
+    if (res.status !== 401 || !ctx.replayable) return res
+    await res.discard()
+    source.invalidate(token)
+    const fresh = await stamped(ctx, Promise.resolve(source.token()))
+    ctx.setHeader('authorization', `Bearer ${fresh}`)
+    return await next(ctx)
+  }
+}
+
+/** A token fetch whose `AuthError` gets the call's target. */
+async function stamped (ctx: CallContext, token: Promise<string>): Promise<string> {
+  try {
+    return await token
+  } catch (err) {
+    // The error is shared by every call waiting on the same fetch: each gets its own copy with its own target.
+    if (err instanceof AuthError) {
+      const own = authError(ctx, err.message.slice(ctx.service.name.length + 2), err.cause)
+      own.error = err.error
+      own.error_description = err.error_description
+      if (own.error === undefined) delete own.error
+      if (own.error_description === undefined) delete own.error_description
+      throw own
+    }
+    throw err
   }
 }
 

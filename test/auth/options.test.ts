@@ -65,10 +65,18 @@ t.test('exactly one scheme, each with precise messages naming the service and ke
   t.equal(refusal({}, 'defaults'), 'defaults.auth: expected exactly one of bearer, apiKey, basic, forward, oauth2, got none')
 })
 
-t.test('a valid oauth2 object is refused until the OAuth2 client exists, with a message saying so', async (t) => {
-  t.equal(refusal({ oauth2 }), 'services.api.auth.oauth2: OAuth2 client credentials are not available in this version yet (use bearer with a function meanwhile)')
-  t.equal(refusal({ oauth2: { ...oauth2, tokenService: 'idp', tokenUrl: '/token', scope: ['a', 'b'], authMethod: 'post', extraParams: { a: 'b' } } }),
-    'services.api.auth.oauth2: OAuth2 client credentials are not available in this version yet (use bearer with a function meanwhile)')
+t.test('a valid oauth2 object is accepted and resolved with its defaults, the secret not enumerable', async (t) => {
+  t.equal(refusal({ oauth2 }), 'accepted')
+  const resolved = resolveOptions({
+    services: {
+      idp: { baseUrl: 'http://127.0.0.1:1' },
+      api: { baseUrl: 'http://127.0.0.1:1', auth: { oauth2: { ...oauth2, tokenService: 'idp', tokenUrl: '/token', scope: ['a', 'b'] } } }
+    }
+  })
+  const auth = resolved.services.get('api')?.auth
+  t.match(auth?.oauth2, { tokenUrl: '/token', clientId: 'id', scope: 'a b', authMethod: 'basic', refreshBefore: 60000, tokenService: 'idp', extraParams: {} })
+  t.notMatch(JSON.stringify(resolved.services.get('api')), /oauth-secret/)
+  t.notMatch(require('node:util').inspect(resolved.services.get('api'), { depth: 5 }), /oauth-secret/)
 })
 
 t.test('secrets are never echoed in a validation message', async (t) => {

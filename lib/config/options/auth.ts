@@ -29,6 +29,9 @@ export interface BasicAuthOptions {
   password: string
 }
 
+/** How an OAuth2 client authenticates to its token endpoint: client_secret_basic or client_secret_post. */
+export type OAuth2Method = 'basic' | 'post'
+
 /** OAuth2 client credentials (RFC 6749 §4.4). */
 export interface OAuth2Options {
   /** The token endpoint: an http(s) URL, or with `tokenService` a path on that service. */
@@ -47,7 +50,7 @@ export interface OAuth2Options {
    * then base64) or `post` (client_secret_post, both in the form).
    * @default 'basic'
    */
-  authMethod?: 'basic' | 'post'
+  authMethod?: OAuth2Method
   /**
    * A token is renewed this many milliseconds before it expires.
    * @default 60000
@@ -186,7 +189,7 @@ export const authOption: Checker = variants([(v) => v === false, rule('false', (
 /** `auth` after resolution. The secrets (`value`, `bearer`) are not enumerable. */
 export interface ResolvedAuth {
   /** The scheme, as logs and stats may show it. */
-  readonly scheme: 'bearer' | 'apiKey' | 'basic' | 'forward'
+  readonly scheme: 'bearer' | 'apiKey' | 'basic' | 'forward' | 'oauth2'
   /** Lower-case header the credential goes in; `undefined` for an API key in the query. */
   readonly header: string | undefined
   /** The query parameter of an API key sent in the query. */
@@ -195,6 +198,22 @@ export interface ResolvedAuth {
   readonly value: string | undefined
   /** The bearer function, called before each attempt. */
   readonly bearer: (() => string | Promise<string>) | undefined
+  /** OAuth2 client credentials, every default filled in. Not enumerable (it holds the client secret). */
+  readonly oauth2: ResolvedOAuth2 | undefined
+}
+
+/** `auth.oauth2` after resolution: `scope` joined with spaces, defaults filled in. */
+export interface ResolvedOAuth2 {
+  readonly tokenUrl: string
+  readonly clientId: string
+  readonly clientSecret: string
+  readonly scope: string | undefined
+  readonly audience: string | undefined
+  readonly resource: string | undefined
+  readonly authMethod: OAuth2Method
+  readonly refreshBefore: number
+  readonly tokenService: string | undefined
+  readonly extraParams: Record<string, string>
 }
 
 /** A service's `auth` (validated), resolved once at start-up; `key` is its dotted key, for messages. */
@@ -203,6 +222,7 @@ export function resolveAuth (auth: AuthOptions | false | undefined, key: string)
   let out: { scheme: ResolvedAuth['scheme'], header?: string, query?: string }
   let value: string | undefined
   let bearer: ResolvedAuth['bearer']
+  let oauth2: ResolvedOAuth2 | undefined
   if (auth.bearer !== undefined) {
     out = { scheme: 'bearer', header: 'authorization' }
     if (typeof auth.bearer === 'function') bearer = auth.bearer
@@ -219,10 +239,23 @@ export function resolveAuth (auth: AuthOptions | false | undefined, key: string)
   } else if (auth.forward !== undefined) {
     out = { scheme: 'forward', header: auth.forward === true ? 'authorization' : auth.forward.toLowerCase() }
   } else {
-    // The OAuth2 client (token cache, single-flight refresh, resend on 401) is issue 19's second step.
-    throw invalid(`${key}.oauth2`, 'OAuth2 client credentials are not available in this version yet (use bearer with a function meanwhile)')
+    const o = auth.oauth2 as OAuth2Options
+    const d = oAuth2Options.defaults
+    out = { scheme: 'oauth2', header: 'authorization' }
+    oauth2 = {
+      tokenUrl: o.tokenUrl,
+      clientId: o.clientId,
+      clientSecret: o.clientSecret,
+      scope: Array.isArray(o.scope) ? o.scope.join(' ') : o.scope,
+      audience: o.audience,
+      resource: o.resource,
+      authMethod: o.authMethod ?? d.authMethod,
+      refreshBefore: o.refreshBefore ?? d.refreshBefore,
+      tokenService: o.tokenService,
+      extraParams: { ...o.extraParams }
+    }
   }
   const resolved = { scheme: out.scheme, header: out.header, query: out.query }
-  Object.defineProperties(resolved, { value: { value }, bearer: { value: bearer } })
+  Object.defineProperties(resolved, { value: { value }, bearer: { value: bearer }, oauth2: { value: oauth2 } })
   return resolved as ResolvedAuth
 }

@@ -1,0 +1,222 @@
+/**
+ * OAuth2 client credentials (RFC 6749 §4.4): the token a service's calls carry, fetched once for all concurrent calls
+ * (single-flight), kept in a `TokenStore` until `expires_in - refreshBefore`, refreshed in the background while the
+ * old token still serves, and dropped on a 401 only while it is still the cached one. Written here because no
+ * well-kept package does client credentials over undici with these guarantees (simple-oauth2 and openid-client bring
+ * their own HTTP stacks and no single-flight or early refresh).
+ */
+import { Pool } from 'undici'
+import type { OAuth2Method } from '../config/options/auth'
+import { AuthError } from '../errors'
+import { wireText } from '../error-text'
+import type { Logger, ServiceClient } from '../pipeline/types'
+import { MemoryTokenStore, type CachedToken, type TokenStore } from './token-store'
+
+/** What the token client needs of a service's resolved `auth.oauth2`. */
+export interface OAuth2Settings {
+  readonly tokenUrl: string
+  readonly clientId: string
+  readonly clientSecret: string
+  readonly scope: string | undefined
+  readonly audience: string | undefined
+  readonly resource: string | undefined
+  readonly authMethod: OAuth2Method
+  readonly refreshBefore: number
+  readonly tokenService: string | undefined
+  readonly extraParams: Record<string, string>
+}
+
+/** Token requests that failed in a way worth another try (5xx, 429, network) are tried this many times in all. */
+const kTokenAttempts = 3
+const kBaseDelay = 100
+/** Limits on one token request through the dedicated pool. */
+const kTokenTimeout = 10_000
+const kMaxTokenBody = 64 * 1024
+
+/** One answer of the token endpoint. */
+interface TokenAnswer {
+  status: number
+  text: string
+}
+
+/** Thrown inside `fetchOnce` for an answer worth trying again. */
+class Retryable extends Error {}
+
+/** The client-credentials token source of one service. */
+export class OAuth2TokenSource {
+  private readonly service: string
+  private readonly settings: OAuth2Settings
+  private readonly log: Logger
+  private readonly store: TokenStore
+  private readonly key: string
+  private readonly clientOf: (name: string) => ServiceClient
+  private pool: Pool | undefined = undefined
+  private inflight: Promise<string> | undefined = undefined
+  private closed = false
+  /** Token requests made (each try counts): for tests and stats. */
+  requests = 0
+
+  constructor (service: string, settings: OAuth2Settings, log: Logger, clientOf: (name: string) => ServiceClient, store: TokenStore = new MemoryTokenStore()) {
+    this.service = service
+    this.settings = settings
+    this.log = log
+    this.store = store
+    this.clientOf = clientOf
+    // One cache entry per client and token endpoint: two services with the same credentials share it in a shared store.
+    this.key = `${settings.tokenService ?? ''}|${settings.tokenUrl}|${settings.clientId}|${settings.scope ?? ''}|${settings.audience ?? ''}|${settings.resource ?? ''}`
+  }
+
+  /**
+   * A usable access token: the cached one (a string, no promise) while it is fresh; the cached one too while it is
+   * due for refresh (the refresh starts in the background); otherwise the one being fetched, shared by every caller.
+   */
+  token (): string | Promise<string> {
+    const cached = this.store.get(this.key)
+    if (cached !== undefined) {
+      const now = Date.now()
+      if (now < cached.refreshAt) return cached.accessToken
+      if (now < cached.expiresAt) {
+        this.fetch().catch(() => {}) // logged in fetch; calls keep the old token until it expires
+        return cached.accessToken
+      }
+    }
+    return this.fetch()
+  }
+
+  /** After a 401 sent with `token`: drops it, unless another call already replaced it. */
+  invalidate (token: string): void {
+    if (this.store.get(this.key)?.accessToken === token) this.store.delete(this.key)
+  }
+
+  close (): void {
+    this.closed = true
+    const pool = this.pool
+    this.pool = undefined
+    pool?.close().catch(() => {})
+  }
+
+  /** The token request in flight, or a new one. */
+  private fetch (): Promise<string> {
+    if (this.inflight !== undefined) return this.inflight
+    const flight = this.fetchWithRetries().then((token) => {
+      this.inflight = undefined
+      this.store.set(this.key, token)
+      this.log.debug({ service: this.service, expiresAt: token.expiresAt === Infinity ? null : new Date(token.expiresAt).toISOString() }, 'OAuth2 token refreshed')
+      return token.accessToken
+    }, (err: unknown) => {
+      this.inflight = undefined
+      this.log.warn({ service: this.service, err }, 'OAuth2 token request failed')
+      throw err
+    })
+    this.inflight = flight
+    return flight
+  }
+
+  private async fetchWithRetries (): Promise<CachedToken> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.fetchOnce()
+      } catch (err) {
+        if (!(err instanceof Retryable) || attempt >= kTokenAttempts || this.closed) {
+          throw err instanceof Retryable ? this.error(`token endpoint failed ${kTokenAttempts} times (${err.message})`, err.cause) : err
+        }
+        await new Promise((resolve) => setTimeout(resolve, kBaseDelay * 2 ** (attempt - 1)))
+      }
+    }
+  }
+
+  private async fetchOnce (): Promise<CachedToken> {
+    const { headers, body } = this.tokenRequest()
+    this.requests++
+    let answer: TokenAnswer
+    try {
+      answer = await this.post(headers, body)
+    } catch (err) {
+      if (err instanceof AuthError) throw err
+      throw new Retryable(`network error ${(err as { code?: string }).code ?? ''}`.trim(), { cause: err })
+    }
+    const { status, text } = answer
+    if (status >= 500 || status === 429) throw new Retryable(`status ${status}`)
+    let parsed: Record<string, unknown> | undefined
+    try {
+      const value: unknown = JSON.parse(text)
+      if (typeof value === 'object' && value !== null && !Array.isArray(value)) parsed = value as Record<string, unknown>
+    } catch {}
+    if (status !== 200) {
+      // RFC 6749 §5.2: the endpoint's words go in properties, never in the message (Fastify sends it to clients).
+      const e = this.error(`token endpoint answered ${status}`)
+      if (typeof parsed?.error === 'string') e.error = wireText(parsed.error, 100)
+      if (typeof parsed?.error_description === 'string') e.error_description = wireText(parsed.error_description, 200)
+      throw e
+    }
+    const accessToken = parsed?.access_token
+    if (typeof accessToken !== 'string' || accessToken === '' || /[\r\n\0]/.test(accessToken)) {
+      throw this.error('token endpoint answered without a usable access_token')
+    }
+    if (typeof parsed?.token_type !== 'string' || parsed.token_type.toLowerCase() !== 'bearer') {
+      throw this.error('token endpoint answered a token_type other than Bearer')
+    }
+    const now = Date.now()
+    const expiresIn = Number(parsed.expires_in)
+    if (parsed.expires_in === undefined || !Number.isFinite(expiresIn) || expiresIn <= 0) {
+      return { accessToken, expiresAt: Infinity, refreshAt: Infinity }
+    }
+    const expiresAt = now + expiresIn * 1000
+    // A lifetime shorter than `refreshBefore` refreshes at half its life rather than on every call.
+    const refreshAt = Math.max(expiresAt - this.settings.refreshBefore, now + expiresIn * 500)
+    return { accessToken, expiresAt, refreshAt }
+  }
+
+  /** The form and headers of a client-credentials request (RFC 6749 §4.4.2, §2.3.1). */
+  private tokenRequest (): { headers: Record<string, string>, body: string } {
+    const s = this.settings
+    const form = new URLSearchParams({ grant_type: 'client_credentials' })
+    if (s.scope !== undefined) form.set('scope', s.scope)
+    if (s.audience !== undefined) form.set('audience', s.audience)
+    if (s.resource !== undefined) form.set('resource', s.resource)
+    for (const [k, v] of Object.entries(s.extraParams)) form.set(k, v)
+    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }
+    if (s.authMethod === 'post') {
+      form.set('client_id', s.clientId)
+      form.set('client_secret', s.clientSecret)
+    } else {
+      // RFC 6749 §2.3.1: id and secret are form-encoded before they are joined with ":" and base64-encoded.
+      headers.authorization = `Basic ${Buffer.from(`${formEncode(s.clientId)}:${formEncode(s.clientSecret)}`).toString('base64')}`
+    }
+    return { headers, body: form.toString() }
+  }
+
+  /** POSTs the form to the token endpoint: through `tokenService`, or the dedicated pool. */
+  private async post (headers: Record<string, string>, body: string): Promise<TokenAnswer> {
+    const s = this.settings
+    if (s.tokenService !== undefined) {
+      const res = await this.clientOf(s.tokenService).request('POST', s.tokenUrl, { headers, body, throwHttpErrors: false, retry: false })
+      return { status: res.status, text: (await res.text()).slice(0, kMaxTokenBody) }
+    }
+    if (this.closed) throw this.error('service closed')
+    const url = new URL(s.tokenUrl)
+    this.pool ??= new Pool(url.origin, { connections: 2, headersTimeout: kTokenTimeout, bodyTimeout: kTokenTimeout, connectTimeout: kTokenTimeout })
+    const res = await this.pool.request({ method: 'POST', path: url.pathname + url.search, headers, body })
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length
+      if (size > kMaxTokenBody) {
+        res.body.destroy()
+        break
+      }
+      chunks.push(chunk as Buffer)
+    }
+    return { status: res.statusCode, text: Buffer.concat(chunks).toString('utf8') }
+  }
+
+  private error (problem: string, cause?: unknown): AuthError {
+    const message = `${this.service}: OAuth2 ${problem}`
+    return cause === undefined ? new AuthError(message) : new AuthError(message, { cause })
+  }
+}
+
+/** `application/x-www-form-urlencoded` encoding of one value (RFC 6749 Appendix B). */
+function formEncode (value: string): string {
+  return new URLSearchParams({ v: value }).toString().slice(2)
+}
