@@ -17,10 +17,13 @@ const kSecrets = {
   inbound: 'SECRET-inbound-authz-6e21',
   cookie: 'SECRET-cookie-0b7f',
   setCookie: 'SECRET-set-cookie-9d44',
-  badToken: 'SECRET-bad-token-2a6c'
+  badToken: 'SECRET-bad-token-2a6c',
+  clientSecret: 'SECRET-client-secret-77aa',
+  accessToken: 'SECRET-access-token-41bd'
 }
 const kBasic = Buffer.from(`user:${kSecrets.password}`).toString('base64')
-const all = [...Object.values(kSecrets), kBasic]
+const kClientBasic = Buffer.from(`client:${kSecrets.clientSecret}`).toString('base64')
+const all = [...Object.values(kSecrets), kBasic, kClientBasic]
 
 t.test('no secret appears in any log line, error, error reply or stats() during failing authenticated calls', async (t) => {
   const { logger, lines } = capturePino()
@@ -29,6 +32,11 @@ t.test('no secret appears in any log line, error, error reply or stats() during 
     sendJson(res, status, { error: 'nope' }, { 'set-cookie': `session=${kSecrets.setCookie}; HttpOnly` })
   })
   const closed = await closedPort()
+  // A token endpoint: a token for grant requests on /token, invalid_client on /refuse.
+  const idp = await startServer((req, res) => {
+    if (req.url === '/refuse') return sendJson(res, 401, { error: 'invalid_client', error_description: 'bad secret' })
+    sendJson(res, 200, { access_token: kSecrets.accessToken, token_type: 'Bearer', expires_in: 3600 })
+  })
   const services: HttpServicesOptions['services'] = {
     bearer: { baseUrl: failing.url, retry: { attempts: 2, baseDelay: 1 }, auth: { bearer: kSecrets.bearer } },
     fn: { baseUrl: failing.url, auth: { bearer: () => kSecrets.bearerFn } },
@@ -36,7 +44,9 @@ t.test('no secret appears in any log line, error, error reply or stats() during 
     query: { baseUrl: `${failing.url}/v1`, retry: { attempts: 2, baseDelay: 1 }, auth: { apiKey: { value: kSecrets.queryKey, query: 'api_key' } } },
     basic: { baseUrl: `http://127.0.0.1:${closed}`, retry: { attempts: 2, baseDelay: 1 }, auth: { basic: { username: 'user', password: kSecrets.password } } },
     forward: { baseUrl: failing.url, auth: { forward: true }, forwardHeaders: ['cookie'] },
-    throwing: { baseUrl: failing.url, auth: { bearer: () => { throw new Error('no token today') } } }
+    throwing: { baseUrl: failing.url, auth: { bearer: () => { throw new Error('no token today') } } },
+    oauth: { baseUrl: failing.url, auth: { oauth2: { tokenUrl: `${idp.url}/token`, clientId: 'client', clientSecret: kSecrets.clientSecret } } },
+    refused: { baseUrl: failing.url, auth: { oauth2: { tokenUrl: `${idp.url}/refuse`, clientId: 'client', clientSecret: kSecrets.clientSecret, authMethod: 'post' } } }
   }
   const app = Fastify({ loggerInstance: logger as unknown as FastifyBaseLogger })
   await app.register(httpServices, { defaults: { retry: false }, services })
@@ -53,7 +63,7 @@ t.test('no secret appears in any log line, error, error reply or stats() during 
       throw err
     }
   })
-  t.teardown(async () => { await app.close(); await failing.close() })
+  t.teardown(async () => { await app.close(); await failing.close(); await idp.close() })
 
   const inbound = { authorization: `Bearer ${kSecrets.inbound}`, cookie: `sid=${kSecrets.cookie}` }
   const replies: string[] = []
@@ -65,6 +75,9 @@ t.test('no secret appears in any log line, error, error reply or stats() during 
     ['basic', {}],
     ['forward', {}],
     ['throwing', {}],
+    ['oauth', {}],
+    ['oauth', { 'x-path': '/unauthorized' }],
+    ['refused', {}],
     ['bearer', { 'x-call': JSON.stringify({ token: kSecrets.callToken }), 'x-path': '/unauthorized' }],
     ['header', { 'x-call': JSON.stringify({ token: `${kSecrets.badToken}\n` }) }],
     ['fn', { 'x-call': JSON.stringify({ headers: { authorization: `Bearer ${kSecrets.badToken}\r\n` } }) }]
@@ -109,7 +122,9 @@ t.test('no secret appears in any log line, error, error reply or stats() during 
 
   // The secrets did reach the wire, so the test proves something.
   const wire = JSON.stringify(failing.requests.map((r) => [r.url, r.headers]))
-  for (const secret of [kSecrets.bearer, kSecrets.bearerFn, kSecrets.apiKey, kSecrets.queryKey, kSecrets.callToken, kSecrets.inbound, kSecrets.cookie]) {
+  for (const secret of [kSecrets.bearer, kSecrets.bearerFn, kSecrets.apiKey, kSecrets.queryKey, kSecrets.callToken, kSecrets.inbound, kSecrets.cookie, kSecrets.accessToken]) {
     t.ok(wire.includes(secret), `${secret.slice(0, 20)}… was sent`)
   }
+  const idpWire = JSON.stringify(idp.requests.map((r) => [r.headers, r.body]))
+  t.ok(idpWire.includes(kClientBasic) && idpWire.includes(kSecrets.clientSecret), 'the client secret went to the token endpoint, basic and post')
 })
