@@ -57,8 +57,9 @@ function bearerFunction (fn: () => string | Promise<string>): Policy {
     if (o.headers === undefined || !callSetsHeader(o.headers, 'authorization')) {
       let token: unknown
       try {
-        token = await fn()
+        token = await untilAborted(ctx, Promise.resolve().then(fn))
       } catch (err) {
+        if (ctx.signal?.aborted === true) throw err // the call's own timeout or abort, not the function's failure
         throw authError(ctx, 'the auth.bearer function failed', err)
       }
       if (typeof token !== 'string' || token === '' || kBadHeaderValue.test(token)) {
@@ -110,7 +111,7 @@ function oauth2 (source: OAuth2TokenSource): Policy {
 /** A token fetch whose `AuthError` gets the call's target. */
 async function stamped (ctx: CallContext, token: Promise<string>): Promise<string> {
   try {
-    return await token
+    return await untilAborted(ctx, token)
   } catch (err) {
     // The error is shared by every call waiting on the same fetch: each gets its own copy with its own target.
     if (err instanceof AuthError) {
@@ -123,6 +124,33 @@ async function stamped (ctx: CallContext, token: Promise<string>): Promise<strin
     }
     throw err
   }
+}
+
+/**
+ * `promise`, or the call's abort reason once its signal aborts first (total timeout, deadline, caller gone): a token
+ * fetch is shared by every waiting call and goes on, but no call waits for it past its own limits.
+ */
+function untilAborted<T> (ctx: CallContext, promise: Promise<T>): Promise<T> {
+  const signal = ctx.signal
+  if (signal === undefined) return promise
+  if (signal.aborted) {
+    promise.catch(() => {})
+    return Promise.reject(signal.reason)
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      promise.catch(() => {})
+      reject(signal.reason)
+    }
+    signal.on('abort', onAbort)
+    promise.then((value) => {
+      signal.removeListener('abort', onAbort)
+      resolve(value)
+    }, (err: unknown) => {
+      signal.removeListener('abort', onAbort)
+      reject(err)
+    })
+  })
 }
 
 function queryKey (param: string, value: string): Policy {

@@ -191,3 +191,13 @@ t.test('a call\'s token or auth: false bypasses OAuth2', async (t) => {
   t.same(tokensOf(api), ['Bearer mine', undefined])
   t.equal(idp.requests.length, 0)
 })
+
+t.test('a call waiting for a token still settles within its total timeout; the fetch goes on for later calls', async (t) => {
+  const { idp, api, client } = await setup(t, { reply: (_s, i) => ({ body: { access_token: `t${i}`, token_type: 'Bearer' }, delay: 400 }) })
+  const started = Date.now()
+  await t.rejects(client.get('/', { timeout: 100 }), { code: 'HTTP_SERVICES_ERR_TIMEOUT', phase: 'total' })
+  t.ok(Date.now() - started < 350, 'it did not wait for the token')
+  await client.get('/')
+  t.equal(idp.requests.length, 1, 'the later call took the token of the same fetch')
+  t.same(tokensOf(api), ['Bearer t1'])
+})

@@ -134,3 +134,9 @@ t.test('the scheme is sent on every attempt of a hedged call', async (t) => {
   t.ok(server.requests.length >= 1)
   for (const r of server.requests) t.equal(r.headers.authorization, 'Bearer h-tok')
 })
+
+t.test('a bearer function that never settles does not hold a call past its total timeout', async (t) => {
+  const { server, registry } = await setup(t, { api: { auth: { bearer: () => new Promise<string>(() => {}) }, timeout: 100 } })
+  await t.rejects(registry.client('api').get('/'), { code: 'HTTP_SERVICES_ERR_TIMEOUT', phase: 'total' })
+  t.equal(server.requests.length, 0)
+})
