@@ -182,6 +182,13 @@ t.test('tokenService sends the token request through another service', async (t)
   t.throws(() => createHttpServices({
     services: { api: { baseUrl: 'http://127.0.0.1:1', auth: { oauth2: { tokenService: 'nope', tokenUrl: '/t', clientId: 'a', clientSecret: 'b' } } } }
   }), { code: 'HTTP_SERVICES_ERR_UNKNOWN_SERVICE' })
+  t.throws(() => createHttpServices({
+    defaults: { auth: { oauth2: { tokenService: 'idp', tokenUrl: '/t', clientId: 'a', clientSecret: 'b' } } },
+    services: { idp: { baseUrl: 'http://127.0.0.1:1' }, api: { baseUrl: 'http://127.0.0.1:1' } }
+  }), {
+    code: 'HTTP_SERVICES_ERR_INVALID_OPTIONS',
+    message: 'services.idp.auth.oauth2.tokenService: names this service itself (give services.idp an auth of its own, or auth: false, when oauth2 comes from defaults)'
+  })
 })
 
 t.test('a call\'s token or auth: false bypasses OAuth2', async (t) => {

@@ -135,6 +135,10 @@ export function resolveService (name: string, defaults: CommonServiceOptions, se
   const urls = (Array.isArray(o.baseUrl) ? o.baseUrl : [o.baseUrl]).map((u) => new URL(u))
   const decompress = o.decompress ?? d.decompress
   const auth = resolveAuth(o.auth ?? d.auth, `${key}.auth`)
+  if (auth?.oauth2?.tokenService === name) {
+    // Its token request would need a token of its own: the call would wait for itself.
+    throw invalid(`${key}.auth.oauth2.tokenService`, `names this service itself (give ${key} an auth of its own, or auth: false, when oauth2 comes from defaults)`)
+  }
   const forwardHeaders = (o.forwardHeaders ?? d.forwardHeaders).map((h) => h.toLowerCase())
   // The forwarded credential travels like any forwarded header: copied once per inbound request and service.
   if (auth?.scheme === 'forward') forwardHeaders.push(auth.header as string)
