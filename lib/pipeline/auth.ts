@@ -13,7 +13,8 @@ const kBadHeaderValue = /[\r\n\0]/
  * `basic`, `apiKey` in a header) is computed once at start-up and costs one `setHeader` per attempt; a `bearer`
  * function is called before each attempt; an API key in the query is appended to the path of each attempt.
  * `forward` needs nothing here: its header is one of the service's `forwardHeaders`, copied from the inbound request
- * once per request; this policy only removes it for a call passing `token` or `auth: false`.
+ * once per request; this policy only removes it for a call passing `token` or `auth: false`. OAuth2 takes its token
+ * from `../auth/oauth2` (one source per service, shared by both chains) and resends once on a 401.
  *
  * A header the call sets itself (`headers: { authorization }`) wins over the service's scheme: call options
  * override service options.
