@@ -2,7 +2,7 @@ import { inspect } from 'node:util'
 import t from 'tap'
 import { AuthError, createHttpServices, HttpStatusError, type OAuth2Options, type ServiceOptions } from '../../index'
 import { capturePino } from '../helpers/pino-lines'
-import { sendJson, startServer, type SeenRequest } from '../helpers/server'
+import { closedPort, sendJson, startServer, type SeenRequest } from '../helpers/server'
 
 type TokenReply = (seen: SeenRequest, n: number) => { status?: number, body: unknown, delay?: number }
 
@@ -207,4 +207,13 @@ t.test('a call waiting for a token still settles within its total timeout; the f
   await client.get('/')
   t.equal(idp.requests.length, 1, 'the later call took the token of the same fetch')
   t.same(tokensOf(api), ['Bearer t1'])
+})
+
+t.test('a token endpoint that cannot be reached is tried 3 times, then the call fails with AuthError', async (t) => {
+  const port = await closedPort()
+  const { api, client, registry } = await setup(t, { oauth2: { tokenUrl: `http://127.0.0.1:${port}/token` } })
+  const err = await client.get('/').catch((e: unknown) => e) as AuthError
+  t.match(err, { code: 'HTTP_SERVICES_ERR_AUTH', statusCode: 502, message: 'api: OAuth2 token endpoint failed 3 times (network error ECONNREFUSED)' })
+  t.equal(api.requests.length, 0)
+  t.same(registry.stats().api.oauth2, { tokenRequests: 3 })
 })
