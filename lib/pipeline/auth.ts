@@ -77,8 +77,7 @@ function tokenSource (service: ServiceRuntime): OAuth2TokenSource {
   return service.shared('oauth2', () => {
     const settings = service.options.auth?.oauth2
     if (settings === undefined) throw new Error('unreachable: oauth2 without settings')
-    // A tokenService that does not exist fails registration, naming both services.
-    if (settings.tokenService !== undefined) service.client(settings.tokenService)
+    // `tokenService` was checked at resolution; its client is taken per token request (it may be built after this one).
     const source = new OAuth2TokenSource(service.name, settings, service.log, (name) => service.client(name))
     service.addStats('oauth2', () => ({ tokenRequests: source.requests }))
     service.onClose?.(() => { source.close() })

@@ -181,7 +181,15 @@ t.test('tokenService sends the token request through another service', async (t)
   t.equal(registry.stats().idp.requests, 1, 'counted as a call of the idp service')
   t.throws(() => createHttpServices({
     services: { api: { baseUrl: 'http://127.0.0.1:1', auth: { oauth2: { tokenService: 'nope', tokenUrl: '/t', clientId: 'a', clientSecret: 'b' } } } }
-  }), { code: 'HTTP_SERVICES_ERR_UNKNOWN_SERVICE' })
+  }), {
+    code: 'HTTP_SERVICES_ERR_INVALID_OPTIONS',
+    message: 'services.api.auth.oauth2.tokenService: names "nope", which is not a configured service (known: api)'
+  })
+  const cycle = (service: string): ServiceOptions => ({ baseUrl: 'http://127.0.0.1:1', auth: { oauth2: { tokenService: service, tokenUrl: '/t', clientId: 'a', clientSecret: 'b' } } })
+  t.throws(() => createHttpServices({ services: { a: cycle('b'), b: cycle('a') } }), {
+    code: 'HTTP_SERVICES_ERR_INVALID_OPTIONS',
+    message: 'services.a.auth.oauth2.tokenService: leads back to a service already on the way (a -> b -> a): each token request would wait for the other\'s token'
+  })
   t.throws(() => createHttpServices({
     defaults: { auth: { oauth2: { tokenService: 'idp', tokenUrl: '/t', clientId: 'a', clientSecret: 'b' } } },
     services: { idp: { baseUrl: 'http://127.0.0.1:1' }, api: { baseUrl: 'http://127.0.0.1:1' } }
@@ -189,6 +197,21 @@ t.test('tokenService sends the token request through another service', async (t)
     code: 'HTTP_SERVICES_ERR_INVALID_OPTIONS',
     message: 'services.idp.auth.oauth2.tokenService: names this service itself (give services.idp an auth of its own, or auth: false, when oauth2 comes from defaults)'
   })
+})
+
+t.test('a tokenService declared after the service using it', async (t) => {
+  const idp = await startServer((_req, res) => { sendJson(res, 200, { access_token: 'late', token_type: 'Bearer' }) })
+  const api = await startServer((req, res) => { sendJson(res, 200, { auth: req.headers.authorization }) })
+  const registry = createHttpServices({
+    services: {
+      api: { baseUrl: api.url, auth: { oauth2: { tokenService: 'idp', tokenUrl: '/oauth/token', clientId: 'a', clientSecret: kSecret } } },
+      idp: { baseUrl: idp.url }
+    }
+  })
+  t.teardown(async () => { await registry.close(); await idp.close(); await api.close() })
+  await registry.open()
+  t.same(await registry.client('api').getJson('/r'), { auth: 'Bearer late' })
+  t.equal(idp.requests.length, 1)
 })
 
 t.test('a call\'s token or auth: false bypasses OAuth2', async (t) => {

@@ -4,7 +4,7 @@
  */
 import type { FastifyUnderPressureOptions } from '@fastify/under-pressure'
 import type { Dispatcher } from 'undici'
-import { booleanOr, isPlainObject, isString, ok, record, rule } from '../checkers'
+import { booleanOr, invalid, isPlainObject, isString, ok, record, rule } from '../checkers'
 import { headerNameOrFalse, lowerOrFalse, ms, string } from '../values'
 import { commonServiceOptions, type CommonServiceOptions } from './common'
 import { defineGroup, type Spec } from './group'
@@ -114,6 +114,7 @@ export function resolveRegistry (options: HttpServicesOptions): ResolvedOptions 
   for (const [name, service] of Object.entries<ServiceOptions>(options.services ?? d.services)) {
     services.set(name, resolveService(name, defaults, service, files))
   }
+  checkTokenServices(services)
   const underPressure = options.underPressure ?? d.underPressure
   return {
     services,
@@ -123,5 +124,28 @@ export function resolveRegistry (options: HttpServicesOptions): ResolvedOptions 
     deadlineHeader: lowerOrFalse(options.deadlineHeader ?? d.deadlineHeader),
     dispatcher: options.dispatcher,
     underPressure: underPressure === true ? {} : underPressure === false ? undefined : underPressure
+  }
+}
+
+/**
+ * Every `auth.oauth2.tokenService` names a configured service, and no chain of them comes back to where it started
+ * (a <-> b: each token request would wait for the other's token). Checked here, once every service is known: the
+ * token service may be declared after the service using it.
+ */
+function checkTokenServices (services: Map<string, ResolvedService>): void {
+  for (const [name, service] of services) {
+    const first = service.auth?.oauth2?.tokenService
+    if (first === undefined) continue
+    const key = `services.${name}.auth.oauth2.tokenService`
+    if (!services.has(first)) {
+      throw invalid(key, `names ${JSON.stringify(first)}, which is not a configured service (known: ${[...services.keys()].join(', ')})`)
+    }
+    const chain = [name]
+    for (let next: string | undefined = first; next !== undefined; next = services.get(next)?.auth?.oauth2?.tokenService) {
+      if (chain.includes(next)) {
+        throw invalid(key, `leads back to a service already on the way (${[...chain, next].join(' -> ')}): each token request would wait for the other's token`)
+      }
+      chain.push(next)
+    }
   }
 }
