@@ -155,6 +155,7 @@ function untilAborted<T> (ctx: CallContext, promise: Promise<T>): Promise<T> {
 
 function queryKey (param: string, value: string): Policy {
   const pair = `${encodeURIComponent(param)}=${encodeURIComponent(value)}`
+  const shown = `${encodeURIComponent(param)}=***`
   return (ctx, next) => {
     const o = ctx.options
     if (o.token !== undefined || o.auth !== undefined) return overriddenThen(ctx, next, undefined)
@@ -163,15 +164,22 @@ function queryKey (param: string, value: string): Policy {
     const q = path.indexOf('?')
     ctx.path = path + (q === -1 ? '?' : q === path.length - 1 || path.endsWith('&') ? '' : '&') + pair
     // Each attempt appends the key to the call's own path (a redirect hop may have changed it meanwhile).
-    const restore = (): void => { ctx.path = path }
     let answered: Promise<HttpResponse>
     try {
       answered = next(ctx)
     } catch (err) {
-      restore()
+      ctx.path = path
       return Promise.reject(err)
     }
-    return answered.finally(restore)
+    return answered.then((res) => {
+      ctx.path = path
+      // `res.url` shows the path as sent: every other query value, but not the key.
+      res.meta.path = res.meta.path.replace(pair, shown)
+      return res
+    }, (err: unknown) => {
+      ctx.path = path
+      throw err
+    })
   }
 }
 

@@ -128,3 +128,49 @@ t.test('no secret appears in any log line, error, error reply or stats() during 
   const idpWire = JSON.stringify(idp.requests.map((r) => [r.headers, r.body]))
   t.ok(idpWire.includes(kClientBasic) && idpWire.includes(kSecrets.clientSecret), 'the client secret went to the token endpoint, basic and post')
 })
+
+t.test('no secret appears in the response of a successful authenticated call (url, inspect) or the debug log', async (t) => {
+  const { logger, lines } = capturePino()
+  const ok = await startServer((_req, res) => { sendJson(res, 200, { ok: true }, { 'set-cookie': `session=${kSecrets.setCookie}; HttpOnly` }) })
+  const idp = await startServer((_req, res) => { sendJson(res, 200, { access_token: kSecrets.accessToken, token_type: 'Bearer', expires_in: 3600 }) })
+  const services: HttpServicesOptions['services'] = {
+    bearer: { baseUrl: ok.url, auth: { bearer: kSecrets.bearer } },
+    fn: { baseUrl: ok.url, auth: { bearer: () => kSecrets.bearerFn } },
+    header: { baseUrl: ok.url, auth: { apiKey: { value: kSecrets.apiKey } } },
+    query: { baseUrl: `${ok.url}/v1`, auth: { apiKey: { value: kSecrets.queryKey, query: 'api_key' } } },
+    basic: { baseUrl: ok.url, auth: { basic: { username: 'user', password: kSecrets.password } } },
+    forward: { baseUrl: ok.url, auth: { forward: true }, forwardHeaders: ['cookie'] },
+    oauth: { baseUrl: ok.url, auth: { oauth2: { tokenUrl: `${idp.url}/token`, clientId: 'client', clientSecret: kSecrets.clientSecret } } }
+  }
+  const app = Fastify({ loggerInstance: logger as unknown as FastifyBaseLogger })
+  await app.register(httpServices, { services })
+  const seen: string[] = []
+  app.get('/call/:service', async (request) => {
+    const raw = request.headers['x-call']
+    const options = typeof raw === 'string' ? JSON.parse(raw) as CallOptions : undefined
+    const res = await request.httpClient((request.params as { service: string }).service).get(request.headers['x-path'] as string | undefined ?? '/ok', options)
+    seen.push(res.url, inspect(res), inspect(res, { depth: 10 }), inspect(res, { showHidden: true }))
+    request.log.info({ res: { url: res.url, status: res.status } }, 'downstream call answered')
+    return await res.json()
+  })
+  t.teardown(async () => { await app.close(); await ok.close(); await idp.close() })
+
+  const inbound = { authorization: `Bearer ${kSecrets.inbound}`, cookie: `sid=${kSecrets.cookie}` }
+  const calls: Array<[string, Record<string, string>]> = [
+    ['bearer', {}], ['fn', {}], ['header', {}], ['query', { 'x-path': '/ok?x=1' }], ['query', {}], ['basic', {}], ['forward', {}],
+    ['oauth', {}], ['oauth', {}], ['header', { 'x-call': JSON.stringify({ token: kSecrets.callToken }) }]
+  ]
+  for (const [service, headers] of calls) {
+    const res = await app.inject({ url: `/call/${service}`, headers: { ...inbound, ...headers } })
+    t.equal(res.statusCode, 200, `${service}: the call succeeded`)
+  }
+  t.ok(seen.some((s) => s.endsWith('/v1/ok?x=1&api_key=***')), 'res.url shows the query key redacted')
+  seen.push(...lines.map((l) => JSON.stringify(l)), JSON.stringify(app.httpServices.stats()))
+  t.ok(lines.some((l) => l.msg === 'OAuth2 token refreshed'), 'the debug lines were captured')
+  const text = seen.join('\n')
+  for (const secret of all) t.notOk(text.includes(secret), `${secret.slice(0, 20)}… appears nowhere`, { where: seen.filter((s) => s.includes(secret)).map((s) => s.slice(0, 300)) })
+  const wire = JSON.stringify(ok.requests.map((r) => [r.url, r.headers]))
+  for (const secret of [kSecrets.bearer, kSecrets.bearerFn, kSecrets.apiKey, kSecrets.queryKey, kBasic, kSecrets.callToken, kSecrets.inbound, kSecrets.cookie, kSecrets.accessToken]) {
+    t.ok(wire.includes(secret), `${secret.slice(0, 20)}… was sent`)
+  }
+})
