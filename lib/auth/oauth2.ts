@@ -5,6 +5,7 @@
  * well-kept package does client credentials over undici with these guarantees (simple-oauth2 and openid-client bring
  * their own HTTP stacks and no single-flight or early refresh).
  */
+import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
 import type { OAuth2Method } from '../config/options/auth'
 import { AuthError } from '../errors'
@@ -53,6 +54,8 @@ export class OAuth2TokenSource {
   private pool: Pool | undefined = undefined
   private inflight: Promise<string> | undefined = undefined
   private closed = false
+  /** Aborted by `close()`: ends a backoff sleep between token requests. */
+  private readonly closing = new AbortController()
   /** Token requests made (each try counts): for tests and stats. */
   requests = 0
 
@@ -88,11 +91,17 @@ export class OAuth2TokenSource {
     if (this.store.get(this.key)?.accessToken === token) this.store.delete(this.key)
   }
 
-  close (): void {
+  /**
+   * Ends the token requests: the dedicated pool is destroyed, not closed (closing waits for a request in flight, so a
+   * token endpoint that does not answer would keep the process alive until `headersTimeout`), and a backoff sleep
+   * ends at once. Runs once the service's calls are done or aborted: no call waits for a token any more.
+   */
+  async close (): Promise<void> {
     this.closed = true
+    this.closing.abort()
     const pool = this.pool
     this.pool = undefined
-    pool?.close().catch(() => {})
+    await pool?.destroy(this.error('service closed')).catch(() => {})
   }
 
   /** The token request in flight, or a new one. */
@@ -105,7 +114,7 @@ export class OAuth2TokenSource {
       return token.accessToken
     }, (err: unknown) => {
       this.inflight = undefined
-      this.log.warn({ service: this.service, err }, 'OAuth2 token request failed')
+      if (!this.closed) this.log.warn({ service: this.service, err }, 'OAuth2 token request failed')
       throw err
     })
     this.inflight = flight
@@ -117,10 +126,15 @@ export class OAuth2TokenSource {
       try {
         return await this.fetchOnce()
       } catch (err) {
-        if (!(err instanceof Retryable) || attempt >= kTokenAttempts || this.closed) {
+        if (this.closed) throw this.error('service closed')
+        if (!(err instanceof Retryable) || attempt >= kTokenAttempts) {
           throw err instanceof Retryable ? this.error(`token endpoint failed ${kTokenAttempts} times (${err.message})`, err.cause) : err
         }
-        await new Promise((resolve) => setTimeout(resolve, kBaseDelay * 2 ** (attempt - 1)))
+        try {
+          await sleep(kBaseDelay * 2 ** (attempt - 1), undefined, { signal: this.closing.signal })
+        } catch {
+          throw this.error('service closed')
+        }
       }
     }
   }

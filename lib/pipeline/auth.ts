@@ -80,7 +80,7 @@ function tokenSource (service: ServiceRuntime): OAuth2TokenSource {
     // `tokenService` was checked at resolution; its client is taken per token request (it may be built after this one).
     const source = new OAuth2TokenSource(service.name, settings, service.log, (name) => service.client(name))
     service.addStats('oauth2', () => ({ tokenRequests: source.requests }))
-    service.onClose?.(() => { source.close() })
+    service.onClose?.(() => { source.close().catch(() => {}) })
     return source
   })
 }
