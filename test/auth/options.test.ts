@@ -41,7 +41,7 @@ t.test('exactly one scheme, each with precise messages naming the service and ke
     [{ bearer: 'a', basic: { username: 'u', password: 'p' } }, 'services.api.auth: expected exactly one of bearer, apiKey, basic, forward, oauth2, got bearer and basic'],
     [true, 'services.api.auth: expected false or an object, got true'],
     [{ beare: 'x' }, 'services.api.auth.beare: unknown option (did you mean "bearer"?)'],
-    [{ bearer: 42 }, 'services.api.auth.bearer: expected a non-empty string without CR, LF or NUL, got 42'],
+    [{ bearer: 42 }, 'services.api.auth.bearer: expected a non-empty string without CR, LF or NUL, got a number'],
     [{ apiKey: { header: 'x' } }, 'services.api.auth.apiKey.value: expected a non-empty string without CR, LF or NUL, got undefined'],
     [{ apiKey: { value: 'k', header: 'x-k', query: 'k' } }, 'services.api.auth.apiKey.query: give the key either in a header or in the query, not both'],
     [{ apiKey: { value: 'k', header: 'bad header' } }, 'services.api.auth.apiKey.header: expected a header name (an HTTP token), got "bad header"'],
@@ -63,6 +63,27 @@ t.test('exactly one scheme, each with precise messages naming the service and ke
     else t.match(refusal(auth), message)
   }
   t.equal(refusal({}, 'defaults'), 'defaults.auth: expected exactly one of bearer, apiKey, basic, forward, oauth2, got none')
+})
+
+t.test('a secret given with the wrong type is not echoed: the message shows its kind', async (t) => {
+  const cases: Array<[unknown, string]> = [
+    ['SECRET-a', 'services.api.auth: expected false or an object, got "***"'],
+    [['SECRET-b'], 'services.api.auth: expected false or an object, got a list'],
+    [{ apiKey: 'SECRET-c' }, 'services.api.auth.apiKey: expected an object, got "***"'],
+    [{ apiKey: ['SECRET-d'] }, 'services.api.auth.apiKey: expected an object, got a list'],
+    [{ apiKey: { value: ['SECRET-e'] } }, 'services.api.auth.apiKey.value: expected a non-empty string without CR, LF or NUL, got a list'],
+    [{ apiKey: { value: 12345678 } }, 'services.api.auth.apiKey.value: expected a non-empty string without CR, LF or NUL, got a number'],
+    [{ basic: 'user:SECRET-f' }, 'services.api.auth.basic: expected an object, got "***"'],
+    [{ basic: ['user', 'SECRET-g'] }, 'services.api.auth.basic: expected an object, got a list'],
+    [{ basic: { username: 'u', password: ['SECRET-h'] } }, 'services.api.auth.basic.password: expected a string without CR, LF or NUL, got a list'],
+    [{ oauth2: 'SECRET-i' }, 'services.api.auth.oauth2: expected an object, got "***"'],
+    [{ oauth2: { ...oauth2, clientSecret: { s: 'SECRET-j' } } }, 'services.api.auth.oauth2.clientSecret: expected a non-empty string without CR, LF or NUL, got an object'],
+    [{ bearer: ['SECRET-k'] }, 'services.api.auth.bearer: expected a non-empty string without CR, LF or NUL, got a list']
+  ]
+  for (const [auth, message] of cases) {
+    t.equal(refusal(auth), message)
+    t.equal(refusal(auth, 'defaults'), message.replace('services.api.', 'defaults.'))
+  }
 })
 
 t.test('a valid oauth2 object is accepted and resolved with its defaults, the secret not enumerable', async (t) => {
