@@ -99,9 +99,11 @@ function oauth2 (source: OAuth2TokenSource): Policy {
     if (typeof token !== 'string') token = await stamped(ctx, token)
     ctx.setHeader('authorization', `Bearer ${token}`)
     const res = await next(ctx)
-    if (res.status !== 401 || !ctx.replayable) return res
-    await res.discard()
+    if (res.status !== 401) return res
+    // Dropped even when the call cannot be resent (a stream body already sent): the next call gets a fresh token.
     source.invalidate(token)
+    if (!ctx.replayable) return res
+    await res.discard()
     const fresh = await stamped(ctx, Promise.resolve(source.token()))
     ctx.setHeader('authorization', `Bearer ${fresh}`)
     return await next(ctx)

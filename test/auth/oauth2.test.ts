@@ -131,12 +131,15 @@ t.test('two concurrent 401s with the same stale token make one refresh; a token 
   t.equal(idp.requests.length, 2, 'the new token is kept')
 })
 
-t.test('a 401 to a call whose body was a stream is returned as it is: the body cannot be sent again', async (t) => {
+t.test('a 401 to a call whose body was a stream is returned as it is (the body cannot be sent again), and the token is dropped', async (t) => {
   const { idp, api, client } = await setup(t, { valid: (tok) => tok !== 't1' })
   const err = await client.post('/s', { body: require('node:stream').Readable.from(['chunk']) }).catch((e: unknown) => e) as HttpStatusError
   t.equal(err.status, 401)
   t.equal(api.requests.length, 1)
   t.equal(idp.requests.length, 1)
+  await client.get('/next')
+  t.same(tokensOf(api), ['Bearer t1', 'Bearer t2'], 'the next call fetched a fresh token')
+  t.equal(idp.requests.length, 2)
 })
 
 t.test('invalid_client gives AuthError 502 with error and error_description, never the secret', async (t) => {
