@@ -202,6 +202,10 @@ export class HttpService implements ServiceRuntime {
     return this.made
   }
 
+  get injectedDispatcher (): Dispatcher | undefined {
+    return this.injected
+  }
+
   get isOpen (): boolean {
     return this.state === 'open'
   }

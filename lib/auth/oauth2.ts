@@ -6,7 +6,7 @@
  * their own HTTP stacks and no single-flight or early refresh).
  */
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Pool } from 'undici'
+import { Pool, type Dispatcher } from 'undici'
 import type { OAuth2Method } from '../config/options/auth'
 import { AuthError } from '../errors'
 import { wireText } from '../error-text'
@@ -59,8 +59,13 @@ export class OAuth2TokenSource {
   /** Token requests made (each try counts): for tests and stats. */
   requests = 0
 
-  constructor (service: string, settings: OAuth2Settings, log: Logger, clientOf: (name: string) => ServiceClient, store: TokenStore = new MemoryTokenStore()) {
+  /** The registry's injected dispatcher: token requests without `tokenService` go through it instead of a pool. */
+  private readonly injected: Dispatcher | undefined
+
+  constructor (service: string, settings: OAuth2Settings, log: Logger, clientOf: (name: string) => ServiceClient,
+    injected?: Dispatcher, store: TokenStore = new MemoryTokenStore()) {
     this.service = service
+    this.injected = injected
     this.settings = settings
     this.log = log
     this.store = store
@@ -209,8 +214,11 @@ export class OAuth2TokenSource {
     }
     if (this.closed) throw this.error('service closed')
     const url = new URL(s.tokenUrl)
-    this.pool ??= new Pool(url.origin, { connections: 2, headersTimeout: kTokenTimeout, bodyTimeout: kTokenTimeout, connectTimeout: kTokenTimeout })
-    const res = await this.pool.request({ method: 'POST', path: url.pathname + url.search, headers, body })
+    const request = { origin: url.origin, method: 'POST' as const, path: url.pathname + url.search, headers, body, headersTimeout: kTokenTimeout, bodyTimeout: kTokenTimeout }
+    let dispatcher: Dispatcher | undefined = this.injected
+    // No proxy here (not even `proxy: 'env'`): a token endpoint behind a proxy is reached through `tokenService`.
+    dispatcher ??= this.pool ??= new Pool(url.origin, { connections: 2, headersTimeout: kTokenTimeout, bodyTimeout: kTokenTimeout, connectTimeout: kTokenTimeout })
+    const res = await dispatcher.request(request)
     const chunks: Buffer[] = []
     let size = 0
     for await (const chunk of res.body) {

@@ -78,7 +78,7 @@ function tokenSource (service: ServiceRuntime): OAuth2TokenSource {
     const settings = service.options.auth?.oauth2
     if (settings === undefined) throw new Error('unreachable: oauth2 without settings')
     // `tokenService` was checked at resolution; its client is taken per token request (it may be built after this one).
-    const source = new OAuth2TokenSource(service.name, settings, service.log, (name) => service.client(name))
+    const source = new OAuth2TokenSource(service.name, settings, service.log, (name) => service.client(name), service.injectedDispatcher)
     service.addStats('oauth2', () => ({ tokenRequests: source.requests }))
     service.onClose?.(() => { source.close().catch(() => {}) })
     return source
