@@ -131,6 +131,35 @@ t.test('two concurrent 401s with the same stale token make one refresh; a token 
   t.equal(idp.requests.length, 2, 'the new token is kept')
 })
 
+t.test('a 401 that lands after another call refreshed the token does not drop the new one', async (t) => {
+  let tokens = 0
+  const idp = await startServer((_req, res) => { sendJson(res, 200, { access_token: `t${++tokens}`, token_type: 'Bearer' }) })
+  let refreshed: () => void = () => {}
+  const refreshDone = new Promise<void>((resolve) => { refreshed = resolve })
+  const api = await startServer(async (req, res) => {
+    const token = (req.headers.authorization ?? '').replace(/^Bearer /, '')
+    if (token === 't1' && req.url !== '/warm') {
+      // B's 401 (with the stale t1) is held until A's resend with t2 was answered: the refresh is over by then.
+      if (req.url === '/b') await refreshDone
+      return sendJson(res, 401, {})
+    }
+    sendJson(res, 200, { token })
+    if (req.url === '/a') setTimeout(refreshed, 20)
+  })
+  const registry = createHttpServices({
+    defaults: { retry: false },
+    services: { api: { baseUrl: api.url, auth: { oauth2: { tokenUrl: `${idp.url}/token`, clientId: 'c', clientSecret: kSecret } } } }
+  })
+  await registry.open()
+  t.teardown(async () => { await registry.close(); await idp.close(); await api.close() })
+  const client = registry.client('api')
+  await client.get('/warm')
+  t.equal(tokens, 1, 't1 is cached')
+  const [a, b] = await Promise.all([client.getJson<{ token: string }>('/a'), client.getJson<{ token: string }>('/b')])
+  t.same([a.token, b.token], ['t2', 't2'], 'B resent with the token A\'s refresh brought')
+  t.equal(tokens, 2, 'B\'s late 401 did not drop t2 and fetch a third token')
+})
+
 t.test('a 401 to a call whose body was a stream is returned as it is (the body cannot be sent again), and the token is dropped', async (t) => {
   const { idp, api, client } = await setup(t, { valid: (tok) => tok !== 't1' })
   const err = await client.post('/s', { body: require('node:stream').Readable.from(['chunk']) }).catch((e: unknown) => e) as HttpStatusError

@@ -129,14 +129,34 @@ t.test('a header the call sets itself wins over the service\'s scheme', async (t
 })
 
 t.test('the scheme is sent on every attempt of a hedged call', async (t) => {
-  const { server, registry } = await setup(t, { api: { auth: { bearer: 'h-tok' }, hedge: { delay: 1, maxHedges: 1 } } })
+  // The first attempt is answered late, so the hedge really goes out before it.
+  let n = 0
+  const server = await startServer(async (_req, res) => {
+    if (++n === 1) await new Promise((resolve) => setTimeout(resolve, 200))
+    sendJson(res, 200, {})
+  })
+  const registry = createHttpServices({
+    defaults: { retry: false, hedge: { delay: 20, maxHedges: 1 } },
+    services: { api: { baseUrl: server.url, auth: { bearer: 'h-tok' } }, fn: { baseUrl: server.url, auth: { bearer: () => 'h-fn' } } }
+  })
+  await registry.open()
+  t.teardown(async () => { await registry.close(); await server.close() })
   await registry.client('api').get('/')
-  t.ok(server.requests.length >= 1)
-  for (const r of server.requests) t.equal(r.headers.authorization, 'Bearer h-tok')
+  t.equal(server.requests.length, 2, 'the call was hedged')
+  n = 0
+  await registry.client('fn').get('/')
+  t.same(server.requests.map((r) => r.headers.authorization), ['Bearer h-tok', 'Bearer h-tok', 'Bearer h-fn', 'Bearer h-fn'])
 })
 
 t.test('a bearer function that never settles does not hold a call past its total timeout', async (t) => {
   const { server, registry } = await setup(t, { api: { auth: { bearer: () => new Promise<string>(() => {}) }, timeout: 100 } })
-  await t.rejects(registry.client('api').get('/'), { code: 'HTTP_SERVICES_ERR_TIMEOUT', phase: 'total' })
+  // Raced against a timer: a regression fails here, not by hanging until tap's own timeout.
+  let timer: NodeJS.Timeout | undefined
+  const outcome = await Promise.race([
+    registry.client('api').get('/').then(() => 'answered', (err: unknown) => err),
+    new Promise((resolve) => { timer = setTimeout(() => resolve('still waiting after 1 s'), 1000) })
+  ])
+  clearTimeout(timer)
+  t.match(outcome, { code: 'HTTP_SERVICES_ERR_TIMEOUT', phase: 'total' })
   t.equal(server.requests.length, 0)
 })
