@@ -30,6 +30,12 @@ export interface OAuth2Settings {
 /** Token requests that failed in a way worth another try (5xx, 429, network) are tried this many times in all. */
 const kTokenAttempts = 3
 const kBaseDelay = 100
+/**
+ * Guards against hammering the token endpoint. After a failed background refresh the next waits this long (calls keep
+ * the old token meanwhile); a 401 this soon after a 401 dropped a token drops no other (a service rejecting every
+ * token would make each call fetch one).
+ */
+const kQuietAfterFailure = 5_000
 /** Limits on one token request through the dedicated pool. */
 const kTokenTimeout = 10_000
 const kMaxTokenBody = 64 * 1024
@@ -54,6 +60,10 @@ export class OAuth2TokenSource {
   private pool: Pool | undefined = undefined
   private inflight: Promise<string> | undefined = undefined
   private closed = false
+  /** `Date.now()` before which no background refresh starts (one just failed). */
+  private refreshAfter = 0
+  /** `Date.now()` of the last 401 that dropped a token. */
+  private droppedAt = -Infinity
   /** Aborted by `close()`: ends a backoff sleep between token requests. */
   private readonly closing = new AbortController()
   /** Token requests made (each try counts): for tests and stats. */
@@ -84,16 +94,25 @@ export class OAuth2TokenSource {
       const now = Date.now()
       if (now < cached.refreshAt) return cached.accessToken
       if (now < cached.expiresAt) {
-        this.fetch().catch(() => {}) // logged in fetch; calls keep the old token until it expires
+        if (now >= this.refreshAfter) this.fetch().catch(() => {}) // logged in fetch; calls keep the old token until it expires
         return cached.accessToken
       }
     }
     return this.fetch()
   }
 
-  /** After a 401 sent with `token`: drops it, unless another call already replaced it. */
-  invalidate (token: string): void {
-    if (this.store.get(this.key)?.accessToken === token) this.store.delete(this.key)
+  /**
+   * After a 401 sent with `token`: drops it, unless another call already replaced it, and says whether a resend may
+   * help. It may not when `token` is still cached but a 401 dropped another one moments ago: the service rejects
+   * fresh tokens too, and fetching one per call would hammer the token endpoint.
+   */
+  invalidate (token: string): boolean {
+    if (this.store.get(this.key)?.accessToken !== token) return true
+    const now = Date.now()
+    if (now - this.droppedAt < kQuietAfterFailure) return false
+    this.droppedAt = now
+    this.store.delete(this.key)
+    return true
   }
 
   /**
@@ -114,11 +133,13 @@ export class OAuth2TokenSource {
     if (this.inflight !== undefined) return this.inflight
     const flight = this.fetchWithRetries().then((token) => {
       this.inflight = undefined
+      this.refreshAfter = 0
       this.store.set(this.key, token)
       this.log.debug({ service: this.service, expiresAt: token.expiresAt === Infinity ? null : new Date(token.expiresAt).toISOString() }, 'OAuth2 token refreshed')
       return token.accessToken
     }, (err: unknown) => {
       this.inflight = undefined
+      this.refreshAfter = Date.now() + kQuietAfterFailure
       if (!this.closed) this.log.warn({ service: this.service, err }, 'OAuth2 token request failed')
       throw err
     })

@@ -88,7 +88,8 @@ function tokenSource (service: ServiceRuntime): OAuth2TokenSource {
 /**
  * OAuth2: the cached token (no promise while it is fresh), and on a 401 one resend with a fresh token, for any
  * method (a 401 means the request was not processed) unless its body was a stream already sent. The token is dropped
- * only if it is still the cached one: a concurrent call may have replaced it already. A second 401 is the answer.
+ * only if it is still the cached one: a concurrent call may have replaced it already. A second 401 is the answer, and
+ * so is a 401 the source says a resend cannot help (`invalidate`: moments after another 401 dropped a token).
  */
 function oauth2 (source: OAuth2TokenSource): Policy {
   return async (ctx, next) => {
@@ -101,8 +102,7 @@ function oauth2 (source: OAuth2TokenSource): Policy {
     const res = await next(ctx)
     if (res.status !== 401) return res
     // Dropped even when the call cannot be resent (a stream body already sent): the next call gets a fresh token.
-    source.invalidate(token)
-    if (!ctx.replayable) return res
+    if (!source.invalidate(token) || !ctx.replayable) return res
     await res.discard()
     const fresh = await stamped(ctx, Promise.resolve(source.token()))
     ctx.setHeader('authorization', `Bearer ${fresh}`)

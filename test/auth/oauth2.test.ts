@@ -45,6 +45,20 @@ async function setup (t: tap.Test, opts: { reply?: TokenReply, valid?: (token: s
 
 const tokensOf = (api: { requests: SeenRequest[] }): unknown[] => api.requests.map((r) => r.headers.authorization)
 
+/** A clock the test moves forward: `Date.now()` plus what `advance` added, restored at teardown. */
+function fakeClock (t: tap.Test): (ms: number) => void {
+  const realNow = Date.now
+  let offset = 0
+  Date.now = () => realNow() + offset
+  t.teardown(() => { Date.now = realNow })
+  return (ms) => { offset += ms }
+}
+
+async function until (what: () => boolean, ms = 2000): Promise<void> {
+  const end = performance.now() + ms
+  while (!what() && performance.now() < end) await new Promise((resolve) => setTimeout(resolve, 5))
+}
+
 t.test('50 concurrent calls with no token make one token request, and all carry the token', async (t) => {
   const { idp, api, client } = await setup(t, { reply: (_s, i) => ({ body: { access_token: `t${i}`, token_type: 'bearer', expires_in: 3600 }, delay: 50 }) })
   const answers = await Promise.all(Array.from({ length: 50 }, () => client.getJson<{ token: string }>('/r')))
@@ -92,6 +106,40 @@ t.test('a token is refreshed before it expires, in the background: calls keep th
   await client.get('/')
   t.same(tokensOf(api), ['Bearer t1', 'Bearer t1', 'Bearer t2'])
   t.equal(idp.requests.length, 2, 'one refresh')
+})
+
+t.test('a failed background refresh is not tried again on the next call, but after a few seconds', async (t) => {
+  const advance = fakeClock(t)
+  let down = false
+  const { idp, api, client, lines } = await setup(t, { reply: (_s, i) => down ? { status: 503, body: {} } : { body: { access_token: `t${i}`, token_type: 'Bearer', expires_in: 3600 } } })
+  await client.get('/')
+  down = true
+  advance(3550_000) // due for refresh (refreshBefore 60 s), still valid
+  await client.get('/')
+  await until(() => lines.some((l) => l.msg === 'OAuth2 token request failed'))
+  t.equal(idp.requests.length, 4, 'the refresh was tried 3 times')
+  for (let i = 0; i < 5; i++) await client.get('/')
+  t.equal(idp.requests.length, 4, 'no refresh right after the failed one')
+  t.ok(tokensOf(api).every((a) => a === 'Bearer t1'), 'calls kept the old token')
+  down = false
+  advance(6_000)
+  await client.get('/')
+  await until(() => idp.requests.length === 5)
+  t.equal(idp.requests.length, 5, 'a few seconds later the refresh is tried again')
+})
+
+t.test('a 401 storm fetches at most one token every few seconds', async (t) => {
+  const advance = fakeClock(t)
+  const { idp, api, client } = await setup(t, { valid: () => false })
+  const status = async (): Promise<unknown> => await client.get('/').then((r) => r.status, (e: HttpStatusError) => e.status)
+  t.equal(await status(), 401)
+  t.same(tokensOf(api), ['Bearer t1', 'Bearer t2'], 'the first 401 dropped t1, t2 was tried once')
+  for (let i = 0; i < 5; i++) t.equal(await status(), 401)
+  t.equal(idp.requests.length, 2, 'later 401s moments after a drop fetch no token')
+  t.equal(api.requests.length, 7, 'and resend nothing: the token would be the same')
+  advance(6_000)
+  t.equal(await status(), 401)
+  t.equal(idp.requests.length, 3, 'a few seconds later a 401 drops the token again')
 })
 
 t.test('an expired token is not used: the call waits for a new one', async (t) => {
