@@ -135,12 +135,12 @@ export class OAuth2TokenSource {
       this.inflight = undefined
       this.refreshAfter = 0
       this.store.set(this.key, token)
-      this.log.debug({ service: this.service, expiresAt: token.expiresAt === Infinity ? null : new Date(token.expiresAt).toISOString() }, 'OAuth2 token refreshed')
+      this.log.debug({ expiresAt: token.expiresAt === Infinity ? null : new Date(token.expiresAt).toISOString() }, 'OAuth2 token refreshed')
       return token.accessToken
     }, (err: unknown) => {
       this.inflight = undefined
       this.refreshAfter = Date.now() + kQuietAfterFailure
-      if (!this.closed) this.log.warn({ service: this.service, err }, 'OAuth2 token request failed')
+      if (!this.closed) this.log.warn({ err }, 'OAuth2 token request failed')
       throw err
     })
     this.inflight = flight
@@ -193,14 +193,17 @@ export class OAuth2TokenSource {
     if (typeof accessToken !== 'string' || accessToken === '' || /[\r\n\0]/.test(accessToken)) {
       throw this.error('token endpoint answered without a usable access_token')
     }
-    if (typeof parsed?.token_type !== 'string' || parsed.token_type.toLowerCase() !== 'bearer') {
+    // A missing token_type is taken for Bearer (some endpoints omit it); another type cannot be sent as one.
+    if (parsed?.token_type !== undefined && (typeof parsed.token_type !== 'string' || parsed.token_type.toLowerCase() !== 'bearer')) {
       throw this.error('token endpoint answered a token_type other than Bearer')
     }
     const now = Date.now()
-    const expiresIn = Number(parsed.expires_in)
-    if (parsed.expires_in === undefined || !Number.isFinite(expiresIn) || expiresIn <= 0) {
+    const expiresIn = Number(parsed?.expires_in)
+    if (parsed?.expires_in === undefined || !Number.isFinite(expiresIn)) {
       return { accessToken, expiresAt: Infinity, refreshAt: Infinity }
     }
+    // Already expired: it serves the calls that waited for it, and the next call fetches another.
+    if (expiresIn <= 0) return { accessToken, expiresAt: now, refreshAt: now }
     const expiresAt = now + expiresIn * 1000
     // A lifetime shorter than `refreshBefore` refreshes at half its life rather than on every call.
     const refreshAt = Math.max(expiresAt - this.settings.refreshBefore, now + expiresIn * 500)
@@ -210,11 +213,12 @@ export class OAuth2TokenSource {
   /** The form and headers of a client-credentials request (RFC 6749 §4.4.2, §2.3.1). */
   private tokenRequest (): { headers: Record<string, string>, body: string } {
     const s = this.settings
-    const form = new URLSearchParams({ grant_type: 'client_credentials' })
+    // `extraParams` first: the grant, scope and client credentials set after it cannot be overridden by it.
+    const form = new URLSearchParams(s.extraParams)
+    form.set('grant_type', 'client_credentials')
     if (s.scope !== undefined) form.set('scope', s.scope)
     if (s.audience !== undefined) form.set('audience', s.audience)
     if (s.resource !== undefined) form.set('resource', s.resource)
-    for (const [k, v] of Object.entries(s.extraParams)) form.set(k, v)
     const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }
     if (s.authMethod === 'post') {
       form.set('client_id', s.clientId)

@@ -117,7 +117,9 @@ async function stamped (ctx: CallContext, token: Promise<string>): Promise<strin
   } catch (err) {
     // The error is shared by every call waiting on the same fetch: each gets its own copy with its own target.
     if (err instanceof AuthError) {
-      const own = authError(ctx, err.message.slice(ctx.service.name.length + 2), err.cause)
+      // The source's messages start with this service's name; one from `tokenService` names that service: kept whole.
+      const prefix = `${ctx.service.name}: `
+      const own = authError(ctx, err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message, err.cause)
       own.error = err.error
       own.error_description = err.error_description
       if (own.error === undefined) delete own.error

@@ -142,6 +142,19 @@ t.test('a 401 storm fetches at most one token every few seconds', async (t) => {
   t.equal(idp.requests.length, 3, 'a few seconds later a 401 drops the token again')
 })
 
+t.test('token answers: no token_type is taken for Bearer, expires_in <= 0 serves one call, refreshBefore 0 is accepted, extraParams cannot change the grant', async (t) => {
+  const plain = await setup(t, {
+    oauth2: { refreshBefore: 0, extraParams: { grant_type: 'password', client_id: 'other', x: 'y' } },
+    reply: (_s, i) => ({ body: { access_token: `t${i}`, expires_in: i === 1 ? 0 : 3600 } })
+  })
+  await plain.client.get('/')
+  await plain.client.get('/')
+  await plain.client.get('/')
+  t.same(tokensOf(plain.api), ['Bearer t1', 'Bearer t2', 'Bearer t2'], 'the token of expires_in 0 was not kept')
+  t.same(Object.fromEntries(new URLSearchParams(plain.idp.requests[0].body)), { grant_type: 'client_credentials', client_id: 'other', x: 'y' },
+    'grant_type stays client_credentials (client_id in the form is only extra with basic auth)')
+})
+
 t.test('an expired token is not used: the call waits for a new one', async (t) => {
   const { idp, api, client } = await setup(t, { oauth2: { refreshBefore: 1 }, reply: (_s, i) => ({ body: { access_token: `t${i}`, token_type: 'Bearer', expires_in: 0.3 } }) })
   await client.get('/')

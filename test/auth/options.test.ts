@@ -54,7 +54,7 @@ t.test('exactly one scheme, each with precise messages naming the service and ke
     [{ oauth2: { ...oauth2, tokenUrl: 'https://id:pw@idp/token' } }, 'services.api.auth.oauth2.tokenUrl: expected an http(s) URL without credentials (use clientId and clientSecret), got "***"'],
     [{ oauth2: { ...oauth2, tokenService: 'idp' } }, 'services.api.auth.oauth2.tokenUrl: expected a path starting with "/" (the token request goes through tokenService), got "https://idp.example/token"'],
     [{ oauth2: { ...oauth2, authMethod: 'jwt' } }, 'services.api.auth.oauth2.authMethod: expected one of "basic", "post", got "jwt"'],
-    [{ oauth2: { ...oauth2, refreshBefore: -1 } }, 'services.api.auth.oauth2.refreshBefore: expected a positive number of milliseconds, got -1'],
+    [{ oauth2: { ...oauth2, refreshBefore: -1 } }, 'services.api.auth.oauth2.refreshBefore: expected a number of milliseconds >= 0, got -1'],
     [{ oauth2: { ...oauth2, scope: [] } }, 'services.api.auth.oauth2.scope: expected a non-empty list of scopes, got []'],
     [{ oauth2: { tokenUrl: 'https://idp/t', clientId: 'id' } }, 'services.api.auth.oauth2.clientSecret: expected a non-empty string without CR, LF or NUL, got undefined']
   ]

@@ -5,7 +5,7 @@
  * never shows it.
  */
 import { arrayOf, fail, invalid, isPlainObject, isString, oneOf, record, rule, variants, type Checker } from '../checkers'
-import { headerName, kBadHeaderValue, positiveMs, string } from '../values'
+import { headerName, kBadHeaderValue, ms, string } from '../values'
 import { defineGroup, type Spec } from './group'
 
 /** An API key sent in a header (`header`) or a query parameter (`query`), never both. */
@@ -152,7 +152,7 @@ export const oAuth2Options = defineGroup({
   audience: { check: nonEmptyText, default: undefined },
   resource: { check: nonEmptyText, default: undefined },
   authMethod: { check: oneOf('basic', 'post'), default: 'basic' },
-  refreshBefore: { check: positiveMs, default: 60000 },
+  refreshBefore: { check: ms, default: 60000 },
   tokenService: { check: string, default: undefined },
   extraParams: { check: record(rule('a parameter name', (v) => isString(v) && v !== ''), rule('a string', isString)), default: undefined }
 } satisfies Spec<OAuth2Options>, {
