@@ -8,7 +8,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool, type Dispatcher } from 'undici'
 import type { OAuth2Method } from '../config/options/auth'
-import { AuthError } from '../errors'
+import { AuthError, TlsError, TransportError } from '../errors'
 import { wireText } from '../error-text'
 import type { Logger, ServiceClient } from '../pipeline/types'
 import { MemoryTokenStore, type CachedToken, type TokenStore } from './token-store'
@@ -173,7 +173,13 @@ export class OAuth2TokenSource {
       answer = await this.post(headers, body)
     } catch (err) {
       if (err instanceof AuthError) throw err
-      throw new Retryable(`network error ${(err as { code?: string }).code ?? ''}`.trim(), { cause: err })
+      const code = (err as { code?: string }).code ?? ''
+      // Through `tokenService`, only a transport failure is worth another try: a refused request, a closed client or
+      // an open breaker would fail the same way (TLS too). The dedicated pool throws undici's network errors only.
+      if (this.settings.tokenService !== undefined && (!(err instanceof TransportError) || err instanceof TlsError)) {
+        throw this.error(`token request through ${this.settings.tokenService} failed (${code})`, err)
+      }
+      throw new Retryable(`network error ${code}`.trim(), { cause: err })
     }
     const { status, text } = answer
     if (status >= 500 || status === 429) throw new Retryable(`status ${status}`)

@@ -292,6 +292,15 @@ t.test('tokenService sends the token request through another service', async (t)
   })
 })
 
+t.test('through tokenService, a failure that is not a transport one is not tried again', async (t) => {
+  const { idp, client, registry } = await setup(t, { oauth2: { tokenService: 'idp', tokenUrl: '/oauth token' } })
+  const err = await client.get('/r').catch((e: unknown) => e) as InstanceType<typeof AuthError>
+  t.ok(err instanceof AuthError)
+  t.match(err.message, /^api: OAuth2 token request through idp failed \(HTTP_SERVICES_ERR_FORBIDDEN_URL\)$/)
+  t.equal(idp.requests.length, 0)
+  t.match(registry.stats().api, { oauth2: { tokenRequests: 1 } }, 'one try')
+})
+
 t.test('a tokenService declared after the service using it', async (t) => {
   const idp = await startServer((_req, res) => { sendJson(res, 200, { access_token: 'late', token_type: 'Bearer' }) })
   const api = await startServer((req, res) => { sendJson(res, 200, { auth: req.headers.authorization }) })
