@@ -10,6 +10,7 @@ import { Pool, type Dispatcher } from 'undici'
 import type { OAuth2Method } from '../config/options/auth'
 import { AuthError, TlsError, TransportError } from '../errors'
 import { wireText } from '../error-text'
+import { parseRetryAfter } from '../pipeline/retry-after'
 import type { Logger, ServiceClient } from '../pipeline/types'
 import { MemoryTokenStore, type CachedToken, type TokenStore } from './token-store'
 
@@ -36,6 +37,8 @@ const kBaseDelay = 100
  * token would make each call fetch one).
  */
 const kQuietAfterFailure = 5_000
+/** A `Retry-After` up to this is honoured between tries; a longer one ends the tries (calls would wait that long). */
+const kMaxRetryAfter = 5_000
 /** Limits on one token request through the dedicated pool. */
 const kTokenTimeout = 10_000
 const kMaxTokenBody = 64 * 1024
@@ -44,10 +47,15 @@ const kMaxTokenBody = 64 * 1024
 interface TokenAnswer {
   status: number
   text: string
+  /** Its `Retry-After`, in ms, when readable. */
+  retryAfter: number | undefined
 }
 
 /** Thrown inside `fetchOnce` for an answer worth trying again. */
-class Retryable extends Error {}
+class Retryable extends Error {
+  /** The wait the endpoint asked for (`Retry-After`), in ms. */
+  retryAfter: number | undefined = undefined
+}
 
 /** The client-credentials token source of one service. */
 export class OAuth2TokenSource {
@@ -153,11 +161,12 @@ export class OAuth2TokenSource {
         return await this.fetchOnce()
       } catch (err) {
         if (this.closed) throw this.error('service closed')
-        if (!(err instanceof Retryable) || attempt >= kTokenAttempts) {
-          throw err instanceof Retryable ? this.error(`token endpoint failed ${kTokenAttempts} times (${err.message})`, err.cause) : err
-        }
+        if (!(err instanceof Retryable)) throw err
+        const asked = err.retryAfter ?? 0
+        if (asked > kMaxRetryAfter) throw this.error(`token endpoint asked to wait ${Math.ceil(asked / 1000)} s (${err.message})`)
+        if (attempt >= kTokenAttempts) throw this.error(`token endpoint failed ${kTokenAttempts} times (${err.message})`, err.cause)
         try {
-          await sleep(kBaseDelay * 2 ** (attempt - 1), undefined, { signal: this.closing.signal })
+          await sleep(Math.max(asked, kBaseDelay * 2 ** (attempt - 1)), undefined, { signal: this.closing.signal })
         } catch {
           throw this.error('service closed')
         }
@@ -182,7 +191,11 @@ export class OAuth2TokenSource {
       throw new Retryable(`network error ${code}`.trim(), { cause: err })
     }
     const { status, text } = answer
-    if (status >= 500 || status === 429) throw new Retryable(`status ${status}`)
+    if (status >= 500 || status === 429) {
+      const retry = new Retryable(`status ${status}`)
+      retry.retryAfter = answer.retryAfter
+      throw retry
+    }
     let parsed: Record<string, unknown> | undefined
     try {
       const value: unknown = JSON.parse(text)
@@ -241,7 +254,7 @@ export class OAuth2TokenSource {
     const s = this.settings
     if (s.tokenService !== undefined) {
       const res = await this.clientOf(s.tokenService).request('POST', s.tokenUrl, { headers, body, throwHttpErrors: false, retry: false })
-      return { status: res.status, text: (await res.text()).slice(0, kMaxTokenBody) }
+      return { status: res.status, text: (await res.text()).slice(0, kMaxTokenBody), retryAfter: parseRetryAfter(res.headers['retry-after']) }
     }
     if (this.closed) throw this.error('service closed')
     const url = new URL(s.tokenUrl)
@@ -260,7 +273,7 @@ export class OAuth2TokenSource {
       }
       chunks.push(chunk as Buffer)
     }
-    return { status: res.statusCode, text: Buffer.concat(chunks).toString('utf8') }
+    return { status: res.statusCode, text: Buffer.concat(chunks).toString('utf8'), retryAfter: parseRetryAfter(res.headers['retry-after']) }
   }
 
   private error (problem: string, cause?: unknown): AuthError {

@@ -257,6 +257,31 @@ t.test('a token endpoint 503 (or 429) is retried with backoff, then its token us
   t.notOk(JSON.stringify(lines).includes('"ok"'), 'the token is not logged')
 })
 
+t.test('a 429 from the token endpoint is tried again after its Retry-After; a long Retry-After ends the tries', async (t) => {
+  const at: number[] = []
+  let wait = '1'
+  const idp = await startServer((_req, res) => {
+    at.push(performance.now())
+    if (at.length === 1 || wait === '60') return sendJson(res, 429, {}, { 'retry-after': wait })
+    sendJson(res, 200, { access_token: 'after-wait', token_type: 'Bearer' })
+  })
+  const api = await startServer((_req, res) => { sendJson(res, 200, {}) })
+  const registry = createHttpServices({
+    services: {
+      api: { baseUrl: api.url, auth: { oauth2: { tokenUrl: `${idp.url}/token`, clientId: 'c', clientSecret: kSecret } } },
+      other: { baseUrl: api.url, auth: { oauth2: { tokenUrl: `${idp.url}/token`, clientId: 'd', clientSecret: kSecret } } }
+    }
+  })
+  await registry.open()
+  t.teardown(async () => { await registry.close(); await idp.close(); await api.close() })
+  await registry.client('api').get('/')
+  t.equal(at.length, 2)
+  t.ok(at[1] - at[0] >= 950, `waited ${Math.round(at[1] - at[0])} ms (Retry-After: 1), not the 100 ms backoff`)
+  wait = '60'
+  await t.rejects(registry.client('other').get('/'), { code: 'HTTP_SERVICES_ERR_AUTH', message: 'other: OAuth2 token endpoint asked to wait 60 s (status 429)' })
+  t.equal(at.length, 3, 'one try')
+})
+
 t.test('a token response without access_token or with another token_type is an AuthError', async (t) => {
   const missing = await setup(t, { reply: () => ({ body: { token_type: 'Bearer' } }) })
   await t.rejects(missing.client.get('/'), { code: 'HTTP_SERVICES_ERR_AUTH', message: 'api: OAuth2 token endpoint answered without a usable access_token' })
