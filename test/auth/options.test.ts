@@ -86,6 +86,17 @@ t.test('a secret given with the wrong type is not echoed: the message shows its 
   }
 })
 
+t.test('defaults.forwardHeaders cannot forward a credential to every service; a service may', async (t) => {
+  for (const [i, name] of [[0, 'Authorization'], [1, 'cookie'], [0, 'proxy-authorization']] as const) {
+    const forwardHeaders = i === 0 ? [name] : ['accept-language', name]
+    t.throws(() => resolveOptions({ defaults: { forwardHeaders }, services: { api: { baseUrl: 'http://127.0.0.1:1' } } }), {
+      code: 'HTTP_SERVICES_ERR_INVALID_OPTIONS',
+      message: `defaults.forwardHeaders[${i}]: ${JSON.stringify(name)} is a credential: forward it per service (auth: { forward: true } or the service's own forwardHeaders), not to every service`
+    })
+  }
+  t.doesNotThrow(() => resolveOptions({ services: { api: { baseUrl: 'http://127.0.0.1:1', forwardHeaders: ['cookie'] } } }))
+})
+
 t.test('a valid oauth2 object is accepted and resolved with its defaults, the secret not enumerable', async (t) => {
   t.equal(refusal({ oauth2 }), 'accepted')
   const resolved = resolveOptions({

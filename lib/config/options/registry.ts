@@ -111,6 +111,7 @@ export function resolveRegistry (options: HttpServicesOptions): ResolvedOptions 
   const files = new Map<string, Buffer>()
   const services = new Map<string, ResolvedService>()
   const defaults: CommonServiceOptions = options.defaults ?? d.defaults
+  checkDefaultForwardHeaders(defaults.forwardHeaders)
   for (const [name, service] of Object.entries<ServiceOptions>(options.services ?? d.services)) {
     services.set(name, resolveService(name, defaults, service, files))
   }
@@ -148,4 +149,19 @@ function checkTokenServices (services: Map<string, ResolvedService>): void {
       chain.push(next)
     }
   }
+}
+
+/** Credentials a caller sends: forwarded only to the services that ask for them, never by `defaults`. */
+const kCredentialHeaders = new Set(['authorization', 'proxy-authorization', 'cookie'])
+
+/**
+ * `defaults.forwardHeaders` holds no credential: it would send the caller's to every service, where the issue's
+ * promise is that only a service that sets `auth.forward` (or lists it in its own `forwardHeaders`) gets it.
+ */
+function checkDefaultForwardHeaders (names: string[] | undefined): void {
+  names?.forEach((name, i) => {
+    if (kCredentialHeaders.has(name.toLowerCase())) {
+      throw invalid(`defaults.forwardHeaders[${i}]`, `${JSON.stringify(name)} is a credential: forward it per service (auth: { forward: true } or the service's own forwardHeaders), not to every service`)
+    }
+  })
 }
