@@ -97,6 +97,12 @@ t.test('defaults.forwardHeaders cannot forward a credential to every service; a 
   t.doesNotThrow(() => resolveOptions({ services: { api: { baseUrl: 'http://127.0.0.1:1', forwardHeaders: ['cookie'] } } }))
 })
 
+t.test('a secret with a control character is refused at start-up, without being shown', async (t) => {
+  t.equal(refusal({ bearer: 'SECRET\x01x' }), 'services.api.auth.bearer: expected a string without control characters (tab aside), got "***"')
+  t.equal(refusal({ apiKey: { value: 'SECRET\x7f' } }), 'services.api.auth.apiKey.value: expected a string without control characters (tab aside), got "***"')
+  t.equal(refusal({ bearer: 'tab\tok' }), 'accepted')
+})
+
 t.test('a valid oauth2 object is accepted and resolved with its defaults, the secret not enumerable', async (t) => {
   t.equal(refusal({ oauth2 }), 'accepted')
   const resolved = resolveOptions({

@@ -85,7 +85,12 @@ export interface AuthOptions {
 /** A secret string: non-empty, no CR, LF or NUL (a header would be split), never shown. */
 const secret = Object.assign((value: unknown, key: string) => {
   if (!isString(value) || value === '' || kBadHeaderValue.test(value)) fail(key, secret.expected, isString(value) ? '***' : value)
+  // undici refuses these in a header value: found at start-up, not on the first call.
+  if (kControl.test(value)) fail(key, 'a string without control characters (tab aside)', '***')
 }, { expected: 'a non-empty string without CR, LF or NUL' })
+
+/** Control characters other than tab (HTAB is allowed in a header value, RFC 9110 §5.5). */
+const kControl = /[\x00-\x08\x0a-\x1f\x7f]/
 
 const nonEmptyText = rule('a non-empty string without CR, LF or NUL', (v) => isString(v) && v !== '' && !kBadHeaderValue.test(v))
 
