@@ -91,18 +91,18 @@ t.test('client_secret_basic form-encodes id and secret (RFC 6749 §2.3.1); post 
 })
 
 t.test('a token is refreshed before it expires, in the background: calls keep the old one meanwhile', async (t) => {
-  const { idp, api, client } = await setup(t, {
+  const advance = fakeClock(t)
+  const { idp, api, client, lines } = await setup(t, {
     oauth2: { refreshBefore: 1500 },
     reply: (_s, i) => ({ body: { access_token: `t${i}`, token_type: 'Bearer', expires_in: 2 }, delay: i === 2 ? 300 : 0 })
   })
   await client.get('/')
-  await new Promise((resolve) => setTimeout(resolve, 1100)) // past 2 s - 1500 ms: due for refresh, still valid
-  const started = Date.now()
+  advance(1100) // past 2 s - 1500 ms: due for refresh, still valid
   await client.get('/')
-  t.ok(Date.now() - started < 250, 'the call did not wait for the refresh')
-  t.equal(api.requests[1].headers.authorization, 'Bearer t1', 'it used the old token')
+  t.equal(api.requests[1].headers.authorization, 'Bearer t1', 'the call used the old token: it did not wait for the refresh (300 ms)')
+  await until(() => idp.requests.length === 2)
   t.equal(idp.requests.length, 2, 'the refresh started')
-  await new Promise((resolve) => setTimeout(resolve, 400))
+  await until(() => lines.filter((l) => l.msg === 'OAuth2 token refreshed').length === 2)
   await client.get('/')
   t.same(tokensOf(api), ['Bearer t1', 'Bearer t1', 'Bearer t2'])
   t.equal(idp.requests.length, 2, 'one refresh')
@@ -156,9 +156,10 @@ t.test('token answers: no token_type is taken for Bearer, expires_in <= 0 serves
 })
 
 t.test('an expired token is not used: the call waits for a new one', async (t) => {
+  const advance = fakeClock(t)
   const { idp, api, client } = await setup(t, { oauth2: { refreshBefore: 1 }, reply: (_s, i) => ({ body: { access_token: `t${i}`, token_type: 'Bearer', expires_in: 0.3 } }) })
   await client.get('/')
-  await new Promise((resolve) => setTimeout(resolve, 400))
+  advance(400)
   await client.get('/')
   t.same(tokensOf(api), ['Bearer t1', 'Bearer t2'])
   t.equal(idp.requests.length, 2)
