@@ -117,9 +117,13 @@ export class HttpResponse {
    * Not the call (`call`) or the body stream: the call holds the request's headers, credentials included.
    */
   [inspect.custom] (depth: number, options: object): string {
-    const headers = this.headers['set-cookie'] === undefined ? this.headers : { ...this.headers, 'set-cookie': '***' }
-    const shown = { status: this.status, url: this.url, attempts: this.attempts, headers }
-    return `HttpResponse ${inspect(shown, { ...options, depth: depth < 0 ? null : depth })}`
+    return `HttpResponse ${inspect(this.toJSON(), { ...options, depth: depth < 0 ? null : depth })}`
+  }
+
+  /** What `JSON.stringify` (a logger's serializer) shows: the same as `util.inspect`. */
+  toJSON (): { status: number, url: string, attempts: number, headers: IncomingHttpHeaders } {
+    const headers = this.headers['set-cookie'] === undefined ? this.headers : { ...this.headers, 'set-cookie': ['***'] }
+    return { status: this.status, url: this.url, attempts: this.attempts, headers }
   }
 
   /**

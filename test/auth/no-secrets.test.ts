@@ -149,7 +149,7 @@ t.test('no secret appears in the response of a successful authenticated call (ur
     const raw = request.headers['x-call']
     const options = typeof raw === 'string' ? JSON.parse(raw) as CallOptions : undefined
     const res = await request.httpClient((request.params as { service: string }).service).get(request.headers['x-path'] as string | undefined ?? '/ok', options)
-    seen.push(res.url, inspect(res), inspect(res, { depth: 10 }), inspect(res, { showHidden: true }))
+    seen.push(res.url, inspect(res), inspect(res, { depth: 10 }), inspect(res, { showHidden: true }), JSON.stringify(res))
     request.log.info({ res: { url: res.url, status: res.status } }, 'downstream call answered')
     return await res.json()
   })
