@@ -160,6 +160,7 @@ export const clients: Array<[name: string, factory: ClientFactory]> = [
   ['fastify-http-services, default', library({})],
   ['fastify-http-services, default + no-op subscribers', withNoopSubscribers(library({}))],
   ['fastify-http-services, default without breaker', library({ breaker: false })],
+  ['fastify-http-services, default + bearer (fixed)', library({ auth: { bearer: 'bench-token' } })],
   ['fastify-http-services, default + oauth2 (cached token)', withOAuth2()],
   ['fastify-http-services, all policies', library(allPolicies)],
   ['fastify-http-services, get() + json()', library({}, true)],

@@ -264,3 +264,13 @@ export function resolveAuth (auth: AuthOptions | false | undefined, key: string)
   Object.defineProperties(resolved, { value: { value }, bearer: { value: bearer }, oauth2: { value: oauth2 } })
   return resolved as ResolvedAuth
 }
+
+/**
+ * The header a service's scheme fixes at start-up (`bearer` string, `basic`, `apiKey` in a header): it joins the
+ * service's own headers once, so an attempt pays nothing for it. `undefined` for a bearer function, OAuth2, `forward`
+ * and an API key in the query, which the `auth` policy adds per attempt (or the inbound request gives).
+ */
+export function fixedAuthHeader (auth: ResolvedAuth | undefined): [name: string, value: string] | undefined {
+  if (auth === undefined || auth.value === undefined || auth.header === undefined) return undefined
+  return [auth.header, auth.value]
+}
