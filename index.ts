@@ -24,8 +24,8 @@ import { HttpService, type FailureCounts, type ServiceStats } from './lib/servic
 import type { CallOptions, CallTimeoutOptions, JsonCallOptions, QueryValue } from './lib/client-types'
 import type { MultipartFields, MultipartFile, MultipartValue } from './lib/multipart'
 import type {
-  AdaptiveRateOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions, DeadlineHeadersOptions, DnsOptions,
-  Fallback, HedgeOptions, HttpServicesOptions, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
+  AdaptiveRateOptions, ApiKeyOptions, AuthOptions, BasicAuthOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions,
+  DeadlineHeadersOptions, DnsOptions, Fallback, HedgeOptions, HttpServicesOptions, OAuth2Options, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
   ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
 } from './lib/config/types'
 import type { CallContext, Logger, Next, Policy } from './lib/pipeline/types'
@@ -34,7 +34,7 @@ import type {
   RateLimitMessage, RetryDelaySource, RetryEvent, RetryRefusal, RetryRefusedMessage, RetryScheduledMessage
 } from './lib/diagnostics/messages'
 import {
-  BulkheadRejectedError, CircuitOpenError, ClientClosedError, ConnectionError, DecompressError, ForbiddenUrlError,
+  AuthError, BulkheadRejectedError, CircuitOpenError, ClientClosedError, ConnectionError, DecompressError, ForbiddenUrlError,
   HttpServicesError, HttpStatusError, InvalidOptionsError, InvalidRequestError, RateLimitedError, RequestAbortedError,
   ResponseParseError, ResponseTooLargeError, TimeoutError, TlsError, TransportError, UnknownServiceError,
   isHttpServicesError, type CallTarget, type HttpServicesErrorClass, type TimeoutPhase
@@ -53,8 +53,8 @@ declare namespace httpServices {
   export type { CallOptions, CallTimeoutOptions, JsonCallOptions, QueryValue }
   export type { MultipartFields, MultipartFile, MultipartValue }
   export type {
-    AdaptiveRateOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions, DeadlineHeadersOptions, DnsOptions,
-    Fallback, HedgeOptions, HttpServicesOptions, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
+    AdaptiveRateOptions, ApiKeyOptions, AuthOptions, BasicAuthOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions,
+    DeadlineHeadersOptions, DnsOptions, Fallback, HedgeOptions, HttpServicesOptions, OAuth2Options, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
     ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
   }
   export type { CallContext, Logger, Next, Policy }
@@ -66,7 +66,7 @@ declare namespace httpServices {
   // undici's `Dispatcher` as this package uses it (the `dispatcher` option's type), whichever undici the app has
   export type { Dispatcher }
   export {
-    BulkheadRejectedError, CircuitOpenError, ClientClosedError, ConnectionError, DecompressError, ForbiddenUrlError,
+    AuthError, BulkheadRejectedError, CircuitOpenError, ClientClosedError, ConnectionError, DecompressError, ForbiddenUrlError,
     HttpServicesError, HttpStatusError, InvalidOptionsError, InvalidRequestError, RateLimitedError, RequestAbortedError,
     ResponseParseError, ResponseTooLargeError, TimeoutError, TlsError, TransportError, UnknownServiceError,
     isHttpServicesError
@@ -83,6 +83,7 @@ module.exports.silentLogger = silentLogger
 module.exports.HttpClient = HttpClient
 module.exports.HttpResponse = HttpResponse
 module.exports.HttpService = HttpService
+module.exports.AuthError = AuthError
 module.exports.BulkheadRejectedError = BulkheadRejectedError
 module.exports.CircuitOpenError = CircuitOpenError
 module.exports.ClientClosedError = ClientClosedError

@@ -5,6 +5,7 @@ import type { CallOptions } from './client-types'
 import type { CallContext, Logger, RequestBody, ServiceRuntime } from './pipeline/types'
 import { encodeMultipart } from './multipart'
 import { encodeQuery } from './request-target'
+import { copyHeaders } from './copy-headers'
 
 // RFC 9110 token characters for header names.
 const kHeaderName = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
@@ -93,7 +94,7 @@ export class Call implements CallContext {
 
   setHeader (name: string, value: string): void {
     if (!this.ownHeaders) {
-      this.headers = { ...this.headers }
+      this.headers = copyHeaders(this.headers)
       this.ownHeaders = true
     }
     this.headers[name] = value
@@ -105,7 +106,7 @@ export function mergeHeaders (
   service: string, base: Record<string, string>, extra: Record<string, string | number | undefined> | undefined
 ): { headers: Record<string, string>, copied: boolean } {
   if (extra === undefined) return { headers: base, copied: false }
-  const headers = { ...base }
+  const headers = copyHeaders(base)
   for (const key of Object.keys(extra)) {
     const value = extra[key]
     if (value === undefined) continue
@@ -181,14 +182,15 @@ export function encodeBody (
     given++
     const form = encodeMultipart(service, options.multipart)
     body = form.body
-    headers = { ...headers, 'content-type': form.contentType }
+    headers = copyHeaders(headers)
+    headers['content-type'] = form.contentType
     copied = true
     if (form.length !== undefined) headers['content-length'] = String(form.length)
   }
   if (given > 1) throw new InvalidRequestError(`${service}: give only one of json, form, body and multipart`)
   if (type !== undefined && headers['content-type'] === undefined) {
     if (!copied) {
-      headers = { ...headers }
+      headers = copyHeaders(headers)
       copied = true
     }
     headers['content-type'] = type

@@ -55,6 +55,13 @@ export interface CallOptions {
    * with its `content-encoding` and, unless the call sets `accept-encoding`, does not ask for compression.
    */
   decompress?: boolean
+  /**
+   * Sends `Authorization: Bearer <token>` instead of the service's `auth` (and of a forwarded header): it wins over
+   * everything. A secret: never shown in logs or errors. A non-empty string without CR, LF or NUL.
+   */
+  token?: string
+  /** `false` sends none of the service's credentials (`auth`, `defaults.auth`, a forwarded one) with this call. */
+  auth?: false
 }
 
 /** Options of the `*Json` helpers: the body is given as an argument instead of `json`. */

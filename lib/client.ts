@@ -10,6 +10,7 @@ import { destroyStreams } from './multipart'
 import { buildPath } from './request-target'
 import type { HttpResponse } from './response'
 import type { HttpService } from './service'
+import { copyHeaders } from './copy-headers'
 
 const kMethods = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'POST', 'PUT', 'PATCH', 'TRACE'])
 
@@ -30,7 +31,7 @@ export class HttpClient implements ServiceClient {
     this.service = downstream.name
     this.downstream = downstream
     this.scope = scope
-    this.headers = scope.headersFor(downstream.options.headers, downstream.options.forwardHeaders)
+    this.headers = scope.headersFor(downstream.requestHeaders, downstream.options.forwardHeaders)
   }
 
   /** The logger calls of this client log with (`reqId` of the inbound request, `service`). */
@@ -136,7 +137,7 @@ export class HttpClient implements ServiceClient {
     if (options.decompress !== undefined && options.decompress !== downstream.options.decompress &&
       (options.headers === undefined || !hasHeader(options.headers, 'accept-encoding'))) {
       // A call that decodes asks for compression; one that passes bytes through leaves it to the upstream's default.
-      headers = { ...headers }
+      headers = copyHeaders(headers)
       copied = true
       if (options.decompress) headers['accept-encoding'] ??= kAcceptEncoding
       else if (headers['accept-encoding'] === kAcceptEncoding) delete headers['accept-encoding']
@@ -194,7 +195,9 @@ const kCallOptions = {
   throwHttpErrors: true,
   retry: true,
   fallback: true,
-  decompress: true
+  decompress: true,
+  token: true,
+  auth: true
 } as const satisfies Record<keyof CallOptions, true>
 
 const kCallOptionNames: ReadonlySet<string> = new Set(Object.keys(kCallOptions))

@@ -79,6 +79,17 @@ export interface InvalidOptionsError extends HttpServicesError {
   key: string
 }
 
+/**
+ * Credentials for a call could not be had: an `auth.bearer` function threw or returned no usable token (and, with
+ * OAuth2, a token endpoint refused or failed). Never holds a secret.
+ */
+export interface AuthError extends HttpServicesError {
+  /** The OAuth2 error code from the token endpoint (RFC 6749 §5.2), when it sent one. */
+  error?: string
+  /** The token endpoint's `error_description`, capped and without control characters, when it sent one. */
+  error_description?: string
+}
+
 export interface CircuitOpenError extends HttpServicesError {}
 export interface BulkheadRejectedError extends HttpServicesError {}
 export interface RateLimitedError extends HttpServicesError {}
@@ -116,6 +127,7 @@ export const UnknownServiceError = define<UnknownServiceError>('UnknownServiceEr
 export const ClientClosedError = define<ClientClosedError>('ClientClosedError', 'HTTP_SERVICES_ERR_CLIENT_CLOSED', 503, HttpServicesError)
 export const RequestAbortedError = define<RequestAbortedError>('RequestAbortedError', 'HTTP_SERVICES_ERR_ABORTED', 499, HttpServicesError)
 export const InvalidOptionsError = define<InvalidOptionsError>('InvalidOptionsError', 'HTTP_SERVICES_ERR_INVALID_OPTIONS', 500, HttpServicesError)
+export const AuthError = define<AuthError>('AuthError', 'HTTP_SERVICES_ERR_AUTH', 502, HttpServicesError)
 export const CircuitOpenError = define<CircuitOpenError>('CircuitOpenError', 'HTTP_SERVICES_ERR_CIRCUIT_OPEN', 503, HttpServicesError)
 export const BulkheadRejectedError = define<BulkheadRejectedError>('BulkheadRejectedError', 'HTTP_SERVICES_ERR_BULKHEAD_REJECTED', 503, HttpServicesError)
 export const RateLimitedError = define<RateLimitedError>('RateLimitedError', 'HTTP_SERVICES_ERR_RATE_LIMITED', 503, HttpServicesError)

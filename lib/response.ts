@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
+import { inspect } from 'node:util'
 import { parseCookie, type Cookie } from 'undici'
 import { BodyChunks, asBuffer, bodyJson, bodyText } from './body-decoder'
 import { InvalidRequestError, ResponseTooLargeError, describe, stamp, type CallTarget } from './errors'
@@ -106,9 +107,23 @@ export class HttpResponse {
     return this.status >= 200 && this.status < 300
   }
 
-  /** Absolute URL of the call (query values as sent). */
+  /** Absolute URL of the call (query values as sent, except the service's API key: `api_key=***`). */
   get url (): string {
     return this.meta.origin + this.meta.path
+  }
+
+  /**
+   * What `util.inspect` (and `console.log`) shows: status, URL, attempts and headers, `set-cookie` values hidden.
+   * Not the call (`call`) or the body stream: the call holds the request's headers, credentials included.
+   */
+  [inspect.custom] (depth: number, options: object): string {
+    return `HttpResponse ${inspect(this.toJSON(), { ...options, depth: depth < 0 ? null : depth })}`
+  }
+
+  /** What `JSON.stringify` (a logger's serializer) shows: the same as `util.inspect`. */
+  toJSON (): { status: number, url: string, attempts: number, headers: IncomingHttpHeaders } {
+    const headers = this.headers['set-cookie'] === undefined ? this.headers : { ...this.headers, 'set-cookie': ['***'] }
+    return { status: this.status, url: this.url, attempts: this.attempts, headers }
   }
 
   /**

@@ -4,6 +4,7 @@ import { Readable } from 'node:stream'
 import { discardRequestBody } from './call'
 import { CallSignal } from './call-signal'
 import type { ResolvedService } from './config/resolved'
+import { fixedAuthHeader } from './config/options/auth'
 import { callChannel } from './diagnostics/channels'
 import { callResponded, endCall, startCall } from './diagnostics/publish'
 import { createDispatcher, poolMadeOnFirstCall } from './dispatcher'
@@ -118,6 +119,12 @@ export class HttpService implements ServiceRuntime {
   /** Bodies handed to callers and not read yet: discarded past `timeout.body` or once their response is collected. */
   private readonly unreadBodies: UnreadBodies
 
+  /**
+   * The headers every call starts from: the service's `headers` and, for a scheme fixed at start-up, its credential
+   * (`fixedAuthHeader`). Kept off `options`, which logs and stats may show.
+   */
+  readonly requestHeaders: Record<string, string>
+
   /** @internal Which calls take `perCall` instead of `handler`: the client tests it on every call with options or a deadline. */
   readonly perCallRouting: PerCallRouting
   private readonly clientOf: (name: string) => ServiceClient
@@ -130,6 +137,8 @@ export class HttpService implements ServiceRuntime {
     this.unreadBodies = new UnreadBodies(this.log, options.timeout.body)
     this.injected = injected
     this.clientOf = clientOf
+    const credential = fixedAuthHeader(options.auth)
+    this.requestHeaders = credential === undefined ? options.headers : { ...options.headers, [credential[0]]: credential[1] }
     const chain = buildChain(this, transport(this), false)
     this.handler = chain.handler
     this.policyNames = chain.names
@@ -200,6 +209,10 @@ export class HttpService implements ServiceRuntime {
       this.made = createDispatcher(this.options)
     }
     return this.made
+  }
+
+  get injectedDispatcher (): Dispatcher | undefined {
+    return this.injected
   }
 
   get isOpen (): boolean {

@@ -16,14 +16,27 @@ export interface Checker {
 
 // Keys whose values are secrets, or hold them: never echoed in a message (a trailing newline from a secret file is
 // a common way to get a header value refused).
-const kSecretKey = /(^|\.)(headers\.[^.]+|passphrase|key|cert|token|password|secret)$/i
+// `auth` and its scheme objects hold secrets too: a secret given where the object belongs (`auth: "tok"`,
+// `basic: "u:p"`) must not be echoed either.
+const kSecretKey = /(^|\.)(headers\.[^.]+|passphrase|key|cert|token|password|secret|clientSecret|bearer|apiKey\.value|extraParams\.[^.]+|auth|auth\.(apiKey|basic|oauth2))$/i
 
-/** Throws `InvalidOptionsError` with the message `<key>: expected <what>, got <value>` (secret values shown as `***`). */
+/**
+ * Throws `InvalidOptionsError` with the message `<key>: expected <what>, got <value>`. At a secret key a string shows
+ * as `***` and a number, list or object by its kind only (a YAML key of digits is a number; a list may hold secrets).
+ */
 export function fail (key: string, expected: string, value: unknown): never {
   if (hasLiteralPrototype(value)) throw invalid(join(key, '__proto__'), forbiddenKey('__proto__'))
-  const secret = typeof value === 'string' && value !== '' && kSecretKey.test(key) && !key.endsWith(`.${value}`)
-  const shown = secret ? '"***"' : show(value)
+  const shown = kSecretKey.test(key) ? showSecret(key, value) : show(value)
   throw invalid(key, `expected ${expected}, got ${shown}`)
+}
+
+/** A value found at a secret key, as a message shows it. */
+function showSecret (key: string, value: unknown): string {
+  if (typeof value === 'string') return value !== '' && !key.endsWith(`.${value}`) ? '"***"' : show(value)
+  if (typeof value === 'number' || typeof value === 'bigint') return 'a number'
+  if (Array.isArray(value)) return 'a list'
+  if (isPlainObject(value)) return 'an object'
+  return show(value)
 }
 
 /** A string as a message may show it: URL credentials and query values redacted. */

@@ -3,6 +3,7 @@
  * resolver in options/<group>.ts; this module gathers them for index.ts and the rest of the library.
  */
 export type { AdaptiveRateOptions } from './options/adaptive-rate'
+export type { ApiKeyOptions, AuthOptions, BasicAuthOptions, OAuth2Options } from './options/auth'
 export type { BreakerOptions } from './options/breaker'
 export type { BulkheadOptions } from './options/bulkhead'
 export type { CommonServiceOptions, Fallback } from './options/common'

@@ -11,6 +11,7 @@ import { performance } from 'node:perf_hooks'
 import { checkHeader } from '../call'
 import { redactPath } from '../errors'
 import type { BreakerState, CallContext, Logger, ServiceRuntime } from '../pipeline/types'
+import { copyHeaders } from '../copy-headers'
 
 /**
  * A call, as `tracing:fastify-http-services:call:*` publish it: the same object on every event of the call, and the
@@ -175,7 +176,7 @@ export class AttemptMessage extends CallEvent {
     }
     // The call's header object may be shared with other calls: this request gets a copy of its own.
     if (!this.#ownHeaders) {
-      request.headers = { ...request.headers }
+      request.headers = copyHeaders(request.headers)
       this.#ownHeaders = true
     }
     request.headers[lower] = text

@@ -6,6 +6,7 @@ import type { HttpResponse } from '../response'
 import { retryStateOf, spendBudget, type RetryState } from './retry-budget'
 import { retryPlanner, type RetryPlan } from './retry-plan'
 import type { CallContext, Next, PolicyFactory } from './types'
+import { copyHeaders } from '../copy-headers'
 
 /** Methods that may be sent twice at once; other methods are hedged only with an `Idempotency-Key`. */
 const kIdempotent = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
@@ -81,7 +82,7 @@ class HedgedCall {
     const n = this.attempts.length
     view.attempt = ctx.attempt + n
     // Attempts run at once, so each gets its own header object to change.
-    if (n > 0) view.headers = { ...ctx.headers }
+    if (n > 0) view.headers = copyHeaders(ctx.headers)
     const signal = new CallSignal()
     if (ctx.signal !== undefined) signal.follow(ctx.signal)
     view.signal = signal

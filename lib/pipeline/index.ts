@@ -3,6 +3,7 @@ import type { CallContext, CallOptionName, Next, Policy, PolicyFactory, ServiceR
 import { breaker } from './breaker'
 import { bulkhead } from './bulkhead'
 import { attemptTimeout } from './attempt-timeout'
+import { auth } from './auth'
 import { deadline } from './deadline'
 import { fallback } from './fallback'
 import { rateLimit, rateLimitFeedback } from './rate-limit'
@@ -48,7 +49,7 @@ export const policyOrder: ReadonlyArray<[name: string, factory: PolicyFactory | 
   ['hedge', hedge],
   ['rateLimitFeedback', rateLimitFeedback],
   ['breaker', breaker],
-  ['auth', undefined],
+  ['auth', auth],
   ['attemptTimeout', attemptTimeout],
   ['redirect', redirect],
   ['telemetry', undefined]

@@ -38,6 +38,11 @@ export interface ServiceRuntime {
   /** The dispatcher, once the service is open. */
   readonly dispatcher: Dispatcher | undefined
   /**
+   * The registry's injected `dispatcher` option (a MockAgent, the mock kit's), if any: a request the policy makes
+   * outside every service (OAuth2's token request without `tokenService`) goes through it too. Optional for test doubles.
+   */
+  readonly injectedDispatcher?: Dispatcher | undefined
+  /**
    * State a policy keeps once per service, for both of the service's chains (breakers, limiters, budgets):
    * `create` runs on the first call for `key`; later calls return what it made.
    */

@@ -63,7 +63,7 @@ t.test('an unknown call option (a typo) rejects with InvalidRequestError and a "
 t.test('an unknown call option far from every name lists the known ones; a service option says where it belongs', async (t) => {
   const { api } = await setup(t)
   const far = await settle(api.get('/', { logger: console } as never), 'far')
-  t.match(far.error, { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', message: /^api: unknown call option "logger" \(expected one of: query, params, headers, .*decompress\)$/ })
+  t.match(far.error, { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', message: /^api: unknown call option "logger" \(expected one of: query, params, headers, .*decompress, token, auth\)$/ })
   const service = await settle(api.get('/', { connections: 4 } as never), 'service option')
   t.match(service.error, { message: 'api: unknown call option "connections" (a service option: set it in the service\'s options, not per call)' })
   const undef = await settle(api.get('/', { qurey: undefined } as never), 'undefined value')

@@ -11,10 +11,10 @@ function builtPerCall (service: HttpService): boolean {
 }
 
 t.test('the call options that need the per-call chain are those of the policies a service\'s chain lacks', async (t) => {
-  t.same(perCallRouting([]), { options: ['fallback', 'timeout', 'retry'], deadline: true }, 'a service with no policy')
-  t.same(perCallRouting(['fallback', 'deadline', 'retry', 'attemptTimeout']), { options: [], deadline: false },
+  t.same(perCallRouting([]), { options: ['fallback', 'timeout', 'retry', 'token', 'auth'], deadline: true }, 'a service with no policy')
+  t.same(perCallRouting(['fallback', 'deadline', 'retry', 'auth', 'attemptTimeout']), { options: [], deadline: false },
     'a service holding every policy a call can switch on: every call stays on its chain')
-  t.same(perCallRouting(['deadline', 'retry']), { options: ['fallback', 'timeout'], deadline: false },
+  t.same(perCallRouting(['deadline', 'retry']), { options: ['fallback', 'token', 'auth', 'timeout'], deadline: false },
     '`timeout` still needs the attempt timeout, which the chain lacks')
   for (const [name, factory] of policyOrder) {
     for (const option of factory?.callOptions ?? []) {

@@ -70,6 +70,7 @@ t.test('fills every built-in default', async (t) => {
     hedge: undefined,
     fallback: undefined,
     deadlineHeaders: undefined,
+    auth: undefined,
     critical: false
   })
 })

@@ -141,7 +141,7 @@ const cases: Array<[name: string, options: unknown, key: string, message: string
   ['a header value with NUL', billing({ headers: { 'x-a': 'a\0' } }), 'services.billing.headers.x-a',
     'services.billing.headers.x-a: expected a string without CR, LF or NUL, got "***"'],
   ['a numeric header value', billing({ headers: { 'x-version': 2 } }), 'services.billing.headers.x-version',
-    'services.billing.headers.x-version: expected a string without CR, LF or NUL, got 2'],
+    'services.billing.headers.x-version: expected a string without CR, LF or NUL, got a number'],
   ['forwardHeaders given as one string', billing({ forwardHeaders: 'accept-language' }), 'services.billing.forwardHeaders',
     'services.billing.forwardHeaders: expected an array of header names, got "accept-language"'],
   ['a bad forwarded header name', billing({ forwardHeaders: ['ok', 'not ok'] }), 'services.billing.forwardHeaders[1]',

@@ -5,6 +5,7 @@
 import type { HttpServicesError } from '../../errors'
 import { arrayOf, boolean, booleanOr, fail, falseBranch, falseOr, integer, isPlainObject, record, variants, type Checker } from '../checkers'
 import { fn, headerName, headerValue, positiveMs } from '../values'
+import { authOption, type AuthOptions } from './auth'
 import { breakerOptions, type BreakerOptions } from './breaker'
 import { bulkheadOptions, type BulkheadOptions } from './bulkhead'
 import { deadlineHeadersOptions, type DeadlineHeadersOptions } from './deadline-headers'
@@ -137,6 +138,13 @@ export interface CommonServiceOptions {
    * @default false
    */
   deadlineHeaders?: boolean | DeadlineHeadersOptions
+  /**
+   * The credentials every call carries: exactly one of `bearer`, `apiKey`, `basic`, `forward`, `oauth2`. A service's
+   * `auth` replaces the one in `defaults` (`false` turns it off); a call's `token` or `auth: false` overrides both.
+   * Off by default.
+   * @default false
+   */
+  auth?: false | AuthOptions
 }
 
 // Headers that frame one request's body or manage one connection: undici sets them itself (or refuses them) for each
@@ -189,7 +197,8 @@ export const commonServiceRows = {
   rateLimit: { check: falseOr(rateLimitOptions.check), default: false },
   hedge: { check: falseOr(hedgeOptions.check), default: false },
   fallback: { check: fn, default: undefined },
-  deadlineHeaders: { check: booleanOr(deadlineHeadersOptions.check), default: false }
+  deadlineHeaders: { check: booleanOr(deadlineHeadersOptions.check), default: false },
+  auth: { check: authOption, default: false }
 } satisfies Spec<CommonServiceOptions>
 
 /** `defaults`: the service options every service inherits. */

@@ -4,7 +4,7 @@
  */
 import type { FastifyUnderPressureOptions } from '@fastify/under-pressure'
 import type { Dispatcher } from 'undici'
-import { booleanOr, isPlainObject, isString, ok, record, rule } from '../checkers'
+import { booleanOr, invalid, isPlainObject, isString, ok, record, rule } from '../checkers'
 import { headerNameOrFalse, lowerOrFalse, ms, string } from '../values'
 import { commonServiceOptions, type CommonServiceOptions } from './common'
 import { defineGroup, type Spec } from './group'
@@ -111,9 +111,11 @@ export function resolveRegistry (options: HttpServicesOptions): ResolvedOptions 
   const files = new Map<string, Buffer>()
   const services = new Map<string, ResolvedService>()
   const defaults: CommonServiceOptions = options.defaults ?? d.defaults
+  checkDefaultForwardHeaders(defaults.forwardHeaders)
   for (const [name, service] of Object.entries<ServiceOptions>(options.services ?? d.services)) {
     services.set(name, resolveService(name, defaults, service, files))
   }
+  checkTokenServices(services)
   const underPressure = options.underPressure ?? d.underPressure
   return {
     services,
@@ -124,4 +126,42 @@ export function resolveRegistry (options: HttpServicesOptions): ResolvedOptions 
     dispatcher: options.dispatcher,
     underPressure: underPressure === true ? {} : underPressure === false ? undefined : underPressure
   }
+}
+
+/**
+ * Every `auth.oauth2.tokenService` names a configured service, and no chain of them comes back to where it started
+ * (a <-> b: each token request would wait for the other's token). Checked here, once every service is known: the
+ * token service may be declared after the service using it.
+ */
+function checkTokenServices (services: Map<string, ResolvedService>): void {
+  for (const [name, service] of services) {
+    const first = service.auth?.oauth2?.tokenService
+    if (first === undefined) continue
+    const key = `services.${name}.auth.oauth2.tokenService`
+    if (!services.has(first)) {
+      throw invalid(key, `names ${JSON.stringify(first)}, which is not a configured service (known: ${[...services.keys()].join(', ')})`)
+    }
+    const chain = [name]
+    for (let next: string | undefined = first; next !== undefined; next = services.get(next)?.auth?.oauth2?.tokenService) {
+      if (chain.includes(next)) {
+        throw invalid(key, `leads back to a service already on the way (${[...chain, next].join(' -> ')}): each token request would wait for the other's token`)
+      }
+      chain.push(next)
+    }
+  }
+}
+
+/** Credentials a caller sends: forwarded only to the services that ask for them, never by `defaults`. */
+const kCredentialHeaders = new Set(['authorization', 'proxy-authorization', 'cookie'])
+
+/**
+ * `defaults.forwardHeaders` holds no credential: it would send the caller's to every service, where the issue's
+ * promise is that only a service that sets `auth.forward` (or lists it in its own `forwardHeaders`) gets it.
+ */
+function checkDefaultForwardHeaders (names: string[] | undefined): void {
+  names?.forEach((name, i) => {
+    if (kCredentialHeaders.has(name.toLowerCase())) {
+      throw invalid(`defaults.forwardHeaders[${i}]`, `${JSON.stringify(name)} is a credential: forward it per service (auth: { forward: true } or the service's own forwardHeaders), not to every service`)
+    }
+  })
 }

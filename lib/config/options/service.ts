@@ -4,6 +4,7 @@
  */
 import { boolean, fail, invalid, isPlainObject, isString, show, variants } from '../checkers'
 import { lowerKeys, string } from '../values'
+import { resolveAuth, type ResolvedAuth } from './auth'
 import { breakerOptions, type ResolvedBreaker } from './breaker'
 import { bulkheadOptions, type ResolvedBulkhead } from './bulkhead'
 import { commonServiceRows, kAcceptEncoding, type CommonServiceOptions, type Fallback } from './common'
@@ -112,6 +113,8 @@ export interface ResolvedService {
   hedge: ResolvedHedge | undefined
   fallback: Fallback | undefined
   deadlineHeaders: ResolvedDeadlineHeaders | undefined
+  /** The credentials calls carry; `undefined` when none. With `forward`, its header is among `forwardHeaders`. */
+  auth: ResolvedAuth | undefined
   critical: boolean
   /** Present when calls go through a proxy. */
   proxy?: ResolvedProxy
@@ -131,6 +134,14 @@ export function resolveService (name: string, defaults: CommonServiceOptions, se
   const key = `services.${name}`
   const urls = (Array.isArray(o.baseUrl) ? o.baseUrl : [o.baseUrl]).map((u) => new URL(u))
   const decompress = o.decompress ?? d.decompress
+  const auth = resolveAuth(o.auth ?? d.auth, `${key}.auth`)
+  if (auth?.oauth2?.tokenService === name) {
+    // Its token request would need a token of its own: the call would wait for itself.
+    throw invalid(`${key}.auth.oauth2.tokenService`, `names this service itself (give ${key} an auth of its own, or auth: false, when oauth2 comes from defaults)`)
+  }
+  const forwardHeaders = (o.forwardHeaders ?? d.forwardHeaders).map((h) => h.toLowerCase())
+  // The forwarded credential travels like any forwarded header: copied once per inbound request and service.
+  if (auth?.scheme === 'forward') forwardHeaders.push(auth.header as string)
   return {
     name,
     origins: urls.map((u) => u.origin),
@@ -148,7 +159,7 @@ export function resolveService (name: string, defaults: CommonServiceOptions, se
     maxResponseSize: o.maxResponseSize ?? d.maxResponseSize,
     decompress,
     followRedirects: o.followRedirects ?? d.followRedirects,
-    forwardHeaders: [...new Set((o.forwardHeaders ?? d.forwardHeaders).map((h) => h.toLowerCase()))],
+    forwardHeaders: [...new Set(forwardHeaders)],
     throwHttpErrors: o.throwHttpErrors ?? d.throwHttpErrors,
     passthroughStatus: o.passthroughStatus ?? d.passthroughStatus,
     retry: resolveRetry(o.retry ?? d.retry),
@@ -158,6 +169,7 @@ export function resolveService (name: string, defaults: CommonServiceOptions, se
     hedge: enabled(o.hedge ?? d.hedge, hedgeOptions.defaults),
     fallback: o.fallback,
     deadlineHeaders: resolveDeadlineHeaders(o.deadlineHeaders ?? d.deadlineHeaders),
+    auth,
     critical: o.critical ?? d.critical,
     ...resolveRoute(o, key, files)
   }
