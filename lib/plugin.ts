@@ -11,6 +11,7 @@ import { registerUnderPressure } from './health'
 import { sendResponseOnSend, sendResponseUnserialized } from './reply'
 import type { Logger } from './pipeline/types'
 import { HttpServices, type ServiceName } from './services'
+import { copyHeaders } from './copy-headers'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -144,7 +145,7 @@ class RequestScope implements ClientScope {
   headersFor (base: Record<string, string>, forward: string[]): Record<string, string> {
     const { requestIdHeader, request } = this
     if (requestIdHeader === false && forward.length === 0) return base
-    const out = { ...base }
+    const out = copyHeaders(base)
     // Fastify's own request id: it honours an inbound id only when Fastify is told to trust one (its
     // `requestIdHeader` option), so an untrusted, unbounded header is never passed on.
     if (requestIdHeader !== false) out[requestIdHeader] = String(request.id)

@@ -186,6 +186,18 @@ export class HttpResponse {
     }, failed)
   }
 
+  /**
+   * @internal The whole body as bytes, read now if it was not (at most `maxResponseSize`), for responses of other
+   * callers made from it (request coalescing). The body counts as read.
+   */
+  takeBytes (): Promise<Buffer> {
+    try {
+      return Promise.resolve(this.bytes())
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
   /** The body as bytes, at most `maxResponseSize`: a copy the caller may change. */
   async arrayBuffer (): Promise<ArrayBuffer> {
     const bytes = await this.bytes()

@@ -2,6 +2,7 @@ import type { HttpResponse } from '../response'
 import type { CallContext, CallOptionName, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
 import { breaker } from './breaker'
 import { bulkhead } from './bulkhead'
+import { coalesce } from './coalesce'
 import { attemptTimeout } from './attempt-timeout'
 import { auth } from './auth'
 import { deadline } from './deadline'
@@ -23,6 +24,8 @@ import { retry } from './retry'
  *   spends anything; a miss or a revalidation goes down as one call. Inside `fallback`, so a fallback's answer is never
  *   stored, and a stale entry (stale-if-error) may answer before the fallback does.
  * - `deadline`: the total timeout and the inbound request's deadline, over everything below, waits included.
+ * - `coalesce`: identical GETs in flight go below once, as one call: above the limits (merged calls take one permit,
+ *   one slot) and inside `deadline` (each caller waits under its own limits, and leaves alone).
  * - `rateLimit`, `bulkhead`: admission, once per call (retries and hedges are attempts of an admitted call).
  * - `retry`, `hedge`: make attempts; every layer below runs once per attempt.
  * - `rateLimitFeedback`: per attempt, adapts the rate to the upstream's 429s and rate-limit headers.
@@ -43,6 +46,7 @@ export const policyOrder: ReadonlyArray<[name: string, factory: PolicyFactory | 
   ['fallback', fallback],
   ['cache', undefined],
   ['deadline', deadline],
+  ['coalesce', coalesce],
   ['rateLimit', rateLimit],
   ['bulkhead', bulkhead],
   ['retry', retry],

@@ -68,6 +68,7 @@ t.test('fills every built-in default', async (t) => {
     bulkhead: undefined,
     rateLimit: undefined,
     hedge: undefined,
+    coalesce: undefined,
     fallback: undefined,
     deadlineHeaders: undefined,
     auth: undefined,

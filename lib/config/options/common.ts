@@ -12,6 +12,7 @@ import { deadlineHeadersOptions, type DeadlineHeadersOptions } from './deadline-
 import { dnsOptions, type DnsOptions } from './dns'
 import { defineGroup, type Spec } from './group'
 import { hedgeOptions, type HedgeOptions } from './hedge'
+import { coalesceOptions, type CoalesceOptions } from './coalesce'
 import { proxyOption, type ProxyOptions } from './proxy'
 import { rateLimitOptions, type RateLimitOptions } from './rate-limit'
 import { retryOptions, type RetryOptions } from './retry'
@@ -131,6 +132,12 @@ export interface CommonServiceOptions {
    * @default false
    */
   hedge?: false | HedgeOptions
+  /**
+   * Identical GETs in flight (same path, query, headers and credentials) share one upstream request; each caller
+   * gets its own response. Off by default.
+   * @default false
+   */
+  coalesce?: boolean | CoalesceOptions
   /** Runs when the breaker is open or the call finally fails; its result is the call's result. */
   fallback?: Fallback
   /**
@@ -196,6 +203,7 @@ export const commonServiceRows = {
   bulkhead: { check: falseOr(bulkheadOptions.check), default: false },
   rateLimit: { check: falseOr(rateLimitOptions.check), default: false },
   hedge: { check: falseOr(hedgeOptions.check), default: false },
+  coalesce: { check: booleanOr(coalesceOptions.check), default: false },
   fallback: { check: fn, default: undefined },
   deadlineHeaders: { check: booleanOr(deadlineHeadersOptions.check), default: false },
   auth: { check: authOption, default: false }

@@ -112,15 +112,16 @@ export function resolveRegistry (options: HttpServicesOptions): ResolvedOptions 
   const services = new Map<string, ResolvedService>()
   const defaults: CommonServiceOptions = options.defaults ?? d.defaults
   checkDefaultForwardHeaders(defaults.forwardHeaders)
+  const requestIdHeader = lowerOrFalse(options.requestIdHeader ?? d.requestIdHeader)
   for (const [name, service] of Object.entries<ServiceOptions>(options.services ?? d.services)) {
-    services.set(name, resolveService(name, defaults, service, files))
+    services.set(name, resolveService(name, defaults, service, files, requestIdHeader))
   }
   checkTokenServices(services)
   const underPressure = options.underPressure ?? d.underPressure
   return {
     services,
     closeTimeout: options.closeTimeout ?? d.closeTimeout,
-    requestIdHeader: lowerOrFalse(options.requestIdHeader ?? d.requestIdHeader),
+    requestIdHeader,
     requestDeadline: options.requestDeadline ?? d.requestDeadline,
     deadlineHeader: lowerOrFalse(options.deadlineHeader ?? d.deadlineHeader),
     dispatcher: options.dispatcher,

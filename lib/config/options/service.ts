@@ -12,6 +12,7 @@ import { resolveDeadlineHeaders, type ResolvedDeadlineHeaders } from './deadline
 import { dnsOptions, type ResolvedDns } from './dns'
 import { defineGroup, definedOnly, enabled, type Spec } from './group'
 import { hedgeOptions, type ResolvedHedge } from './hedge'
+import { resolveCoalesce, type ResolvedCoalesce } from './coalesce'
 import { resolveProxy, type ResolvedProxy } from './proxy'
 import { resolveRateLimit, type ResolvedRateLimit } from './rate-limit'
 import { resolveRetry, type ResolvedRetry } from './retry'
@@ -111,6 +112,8 @@ export interface ResolvedService {
   bulkhead: ResolvedBulkhead | undefined
   rateLimit: ResolvedRateLimit | undefined
   hedge: ResolvedHedge | undefined
+  /** Undefined when off. */
+  coalesce: ResolvedCoalesce | undefined
   fallback: Fallback | undefined
   deadlineHeaders: ResolvedDeadlineHeaders | undefined
   /** The credentials calls carry; `undefined` when none. With `forward`, its header is among `forwardHeaders`. */
@@ -127,8 +130,13 @@ export interface ResolvedService {
 type NoneLeft<K extends never> = K
 export type EveryServiceOptionResolved = NoneLeft<Exclude<keyof ServiceOptions, keyof ResolvedService | 'baseUrl'>>
 
-/** One service's options over `defaults`, with every built-in default filled in. */
-export function resolveService (name: string, defaults: CommonServiceOptions, service: ServiceOptions, files: Map<string, Buffer>): ResolvedService {
+/**
+ * One service's options over `defaults`, with every built-in default filled in. `requestIdHeader` is the registry's
+ * (lower-case): coalescing leaves it out of a call's identity.
+ */
+export function resolveService (
+  name: string, defaults: CommonServiceOptions, service: ServiceOptions, files: Map<string, Buffer>, requestIdHeader: string | false
+): ResolvedService {
   const o = mergeService(defaults, service)
   const d = serviceOptions.defaults
   const key = `services.${name}`
@@ -167,6 +175,7 @@ export function resolveService (name: string, defaults: CommonServiceOptions, se
     bulkhead: enabled(o.bulkhead ?? d.bulkhead, bulkheadOptions.defaults),
     rateLimit: resolveRateLimit(o.rateLimit ?? d.rateLimit),
     hedge: enabled(o.hedge ?? d.hedge, hedgeOptions.defaults),
+    coalesce: resolveCoalesce(o.coalesce ?? d.coalesce, requestIdHeader),
     fallback: o.fallback,
     deadlineHeaders: resolveDeadlineHeaders(o.deadlineHeaders ?? d.deadlineHeaders),
     auth,
@@ -176,7 +185,7 @@ export function resolveService (name: string, defaults: CommonServiceOptions, se
 }
 
 /** Object options whose keys merge one level deep between `defaults` and a service (the service's win). */
-const kMergedOneLevel = ['timeout', 'tls', 'retry', 'breaker', 'dns', 'bulkhead', 'rateLimit', 'hedge', 'deadlineHeaders'] as const satisfies ReadonlyArray<keyof CommonServiceOptions>
+const kMergedOneLevel = ['timeout', 'tls', 'retry', 'breaker', 'dns', 'bulkhead', 'rateLimit', 'hedge', 'coalesce', 'deadlineHeaders'] as const satisfies ReadonlyArray<keyof CommonServiceOptions>
 
 /**
  * `defaults` under a service. Shorthands are expanded first (`timeout: n` is `{ total: n }`, `retry: n` is
