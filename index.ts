@@ -37,8 +37,13 @@ import {
   BulkheadRejectedError, CircuitOpenError, ClientClosedError, ConnectionError, DecompressError, ForbiddenUrlError,
   HttpServicesError, HttpStatusError, InvalidOptionsError, InvalidRequestError, RateLimitedError, RequestAbortedError,
   ResponseParseError, ResponseTooLargeError, TimeoutError, TlsError, TransportError, UnknownServiceError,
-  isHttpServicesError, type CallTarget, type HttpServicesErrorClass, type TimeoutPhase
+  WebhookDeliveryError, WebhookHandlerError, WebhookVerificationError,
+  isHttpServicesError, type CallTarget, type HttpServicesErrorClass, type TimeoutPhase, type WebhookAttempt,
+  type WebhookDeliveryFailure, type WebhookFailure
 } from './lib/errors'
+import { signWebhook, type SignWebhookOptions } from './lib/webhooks/sign'
+import { verifyWebhook, type VerifyWebhookOptions, type WebhookHeaders } from './lib/webhooks/verify'
+import type { WebhookScheme } from './lib/webhooks/scheme'
 
 /** The Fastify plugin: `fastify.register(httpServices, { services, defaults, configFile })`. */
 function httpServices (fastify: FastifyInstance, options: HttpServicesOptions): Promise<void> {
@@ -69,9 +74,12 @@ declare namespace httpServices {
     BulkheadRejectedError, CircuitOpenError, ClientClosedError, ConnectionError, DecompressError, ForbiddenUrlError,
     HttpServicesError, HttpStatusError, InvalidOptionsError, InvalidRequestError, RateLimitedError, RequestAbortedError,
     ResponseParseError, ResponseTooLargeError, TimeoutError, TlsError, TransportError, UnknownServiceError,
-    isHttpServicesError
+    WebhookDeliveryError, WebhookHandlerError, WebhookVerificationError, isHttpServicesError
   }
-  export type { CallTarget, HttpServicesErrorClass, TimeoutPhase }
+  export type { CallTarget, HttpServicesErrorClass, TimeoutPhase, WebhookAttempt, WebhookDeliveryFailure, WebhookFailure }
+  // webhooks (README, "Webhooks")
+  export { signWebhook, verifyWebhook }
+  export type { SignWebhookOptions, VerifyWebhookOptions, WebhookHeaders, WebhookScheme }
 }
 
 module.exports = httpServices
@@ -101,6 +109,11 @@ module.exports.TimeoutError = TimeoutError
 module.exports.TlsError = TlsError
 module.exports.TransportError = TransportError
 module.exports.UnknownServiceError = UnknownServiceError
+module.exports.WebhookDeliveryError = WebhookDeliveryError
+module.exports.WebhookHandlerError = WebhookHandlerError
+module.exports.WebhookVerificationError = WebhookVerificationError
 module.exports.isHttpServicesError = isHttpServicesError
+module.exports.signWebhook = signWebhook
+module.exports.verifyWebhook = verifyWebhook
 
 export = httpServices
