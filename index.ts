@@ -44,6 +44,11 @@ import {
 import { signWebhook, type SignWebhookOptions } from './lib/webhooks/sign'
 import { verifyWebhook, type VerifyWebhookOptions, type WebhookHeaders } from './lib/webhooks/verify'
 import type { WebhookScheme } from './lib/webhooks/scheme'
+import { webhookReceiver } from './lib/webhooks/receiver'
+import type { WebhookMeta, WebhookReceiverOptions } from './lib/webhooks/receiver-options'
+import {
+  MemoryIdempotencyStore, type ClaimResult, type IdempotencyStore, type MemoryIdempotencyStoreOptions
+} from './lib/webhooks/idempotency-store'
 
 /** The Fastify plugin: `fastify.register(httpServices, { services, defaults, configFile })`. */
 function httpServices (fastify: FastifyInstance, options: HttpServicesOptions): Promise<void> {
@@ -78,8 +83,9 @@ declare namespace httpServices {
   }
   export type { CallTarget, HttpServicesErrorClass, TimeoutPhase, WebhookAttempt, WebhookDeliveryFailure, WebhookFailure }
   // webhooks (README, "Webhooks")
-  export { signWebhook, verifyWebhook }
+  export { signWebhook, verifyWebhook, webhookReceiver, MemoryIdempotencyStore }
   export type { SignWebhookOptions, VerifyWebhookOptions, WebhookHeaders, WebhookScheme }
+  export type { ClaimResult, IdempotencyStore, MemoryIdempotencyStoreOptions, WebhookMeta, WebhookReceiverOptions }
 }
 
 module.exports = httpServices
@@ -115,5 +121,7 @@ module.exports.WebhookVerificationError = WebhookVerificationError
 module.exports.isHttpServicesError = isHttpServicesError
 module.exports.signWebhook = signWebhook
 module.exports.verifyWebhook = verifyWebhook
+module.exports.webhookReceiver = webhookReceiver
+module.exports.MemoryIdempotencyStore = MemoryIdempotencyStore
 
 export = httpServices
