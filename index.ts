@@ -26,7 +26,7 @@ import type { MultipartFields, MultipartFile, MultipartValue } from './lib/multi
 import type {
   AdaptiveRateOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions, DeadlineHeadersOptions, DnsOptions,
   Fallback, HedgeOptions, HttpServicesOptions, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
-  ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
+  ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions, WebhookOptions
 } from './lib/config/types'
 import type { CallContext, Logger, Next, Policy } from './lib/pipeline/types'
 import type {
@@ -46,6 +46,10 @@ import { verifyWebhook, type VerifyWebhookOptions, type WebhookHeaders } from '.
 import type { WebhookScheme } from './lib/webhooks/scheme'
 import { webhookReceiver } from './lib/webhooks/receiver'
 import type { WebhookMeta, WebhookReceiverOptions } from './lib/webhooks/receiver-options'
+import type { DeadLetter, DeadLetterStore } from './lib/webhooks/dead-letters'
+import type {
+  SendWebhookOptions, WebhookDelivered, WebhookEvent, WebhookReceipt, WebhookSender, WebhookStats
+} from './lib/webhooks/sender'
 import {
   MemoryIdempotencyStore, type ClaimResult, type IdempotencyStore, type MemoryIdempotencyStoreOptions
 } from './lib/webhooks/idempotency-store'
@@ -65,7 +69,7 @@ declare namespace httpServices {
   export type {
     AdaptiveRateOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions, DeadlineHeadersOptions, DnsOptions,
     Fallback, HedgeOptions, HttpServicesOptions, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
-    ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
+    ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions, WebhookOptions
   }
   export type { CallContext, Logger, Next, Policy }
   // the messages of the diagnostics channels (README, "Diagnostics channels")
@@ -84,6 +88,7 @@ declare namespace httpServices {
   export type { CallTarget, HttpServicesErrorClass, TimeoutPhase, WebhookAttempt, WebhookDeliveryFailure, WebhookFailure }
   // webhooks (README, "Webhooks")
   export { signWebhook, verifyWebhook, webhookReceiver, MemoryIdempotencyStore }
+  export type { DeadLetter, DeadLetterStore, SendWebhookOptions, WebhookDelivered, WebhookEvent, WebhookReceipt, WebhookSender, WebhookStats }
   export type { SignWebhookOptions, VerifyWebhookOptions, WebhookHeaders, WebhookScheme }
   export type { ClaimResult, IdempotencyStore, MemoryIdempotencyStoreOptions, WebhookMeta, WebhookReceiverOptions }
 }

@@ -16,6 +16,7 @@ import { resolveRateLimit, type ResolvedRateLimit } from './rate-limit'
 import { resolveRetry, type ResolvedRetry } from './retry'
 import { resolveTimeout, type ResolvedTimeout, type TimeoutOptions } from './timeout'
 import { resolveTls, type ResolvedTls } from './tls'
+import { resolveWebhook, webhookOptions, type ResolvedWebhook, type WebhookOptions } from './webhook'
 
 /** One downstream service. */
 export interface ServiceOptions extends CommonServiceOptions {
@@ -35,6 +36,11 @@ export interface ServiceOptions extends CommonServiceOptions {
    * @default false
    */
   critical?: boolean
+  /**
+   * The service is a webhook endpoint: how `httpServices.webhooks.send(name, event)` signs events and when it
+   * retries them (see the README "Webhooks").
+   */
+  webhook?: WebhookOptions
 }
 
 /** A `baseUrl`: http(s), without credentials (logs would show them: send them with headers or auth), query or fragment. */
@@ -76,7 +82,8 @@ export const serviceOptions = defineGroup({
   baseUrl: { check: variants([isString, httpUrl], [Array.isArray, httpUrlList]), default: undefined },
   socketPath: { check: string, default: undefined },
   ...commonServiceRows,
-  critical: { check: boolean, default: false }
+  critical: { check: boolean, default: false },
+  webhook: { check: webhookOptions.check, default: undefined }
 } satisfies Spec<ServiceOptions>, { required: ['baseUrl'] })
 
 /** Options of one service after validation, merging with `defaults` and filling built-in defaults. */
@@ -113,6 +120,8 @@ export interface ResolvedService {
   fallback: Fallback | undefined
   deadlineHeaders: ResolvedDeadlineHeaders | undefined
   critical: boolean
+  /** Present when the service is a webhook endpoint. */
+  webhook?: ResolvedWebhook
   /** Present when calls go through a proxy. */
   proxy?: ResolvedProxy
   /** Present when the service is reached over a Unix domain socket (or named pipe). */
@@ -159,6 +168,7 @@ export function resolveService (name: string, defaults: CommonServiceOptions, se
     fallback: o.fallback,
     deadlineHeaders: resolveDeadlineHeaders(o.deadlineHeaders ?? d.deadlineHeaders),
     critical: o.critical ?? d.critical,
+    ...(service.webhook === undefined ? {} : { webhook: resolveWebhook(service.webhook) }),
     ...resolveRoute(o, key, files)
   }
 }
