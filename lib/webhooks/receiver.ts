@@ -22,13 +22,16 @@ function rawBody (_request: FastifyRequest, body: Buffer, done: (err: Error | nu
   done(null, body)
 }
 
-/** The event id: the `webhook-id` header (every scheme's sender may send one), else a string `id` in the body. */
+/**
+ * The event id: the standard scheme's signed `webhook-id`; else a string `id` in the (signed) body, such as Stripe's
+ * `evt_…`; else an unsigned `webhook-id` header (what this library's sender adds for the other schemes).
+ */
 function eventId (verifiedId: string | undefined, request: FastifyRequest, payload: unknown): string | undefined {
   if (verifiedId !== undefined) return verifiedId
-  const header = request.headers['webhook-id']
-  if (typeof header === 'string' && header !== '') return header
   const id = (payload as { id?: unknown } | null)?.id
-  return typeof id === 'string' && id !== '' ? id : undefined
+  if (typeof id === 'string' && id !== '') return id
+  const header = request.headers['webhook-id']
+  return typeof header === 'string' && header !== '' ? header : undefined
 }
 
 const receiver: FastifyPluginAsync<WebhookReceiverOptions> = async function webhookReceiver (fastify, options) {

@@ -182,7 +182,11 @@ export class WebhookSender {
       throw new InvalidRequestError(`webhooks: ${name}: ${(err as Error).message}`)
     }
     const createdAt = Date.now()
-    const body = JSON.stringify({ type: event.type, timestamp: new Date(createdAt).toISOString(), data: event.data })
+    const timestamp = new Date(createdAt).toISOString()
+    // The standard scheme signs the id in its headers; the others sign only the body, so the id goes in it too.
+    const body = config.scheme === 'standard'
+      ? JSON.stringify({ type: event.type, timestamp, data: event.data })
+      : JSON.stringify({ id, type: event.type, timestamp, data: event.data })
     return this.enqueue(name, path, id, event.type, body, createdAt)
   }
 
