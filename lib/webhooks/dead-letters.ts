@@ -54,9 +54,4 @@ export class MemoryDeadLetterStore implements DeadLetterStore {
   async remove (id: string): Promise<boolean> {
     return this.letters.delete(id)
   }
-
-  /** How many letters are held (for `stats()`). */
-  get size (): number {
-    return this.letters.size
-  }
 }

@@ -282,7 +282,8 @@ export class WebhookSender {
     try {
       await this.deadLetterStore.add(letter)
     } catch (err) {
-      log.error({ err, webhookId: d.id }, 'webhook dead-letter store failed: the event is only in this log line')
+      // The in-memory store cannot fail; a shared one that does loses the letter, and says so loudly.
+      log.error({ err, webhookId: d.id, type: d.type, reason }, 'webhook dead-letter store failed: the event is lost')
     }
     this.settle(d, reason)
   }

@@ -135,6 +135,22 @@ t.test('close stops the queue: waiting callers are rejected and undelivered even
   t.equal(receiver.seen.length, 1, 'no attempt after close')
 })
 
+t.test('an attempt in flight when the registry closes ends the delivery as closed, and the event stays pending', async (t) => {
+  const never = Fastify()
+  never.post('/hooks', () => new Promise(() => {}))
+  await never.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(async () => { await never.close() })
+  const services = createHttpServices({ closeTimeout: 50, services: { partner: { baseUrl: `http://127.0.0.1:${(never.server.address() as AddressInfo).port}`, webhook: { secret, path: '/hooks' } } } })
+  await services.open()
+  const waiting = services.webhooks.sendAndWait('partner', { type: 'x' }).then(() => undefined, (e: unknown) => e)
+  await waitUntil('the attempt is in flight', () => services.stats().partner.inFlight === 1)
+  await services.close()
+  t.match(await waiting, { reason: 'closed' })
+  await waitUntil('the attempt ended', () => services.webhooks.pending()[0]?.attempts[0]?.error !== undefined)
+  t.match(services.webhooks.pending(), [{ attempts: [{ attempt: 1, error: 'HTTP_SERVICES_ERR_CLIENT_CLOSED' }] }])
+  t.same(await services.webhooks.deadLetters(), [], 'closing is not a failure of the event')
+})
+
 t.test('bad events, unknown or non-webhook services and reused ids are refused', async (t) => {
   const services = createHttpServices({ services: { plain: { baseUrl: 'http://127.0.0.1:1' }, partner: { baseUrl: 'http://127.0.0.1:1', webhook: { secret, schedule: [60_000] } } } })
   t.teardown(async () => { await services.close() })

@@ -109,6 +109,10 @@ t.test('headers are read case-insensitively, from a plain object or a fetch Head
   t.ok(verifyWebhook(kVector.body, new Headers(headers), { secret: kVector.secret, now: kNow }))
 })
 
+t.test('headers that are not an object read as none: missing-id', async (t) => {
+  t.match(failure(() => verifyWebhook('{}', null as never, { secret: kVector.secret })), { statusCode: 400, reason: 'missing-id' })
+})
+
 t.test('stripe: t=…,v1=<hex> over "t.body" keyed with the whsec_ string as it is', async (t) => {
   const secret = 'whsec_test_secret'
   const body = '{"id":"evt_1","type":"invoice.paid"}'
@@ -155,6 +159,13 @@ t.test('an empty secret, a bare whsec_ and other bad options are refused at conf
   refused(() => signWebhook('x', { secret: kVector.secret, id: 'a.b' }), 'id')
   refused(() => signWebhook('x', { secret: kVector.secret, timestamp: 1.5 }), 'timestamp')
   refused(() => signWebhook('x', { secret: kVector.secret, scheme: 'nope' as 'hmac' }), 'scheme')
+  refused(() => signWebhook(42 as unknown as string, { secret: kVector.secret }), 'body')
+  refused(() => signWebhook('x', null as never), 'options')
+  refused(() => signWebhook('x', { scheme: 'hmac', secret: 'a', prefix: 'a\n' }), 'prefix')
+  refused(() => verifyWebhook(42 as unknown as string, {}, { secret: kVector.secret }), 'body')
+  refused(() => verifyWebhook('x', {}, null as never), 'options')
+  refused(() => verifyWebhook('x', {}, { secret: kVector.secret, now: Number.NaN }), 'now')
+  refused(() => verifyWebhook('x', {}, { secrets: 'a' as never }), 'secrets[0]')
   refused(() => verifyWebhook('x', {}, { secrets: [] }), 'secrets')
   refused(() => verifyWebhook('x', {}, { secret: 'a', secrets: ['b'] }), 'secret')
   refused(() => verifyWebhook('x', {}, { secret: kVector.secret, tolerance: -1 }), 'tolerance')
