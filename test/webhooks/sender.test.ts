@@ -55,6 +55,16 @@ t.test('delivers to a real receiver through 503, 503, 200 with one webhook-id an
   t.match(services.stats().partner.webhooks, { queued: 0, delivered: 1, deadLettered: 0, attempts: 3, disabled: false })
 })
 
+t.test('each attempt is signed afresh: a retry a second later carries a new timestamp under the same id', async (t) => {
+  const receiver = await receiverApp(t, [503])
+  // 1100 ms between the attempts: their Unix-second timestamps cannot be equal.
+  const services = await sender(t, receiver.url, { schedule: [0, 1100] })
+  const delivered = await services.webhooks.sendAndWait('partner', { type: 'x' })
+  t.same(delivered.attempts.map((a) => a.status), [503, 200], 'the second attempt verified at the receiver')
+  t.equal(receiver.seen[0].id, receiver.seen[1].id)
+  t.ok(Number(receiver.seen[1].timestamp) > Number(receiver.seen[0].timestamp), 'a fresh timestamp')
+})
+
 t.test('send resolves once the event is queued, before it is delivered', async (t) => {
   const receiver = await receiverApp(t, [])
   const services = await sender(t, receiver.url)
