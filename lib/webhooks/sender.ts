@@ -184,9 +184,14 @@ export class WebhookSender {
     const createdAt = Date.now()
     const timestamp = new Date(createdAt).toISOString()
     // The standard scheme signs the id in its headers; the others sign only the body, so the id goes in it too.
-    const body = config.scheme === 'standard'
-      ? JSON.stringify({ type: event.type, timestamp, data: event.data })
-      : JSON.stringify({ id, type: event.type, timestamp, data: event.data })
+    let body: string
+    try {
+      body = config.scheme === 'standard'
+        ? JSON.stringify({ type: event.type, timestamp, data: event.data })
+        : JSON.stringify({ id, type: event.type, timestamp, data: event.data })
+    } catch (err) {
+      throw new InvalidRequestError(`webhooks: ${name}: the event's data cannot be sent as JSON`, { cause: err })
+    }
     return this.enqueue(name, path, id, event.type, body, createdAt)
   }
 
@@ -238,7 +243,8 @@ export class WebhookSender {
       await res.dump().catch(() => {})
     } catch (err) {
       outcome.error = String((err as { code?: unknown }).code ?? (err as Error).name ?? 'Error')
-      if (err instanceof ClientClosedError || this.closed) {
+      // A ClientClosedError before the registry closed is a service not open yet (a send before `ready`): retried.
+      if (this.closed) {
         service.log.warn({ webhookId: d.id, type: d.type, attempt: outcome.attempt, error: outcome.error }, 'webhook attempt stopped: the registry is closing')
         return this.settle(d, 'closed')
       }

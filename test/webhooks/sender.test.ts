@@ -161,6 +161,17 @@ t.test('an attempt in flight when the registry closes ends the delivery as close
   t.same(await services.webhooks.deadLetters(), [], 'closing is not a failure of the event')
 })
 
+t.test('an event sent before the registry opened is retried on its schedule, not dropped', async (t) => {
+  const receiver = await receiverApp(t, [])
+  const services = createHttpServices({ services: { partner: { baseUrl: receiver.url, webhook: { secret, path: '/hooks', schedule: [0, 300] } } } })
+  t.teardown(async () => { await services.close() })
+  const waiting = services.webhooks.sendAndWait('partner', { type: 'early' })
+  await waitUntil('the first attempt failed', () => services.webhooks.pending()[0]?.attempts[0]?.error !== undefined)
+  await services.open()
+  const delivered = await waiting
+  t.match(delivered.attempts, [{ error: 'HTTP_SERVICES_ERR_CLIENT_CLOSED' }, { status: 200 }])
+})
+
 t.test('bad events, unknown or non-webhook services and reused ids are refused', async (t) => {
   const services = createHttpServices({ services: { plain: { baseUrl: 'http://127.0.0.1:1' }, partner: { baseUrl: 'http://127.0.0.1:1', webhook: { secret, schedule: [60_000] } } } })
   t.teardown(async () => { await services.close() })
@@ -170,6 +181,7 @@ t.test('bad events, unknown or non-webhook services and reused ids are refused',
   await t.rejects(w.send('partner', { type: '' }), { message: /non-empty string type/ })
   await t.rejects(w.send('partner', { type: 'x' }, { id: 'a.b' }), { message: /webhook id/ })
   await t.rejects(w.send('partner', { type: 'x' }, { path: 'x' }), { message: /path must start/ })
+  await t.rejects(w.send('partner', { type: 'x', data: { n: 1n } }), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', message: /cannot be sent as JSON/ })
   await w.send('partner', { type: 'x' }, { id: 'msg_once' })
   await t.rejects(w.send('partner', { type: 'x' }, { id: 'msg_once' }), { message: /already queued/ })
   t.notOk('webhooks' in services.stats().plain, 'stats only for webhook services')
