@@ -237,7 +237,6 @@ export class WebhookSender {
     let retryAfter: number | undefined
     try {
       const res = await this.registry.client(d.service).request('POST', d.path, { body: d.body, headers, retry: false, throwHttpErrors: false })
-      if (typeof res?.status !== 'number') throw Object.assign(new Error('the service answered with a fallback value'), { code: 'FALLBACK' })
       outcome.status = res.status
       retryAfter = parseRetryAfter(res.headers['retry-after'])
       await res.dump().catch(() => {})

@@ -204,6 +204,10 @@ t.test('the webhook option is validated naming the service and key, never showin
   }
   const err = (() => { try { createHttpServices({ services: { partner: { baseUrl: 'http://127.0.0.1:1', webhook: { secret: 'whsec_top secret!' } } } }) } catch (e) { return e as Error } })()
   t.notOk(err?.message.includes('top secret'))
+  t.throws(() => createHttpServices({ services: { partner: { baseUrl: 'http://127.0.0.1:1', fallback: () => null, webhook: { secret } } } }),
+    { message: /^services\.partner\.webhook: cannot be combined with fallback/ }, 'a fallback would make a failed delivery look delivered')
+  t.throws(() => createHttpServices({ defaults: { fallback: () => null }, services: { partner: { baseUrl: 'http://127.0.0.1:1', webhook: { secret } } } }),
+    { message: /cannot be combined with fallback/ }, 'from defaults too')
   t.throws(() => createHttpServices({ defaults: { webhook: { secret } } as never }), { message: /defaults\.webhook: unknown option \(only a service may set it/ })
 })
 

@@ -168,7 +168,7 @@ export function resolveService (name: string, defaults: CommonServiceOptions, se
     fallback: o.fallback,
     deadlineHeaders: resolveDeadlineHeaders(o.deadlineHeaders ?? d.deadlineHeaders),
     critical: o.critical ?? d.critical,
-    ...(service.webhook === undefined ? {} : { webhook: resolveWebhook(service.webhook) }),
+    ...(service.webhook === undefined ? {} : { webhook: resolveWebhook(service.webhook, key, o.fallback !== undefined) }),
     ...resolveRoute(o, key, files)
   }
 }

@@ -65,7 +65,14 @@ export interface ResolvedWebhook {
   header: string
 }
 
-export function resolveWebhook (value: WebhookOptions): ResolvedWebhook {
+/**
+ * `key` names the service (`services.<name>`). A fallback answers a failed call with a 200 of its value, so a delivery
+ * to a service with one would count as delivered while the endpoint is down: the two are refused together.
+ */
+export function resolveWebhook (value: WebhookOptions, key: string, hasFallback: boolean): ResolvedWebhook {
+  if (hasFallback) {
+    throw invalid(`${key}.webhook`, 'cannot be combined with fallback (a fallback answer would count as delivered; set fallback per service, not in defaults)')
+  }
   const d = webhookOptions.defaults
   return {
     scheme: value.scheme ?? d.scheme,
