@@ -26,7 +26,7 @@ import type { MultipartFields, MultipartFile, MultipartValue } from './lib/multi
 import type {
   AdaptiveRateOptions, ApiKeyOptions, AuthOptions, BasicAuthOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions,
   DeadlineHeadersOptions, DnsOptions, Fallback, HedgeOptions, HttpServicesOptions, OAuth2Options, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
-  ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
+  ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions, WebhookOptions, CoalesceOptions
 } from './lib/config/types'
 import type { CallContext, Logger, Next, Policy } from './lib/pipeline/types'
 import type {
@@ -37,8 +37,22 @@ import {
   AuthError, BulkheadRejectedError, CircuitOpenError, ClientClosedError, ConnectionError, DecompressError, ForbiddenUrlError,
   HttpServicesError, HttpStatusError, InvalidOptionsError, InvalidRequestError, RateLimitedError, RequestAbortedError,
   ResponseParseError, ResponseTooLargeError, TimeoutError, TlsError, TransportError, UnknownServiceError,
-  isHttpServicesError, type CallTarget, type HttpServicesErrorClass, type TimeoutPhase
+  WebhookDeliveryError, WebhookHandlerError, WebhookVerificationError,
+  isHttpServicesError, type CallTarget, type HttpServicesErrorClass, type TimeoutPhase, type WebhookAttempt,
+  type WebhookDeliveryFailure, type WebhookFailure
 } from './lib/errors'
+import { signWebhook, type SignWebhookOptions } from './lib/webhooks/sign'
+import { verifyWebhook, type VerifyWebhookOptions, type WebhookHeaders } from './lib/webhooks/verify'
+import type { WebhookScheme } from './lib/webhooks/scheme'
+import { webhookReceiver } from './lib/webhooks/receiver'
+import type { WebhookMeta, WebhookReceiverOptions } from './lib/webhooks/receiver-options'
+import type { DeadLetter, DeadLetterStore } from './lib/webhooks/dead-letters'
+import type {
+  SendWebhookOptions, WebhookDelivered, WebhookEvent, WebhookReceipt, WebhookSender, WebhookStats
+} from './lib/webhooks/sender'
+import {
+  MemoryIdempotencyStore, type ClaimResult, type IdempotencyStore, type MemoryIdempotencyStoreOptions
+} from './lib/webhooks/idempotency-store'
 
 /** The Fastify plugin: `fastify.register(httpServices, { services, defaults, configFile })`. */
 function httpServices (fastify: FastifyInstance, options: HttpServicesOptions): Promise<void> {
@@ -55,7 +69,7 @@ declare namespace httpServices {
   export type {
     AdaptiveRateOptions, ApiKeyOptions, AuthOptions, BasicAuthOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions,
     DeadlineHeadersOptions, DnsOptions, Fallback, HedgeOptions, HttpServicesOptions, OAuth2Options, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
-    ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
+    ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions, WebhookOptions, CoalesceOptions
   }
   export type { CallContext, Logger, Next, Policy }
   // the messages of the diagnostics channels (README, "Diagnostics channels")
@@ -69,9 +83,14 @@ declare namespace httpServices {
     AuthError, BulkheadRejectedError, CircuitOpenError, ClientClosedError, ConnectionError, DecompressError, ForbiddenUrlError,
     HttpServicesError, HttpStatusError, InvalidOptionsError, InvalidRequestError, RateLimitedError, RequestAbortedError,
     ResponseParseError, ResponseTooLargeError, TimeoutError, TlsError, TransportError, UnknownServiceError,
-    isHttpServicesError
+    WebhookDeliveryError, WebhookHandlerError, WebhookVerificationError, isHttpServicesError
   }
-  export type { CallTarget, HttpServicesErrorClass, TimeoutPhase }
+  export type { CallTarget, HttpServicesErrorClass, TimeoutPhase, WebhookAttempt, WebhookDeliveryFailure, WebhookFailure }
+  // webhooks (README, "Webhooks")
+  export { signWebhook, verifyWebhook, webhookReceiver, MemoryIdempotencyStore }
+  export type { DeadLetter, DeadLetterStore, SendWebhookOptions, WebhookDelivered, WebhookEvent, WebhookReceipt, WebhookSender, WebhookStats }
+  export type { SignWebhookOptions, VerifyWebhookOptions, WebhookHeaders, WebhookScheme }
+  export type { ClaimResult, IdempotencyStore, MemoryIdempotencyStoreOptions, WebhookMeta, WebhookReceiverOptions }
 }
 
 module.exports = httpServices
@@ -102,6 +121,13 @@ module.exports.TimeoutError = TimeoutError
 module.exports.TlsError = TlsError
 module.exports.TransportError = TransportError
 module.exports.UnknownServiceError = UnknownServiceError
+module.exports.WebhookDeliveryError = WebhookDeliveryError
+module.exports.WebhookHandlerError = WebhookHandlerError
+module.exports.WebhookVerificationError = WebhookVerificationError
 module.exports.isHttpServicesError = isHttpServicesError
+module.exports.signWebhook = signWebhook
+module.exports.verifyWebhook = verifyWebhook
+module.exports.webhookReceiver = webhookReceiver
+module.exports.MemoryIdempotencyStore = MemoryIdempotencyStore
 
 export = httpServices

@@ -90,6 +90,53 @@ export interface AuthError extends HttpServicesError {
   error_description?: string
 }
 
+/** Which check of an inbound webhook failed (`WebhookVerificationError.reason`). */
+export type WebhookFailure =
+  | 'missing-id' | 'missing-timestamp' | 'missing-signature'
+  | 'malformed-timestamp' | 'malformed-signature' | 'invalid-json'
+  | 'timestamp-too-old' | 'timestamp-in-future' | 'signature-mismatch'
+
+/**
+ * An inbound webhook failed verification: `statusCode` 400 for missing or malformed headers (or a body that is not
+ * JSON), 401 for a signature that matches no secret or a timestamp outside the tolerance. Never holds a secret or the
+ * expected signature.
+ */
+export interface WebhookVerificationError extends HttpServicesError {
+  /** The check that failed. */
+  reason: WebhookFailure
+}
+
+/** Why a webhook delivery ended without success (`WebhookDeliveryError.reason`, a dead letter's `reason`). */
+export type WebhookDeliveryFailure = 'rejected' | 'gone' | 'exhausted' | 'disabled' | 'closed'
+
+/** One attempt of a webhook delivery, as dead letters and `WebhookDeliveryError.outcomes` list it. */
+export interface WebhookAttempt {
+  /** 1 for the first attempt. */
+  attempt: number
+  /** When the attempt started (Unix time, ms). */
+  at: number
+  /** The receiver's status, when it answered. */
+  status?: number
+  /** The error's code (or name) when no usable answer came (`HTTP_SERVICES_ERR_CONNECTION` …). */
+  error?: string
+}
+
+/** A webhook delivery ended without success: `sendAndWait` rejects with it. */
+export interface WebhookDeliveryError extends HttpServicesError {
+  /** The event's `webhook-id`. */
+  webhookId: string
+  /** `rejected` (3xx or a 4xx that is not retried), `gone` (410: the endpoint is now disabled), `exhausted` (the schedule ran out), `disabled` (the endpoint was disabled), `closed` (the registry closed first). */
+  reason: WebhookDeliveryFailure
+  /** Every attempt, in order. */
+  outcomes: WebhookAttempt[]
+}
+
+/** A webhook receiver's handler threw: the reply is 500 so the sender retries; `cause` is what the handler threw. */
+export interface WebhookHandlerError extends HttpServicesError {
+  /** The event's id, when it had one. */
+  webhookId?: string
+}
+
 export interface CircuitOpenError extends HttpServicesError {}
 export interface BulkheadRejectedError extends HttpServicesError {}
 export interface RateLimitedError extends HttpServicesError {}
@@ -131,6 +178,9 @@ export const AuthError = define<AuthError>('AuthError', 'HTTP_SERVICES_ERR_AUTH'
 export const CircuitOpenError = define<CircuitOpenError>('CircuitOpenError', 'HTTP_SERVICES_ERR_CIRCUIT_OPEN', 503, HttpServicesError)
 export const BulkheadRejectedError = define<BulkheadRejectedError>('BulkheadRejectedError', 'HTTP_SERVICES_ERR_BULKHEAD_REJECTED', 503, HttpServicesError)
 export const RateLimitedError = define<RateLimitedError>('RateLimitedError', 'HTTP_SERVICES_ERR_RATE_LIMITED', 503, HttpServicesError)
+export const WebhookVerificationError = define<WebhookVerificationError>('WebhookVerificationError', 'HTTP_SERVICES_ERR_WEBHOOK_VERIFY', 401, HttpServicesError)
+export const WebhookDeliveryError = define<WebhookDeliveryError>('WebhookDeliveryError', 'HTTP_SERVICES_ERR_WEBHOOK_DELIVERY', 502, HttpServicesError)
+export const WebhookHandlerError = define<WebhookHandlerError>('WebhookHandlerError', 'HTTP_SERVICES_ERR_WEBHOOK_HANDLER', 500, HttpServicesError)
 
 /** Where a call was going; copied onto every error it produces. */
 export interface CallTarget {

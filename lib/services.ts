@@ -7,6 +7,7 @@ import { releaseLogSubscriber, retainLogSubscriber } from './diagnostics/log-sub
 import { UnknownServiceError } from './errors'
 import type { Logger } from './pipeline/types'
 import { HttpService, type ServiceStats } from './service'
+import { WebhookSender } from './webhooks/sender'
 
 /**
  * Service names, for type-checked `httpClient(name)` calls. Empty by default (any string is accepted); augment it
@@ -58,6 +59,7 @@ export class HttpServices {
   private closeCalled = false
   /** Holds the log lines' subscription (`./diagnostics/log-subscriber`) from `open()` to `close()`. */
   private logging = false
+  private sender: WebhookSender | undefined = undefined
 
   constructor (options: HttpServicesOptions, log: Logger = silentLogger) {
     this.resolved = resolveOptions(options)
@@ -69,6 +71,8 @@ export class HttpServices {
       created.registry = this
       this.services.set(name, created)
     }
+    // Made now only when a service is a webhook endpoint (its stats then show `webhooks`); else on first use.
+    if ([...this.resolved.services.values()].some((s) => s.webhook !== undefined)) this.sender = this.makeSender()
     const serve = (this.resolved.dispatcher as { [kServeRegistry]?: unknown } | undefined)?.[kServeRegistry]
     if (typeof serve === 'function') serve.call(this.resolved.dispatcher, this)
   }
@@ -98,6 +102,22 @@ export class HttpServices {
       this.clients.set(name, client)
     }
     return client
+  }
+
+  /**
+   * Webhooks to services configured with `webhook`: `send`, `sendAndWait`, `deadLetters`, `replay`, `enable`
+   * (README "Webhooks"). In memory: events still queued are lost when the process ends.
+   */
+  get webhooks (): WebhookSender {
+    if (this.sender === undefined) {
+      this.sender = this.makeSender()
+      if (this.closeCalled) this.sender.close()
+    }
+    return this.sender
+  }
+
+  private makeSender (): WebhookSender {
+    return new WebhookSender({ get: (name) => this.get(name as ServiceName), client: (name) => this.client(name as ServiceName) }, [...this.services.values()])
   }
 
   /** @internal A client bound to an inbound request's scope. */
@@ -138,6 +158,8 @@ export class HttpServices {
   /** Closes every service: calls in flight may finish for up to `closeTimeout`, then are aborted. */
   async close (): Promise<void> {
     this.closeCalled = true
+    // The queue first: no attempt starts while the services drain the ones in flight.
+    this.sender?.close()
     const timeout = this.resolved.closeTimeout
     try {
       await Promise.all([...this.services.values()].map(async (s) => await s.close(timeout)))

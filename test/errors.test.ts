@@ -3,7 +3,7 @@ import {
   BulkheadRejectedError, CircuitOpenError, ClientClosedError, ConnectionError, createHttpServices, ForbiddenUrlError,
   HttpServicesError, HttpStatusError, InvalidOptionsError, InvalidRequestError, isHttpServicesError, RateLimitedError,
   RequestAbortedError, ResponseParseError, ResponseTooLargeError, TimeoutError, TlsError, TransportError,
-  UnknownServiceError
+  UnknownServiceError, WebhookDeliveryError, WebhookHandlerError, WebhookVerificationError
 } from '../index'
 import { redactPath, withRetryAfter } from '../lib/errors'
 import pino from 'pino'
@@ -27,7 +27,10 @@ t.test('every error has a code, a statusCode Fastify can send, and is an HttpSer
     [InvalidOptionsError, 'HTTP_SERVICES_ERR_INVALID_OPTIONS', 500],
     [CircuitOpenError, 'HTTP_SERVICES_ERR_CIRCUIT_OPEN', 503],
     [BulkheadRejectedError, 'HTTP_SERVICES_ERR_BULKHEAD_REJECTED', 503],
-    [RateLimitedError, 'HTTP_SERVICES_ERR_RATE_LIMITED', 503]
+    [RateLimitedError, 'HTTP_SERVICES_ERR_RATE_LIMITED', 503],
+    [WebhookVerificationError, 'HTTP_SERVICES_ERR_WEBHOOK_VERIFY', 401],
+    [WebhookDeliveryError, 'HTTP_SERVICES_ERR_WEBHOOK_DELIVERY', 502],
+    [WebhookHandlerError, 'HTTP_SERVICES_ERR_WEBHOOK_HANDLER', 500]
   ]
   for (const [Class, code, statusCode] of table) {
     const e = new Class('something went wrong') as HttpServicesError

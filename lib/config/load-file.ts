@@ -16,7 +16,7 @@ const kNumber = /^-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/
  */
 const kTextKeys = new Set([
   'baseUrl', 'ca', 'cert', 'key', 'passphrase', 'servername', 'forwardHeaders', 'methods',
-  'requestIdHeader', 'deadlineHeader', 'jitter', 'configFile'
+  'requestIdHeader', 'deadlineHeader', 'jitter', 'configFile', 'secret'
 ])
 
 /** Keys that are text under one parent only: `deadlineHeaders.attempt` is a header name, `timeout.attempt` is ms. */

@@ -18,6 +18,7 @@ import { resolveRateLimit, type ResolvedRateLimit } from './rate-limit'
 import { resolveRetry, type ResolvedRetry } from './retry'
 import { resolveTimeout, type ResolvedTimeout, type TimeoutOptions } from './timeout'
 import { resolveTls, type ResolvedTls } from './tls'
+import { resolveWebhook, webhookOptions, type ResolvedWebhook, type WebhookOptions } from './webhook'
 
 /** One downstream service. */
 export interface ServiceOptions extends CommonServiceOptions {
@@ -37,6 +38,11 @@ export interface ServiceOptions extends CommonServiceOptions {
    * @default false
    */
   critical?: boolean
+  /**
+   * The service is a webhook endpoint: how `httpServices.webhooks.send(name, event)` signs events and when it
+   * retries them (see the README "Webhooks").
+   */
+  webhook?: WebhookOptions
 }
 
 /** A `baseUrl`: http(s), without credentials (logs would show them: send them with headers or auth), query or fragment. */
@@ -78,7 +84,8 @@ export const serviceOptions = defineGroup({
   baseUrl: { check: variants([isString, httpUrl], [Array.isArray, httpUrlList]), default: undefined },
   socketPath: { check: string, default: undefined },
   ...commonServiceRows,
-  critical: { check: boolean, default: false }
+  critical: { check: boolean, default: false },
+  webhook: { check: webhookOptions.check, default: undefined }
 } satisfies Spec<ServiceOptions>, { required: ['baseUrl'] })
 
 /** Options of one service after validation, merging with `defaults` and filling built-in defaults. */
@@ -119,6 +126,8 @@ export interface ResolvedService {
   /** The credentials calls carry; `undefined` when none. With `forward`, its header is among `forwardHeaders`. */
   auth: ResolvedAuth | undefined
   critical: boolean
+  /** Present when the service is a webhook endpoint. */
+  webhook?: ResolvedWebhook
   /** Present when calls go through a proxy. */
   proxy?: ResolvedProxy
   /** Present when the service is reached over a Unix domain socket (or named pipe). */
@@ -180,6 +189,7 @@ export function resolveService (
     deadlineHeaders: resolveDeadlineHeaders(o.deadlineHeaders ?? d.deadlineHeaders),
     auth,
     critical: o.critical ?? d.critical,
+    ...(service.webhook === undefined ? {} : { webhook: resolveWebhook(service.webhook, key, o.fallback !== undefined) }),
     ...resolveRoute(o, key, files)
   }
 }

@@ -1,0 +1,56 @@
+import { expectAssignable, expectError, expectType } from 'tsd'
+import Fastify, { type FastifyRequest } from 'fastify'
+import httpServices, {
+  createHttpServices, signWebhook, verifyWebhook, webhookReceiver, MemoryIdempotencyStore, WebhookDeliveryError,
+  WebhookVerificationError, type DeadLetter, type IdempotencyStore, type ServiceOptions, type WebhookAttempt,
+  type WebhookDelivered, type WebhookFailure, type WebhookMeta, type WebhookReceipt
+} from '../../index'
+
+// sign and verify
+expectType<Record<string, string>>(signWebhook('{}', { secret: 'whsec_abc=' }))
+expectType<Record<string, string>>(signWebhook(Buffer.from('{}'), { secret: ['whsec_a=', 'whsec_b='], id: 'msg_1', timestamp: 1, scheme: 'stripe' }))
+expectType<Record<string, string>>(signWebhook('{}', { secret: 's', scheme: 'hmac', header: 'x-hub-signature-256', prefix: 'sha256=' }))
+expectError(signWebhook('{}', {}))
+expectError(signWebhook('{}', { secret: 's', scheme: 'other' }))
+expectError(signWebhook({}, { secret: 's' }))
+expectType<unknown>(verifyWebhook('{}', { 'webhook-id': 'x' }, { secret: 's' }))
+expectType<unknown>(verifyWebhook(Buffer.from('{}'), new Headers(), { secrets: ['a', 'b'], scheme: 'stripe', tolerance: 60000, now: 0 }))
+expectError(verifyWebhook('{}', {}, { secret: 's', tolerance: '5m' }))
+const failure = new WebhookVerificationError('x')
+expectType<WebhookFailure>(failure.reason)
+expectAssignable<WebhookFailure>('signature-mismatch')
+expectError<WebhookFailure>('nope')
+
+// the receiver
+const app = Fastify()
+app.register(webhookReceiver, {
+  path: '/hooks',
+  secret: 'whsec_abc=',
+  handler: async (event, request, meta) => {
+    expectType<unknown>(event)
+    expectType<FastifyRequest>(request)
+    expectType<WebhookMeta>(meta)
+    expectType<string | undefined>(meta.id)
+  }
+})
+app.register(webhookReceiver, { path: '/s', secrets: ['a'], scheme: 'stripe', handler: () => {}, store: new MemoryIdempotencyStore(), ttl: 1000, lease: 1000, bodyLimit: 1024, tolerance: 1000 })
+expectError(app.register(webhookReceiver, { path: '/hooks', secret: 's' }))
+expectAssignable<IdempotencyStore>(new MemoryIdempotencyStore({ now: () => 0 }))
+
+// the sender
+expectAssignable<ServiceOptions>({ baseUrl: 'http://x', webhook: { secret: 'whsec_a=', scheme: 'standard', schedule: [0, 1000], path: '/in' } })
+expectError<ServiceOptions>({ baseUrl: 'http://x', webhook: { scheme: 'standard' } })
+app.register(httpServices, { services: { partner: { baseUrl: 'http://x', webhook: { secret: 'whsec_a=' } } } })
+app.get('/', async () => {
+  expectType<Promise<WebhookReceipt>>(app.httpServices.webhooks.send('partner', { type: 'a', data: { b: 1 } }, { id: 'msg_1', path: '/x' }))
+  expectType<Promise<WebhookDelivered>>(app.httpServices.webhooks.sendAndWait('partner', { type: 'a' }))
+  expectError(app.httpServices.webhooks.send('partner', { data: 1 }))
+})
+const services = createHttpServices({ services: {} })
+expectType<Promise<DeadLetter[]>>(services.webhooks.deadLetters('partner'))
+expectType<Promise<WebhookReceipt>>(services.webhooks.replay('msg_1'))
+expectType<boolean>(services.webhooks.isDisabled('partner'))
+expectType<void>(services.webhooks.enable('partner'))
+const delivery = new WebhookDeliveryError('x')
+expectType<WebhookAttempt[]>(delivery.outcomes)
+expectType<'rejected' | 'gone' | 'exhausted' | 'disabled' | 'closed'>(delivery.reason)
