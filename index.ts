@@ -26,7 +26,7 @@ import type { MultipartFields, MultipartFile, MultipartValue } from './lib/multi
 import type {
   AdaptiveRateOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions, DeadlineHeadersOptions, DnsOptions,
   Fallback, HedgeOptions, HttpServicesOptions, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
-  ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
+  ServiceOptions, TelemetryOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
 } from './lib/config/types'
 import type { CallContext, Logger, Next, Policy } from './lib/pipeline/types'
 import type {
@@ -55,7 +55,7 @@ declare namespace httpServices {
   export type {
     AdaptiveRateOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions, DeadlineHeadersOptions, DnsOptions,
     Fallback, HedgeOptions, HttpServicesOptions, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
-    ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
+    ServiceOptions, TelemetryOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
   }
   export type { CallContext, Logger, Next, Policy }
   // the messages of the diagnostics channels (README, "Diagnostics channels")
