@@ -41,6 +41,7 @@ interface RegistryTelemetry {
   readonly api: Api
   readonly spans: SpanSettings | undefined
   readonly instruments: Instruments | undefined
+  readonly protocols: ReadonlyMap<string, string | undefined>
 }
 
 /** What this module keeps of a request in flight. */
@@ -66,7 +67,7 @@ function onAttemptStart (message: unknown): void {
   const t = telemetryOf(m)
   if (t === undefined) return
   const resends = countRequest(m.call)
-  const attributes = requestAttributes(m, t.spans?.protocols.get(m.service))
+  const attributes = requestAttributes(m, t.protocols.get(m.service))
   const span = t.spans === undefined ? undefined : startRequestSpan(t.spans, m, attributes, resends)
   if (t.instruments !== undefined) t.instruments.active.add(1, activeAttributes(attributes))
   requests.set(m, { span, attributes })
@@ -162,8 +163,7 @@ export function retainTelemetry (source: TelemetrySource, options: TelemetryOpti
     spans = {
       api,
       tracer: (tracerProvider ?? api.trace.getTracerProvider()).getTracer(kScope, kVersion),
-      propagator: options.propagator as TextMapPropagator | undefined,
-      protocols: source.protocols
+      propagator: options.propagator as TextMapPropagator | undefined
     }
   }
   let instruments: Instruments | undefined
@@ -175,7 +175,7 @@ export function retainTelemetry (source: TelemetrySource, options: TelemetryOpti
   if (registries.size === 0) {
     for (const { name, handler } of kHandlers) diagnosticsChannel.subscribe(name, handler)
   }
-  registries.set(source.registry, { api, spans, instruments })
+  registries.set(source.registry, { api, spans, instruments, protocols: source.protocols })
   return () => {
     if (registries.get(source.registry) === undefined) return
     registries.delete(source.registry)

@@ -15,8 +15,6 @@ export interface SpanSettings {
   readonly tracer: Tracer
   /** The configured propagator; `undefined`: the global one (`propagation.inject`). */
   readonly propagator: TextMapPropagator | undefined
-  /** `network.protocol.version` by service: `1.1`, or `undefined` when the service may negotiate HTTP/2. */
-  readonly protocols: ReadonlyMap<string, string | undefined>
 }
 
 /** The request's headers, as the propagator writes them: through `AttemptMessage.addHeader`. */
