@@ -39,6 +39,7 @@ import {
   ResponseParseError, ResponseTooLargeError, TimeoutError, TlsError, TransportError, UnknownServiceError,
   isHttpServicesError, type CallTarget, type HttpServicesErrorClass, type TimeoutPhase
 } from './lib/errors'
+import { isHttpServicesRequest } from './lib/telemetry/undici-instrumentation'
 
 /** The Fastify plugin: `fastify.register(httpServices, { services, defaults, configFile })`. */
 function httpServices (fastify: FastifyInstance, options: HttpServicesOptions): Promise<void> {
@@ -72,6 +73,8 @@ declare namespace httpServices {
     isHttpServicesError
   }
   export type { CallTarget, HttpServicesErrorClass, TimeoutPhase }
+  // telemetry (README, "Telemetry"): instrumentation-undici's `ignoreRequestHook`
+  export { isHttpServicesRequest }
 }
 
 module.exports = httpServices
@@ -102,5 +105,6 @@ module.exports.TlsError = TlsError
 module.exports.TransportError = TransportError
 module.exports.UnknownServiceError = UnknownServiceError
 module.exports.isHttpServicesError = isHttpServicesError
+module.exports.isHttpServicesRequest = isHttpServicesRequest
 
 export = httpServices

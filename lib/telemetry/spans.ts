@@ -8,6 +8,7 @@ import type { Attributes, Context, Span, TextMapPropagator, TextMapSetter, Trace
 import type { AttemptMessage, CallMessage } from '../diagnostics/messages'
 import { errorType, fullUrl, kServiceAttribute, methodAttribute, originParts, spanName, templateOf } from './attributes'
 import type { Api } from './load-api'
+import { ownRequest, ownRequestDone } from './undici-instrumentation'
 
 /** What spans need of a registry's telemetry. */
 export interface SpanSettings {
@@ -72,11 +73,13 @@ export function startRequestSpan (s: SpanSettings, m: AttemptMessage, attributes
   const ctx = api.trace.setSpan(parent, span)
   if (s.propagator !== undefined) s.propagator.inject(ctx, m, setter)
   else api.propagation.inject(ctx, m, setter)
+  ownRequest(span.spanContext().spanId)
   return span
 }
 
 /** The request ended with a response: its status, and an error status for >= 400 (client spans, as semconv says). */
 export function endRequestSpan (api: Api, span: Span, status: number): void {
+  ownRequestDone(span.spanContext().spanId)
   span.setAttribute('http.response.status_code', status)
   if (status >= 400) {
     span.setAttribute('error.type', String(status))
@@ -87,6 +90,7 @@ export function endRequestSpan (api: Api, span: Span, status: number): void {
 
 /** The request failed: `error.type`, the exception, and an error status. */
 export function failRequestSpan (api: Api, span: Span, m: AttemptMessage): void {
+  ownRequestDone(span.spanContext().spanId)
   if (m.status !== undefined) span.setAttribute('http.response.status_code', m.status)
   span.setAttribute('error.type', errorType(m.error))
   const error = m.error
