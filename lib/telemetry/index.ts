@@ -19,6 +19,7 @@ import type {
 } from '../diagnostics/messages'
 import type { TelemetryOptions } from '../config/types'
 import type { ServiceStats } from '../service'
+import { setTraceFields } from '../diagnostics/log-subscriber'
 import { errorType, kServiceAttribute } from './attributes'
 import { globalMetricsRegistered, globalTracingRegistered, loadApi, type Api } from './load-api'
 import { createInstruments, type Instruments } from './metrics'
@@ -135,6 +136,15 @@ function onRetryRefused (message: unknown): void {
 }
 const countRetryRefused = count((i) => i.retriesRefused)
 
+/** The active span's ids for log lines, named as @opentelemetry/instrumentation-pino names them. */
+function traceFields (api: Api): Record<string, string> | undefined {
+  const span = api.trace.getActiveSpan()
+  if (span === undefined) return undefined
+  const c = span.spanContext()
+  if (!api.isSpanContextValid(c)) return undefined
+  return { trace_id: c.traceId, span_id: c.spanId, trace_flags: `0${c.traceFlags.toString(16)}` }
+}
+
 /** @internal The channels and their handlers. */
 export const kHandlers: ReadonlyArray<{ name: string, handler: (message: unknown) => void }> = [
   { name: attemptStart.name as string, handler: onAttemptStart },
@@ -174,6 +184,7 @@ export function retainTelemetry (source: TelemetrySource, options: TelemetryOpti
   if (spans === undefined && instruments === undefined) return undefined
   if (registries.size === 0) {
     for (const { name, handler } of kHandlers) diagnosticsChannel.subscribe(name, handler)
+    setTraceFields(() => traceFields(api))
   }
   registries.set(source.registry, { api, spans, instruments, protocols: source.protocols })
   return () => {
@@ -182,6 +193,7 @@ export function retainTelemetry (source: TelemetrySource, options: TelemetryOpti
     instruments?.stop()
     if (registries.size === 0) {
       for (const { name, handler } of kHandlers) diagnosticsChannel.unsubscribe(name, handler)
+      setTraceFields(undefined)
     }
   }
 }
