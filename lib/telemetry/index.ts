@@ -52,8 +52,16 @@ interface RequestState {
 }
 
 const kScope = 'fastify-http-services'
-// Self-reference: the same path from lib/ (tests) and dist/lib/ (the package).
-const kVersion: string = (require('fastify-http-services/package.json') as { version: string }).version
+
+/** The package's version, for the tracer's and meter's scope; `undefined` if a bundler left package.json out. */
+function packageVersion (): string | undefined {
+  try {
+    // Self-reference: the same specifier from lib/ (tests) and dist/lib/ (the package).
+    return (require('fastify-http-services/package.json') as { version: string }).version
+  } catch {
+    return undefined
+  }
+}
 
 const registries = new Map<object, RegistryTelemetry>()
 const requests = new WeakMap<AttemptMessage, RequestState>()
@@ -168,18 +176,19 @@ export function retainTelemetry (source: TelemetrySource, options: TelemetryOpti
   const api = loadApi()
   if (api === undefined) return undefined
   let spans: SpanSettings | undefined
+  const version = packageVersion()
   const tracerProvider = options.tracerProvider as { getTracer: (name: string, version?: string) => Tracer } | undefined
   if (tracerProvider !== undefined || globalTracingRegistered(api)) {
     spans = {
       api,
-      tracer: (tracerProvider ?? api.trace.getTracerProvider()).getTracer(kScope, kVersion),
+      tracer: (tracerProvider ?? api.trace.getTracerProvider()).getTracer(kScope, version),
       propagator: options.propagator as TextMapPropagator | undefined
     }
   }
   let instruments: Instruments | undefined
   const meterProvider = options.meterProvider as Parameters<typeof api.metrics.setGlobalMeterProvider>[0] | undefined
   if (meterProvider !== undefined || globalMetricsRegistered(api)) {
-    instruments = createInstruments((meterProvider ?? api.metrics.getMeterProvider()).getMeter(kScope, kVersion), source.stats)
+    instruments = createInstruments((meterProvider ?? api.metrics.getMeterProvider()).getMeter(kScope, version), source.stats)
   }
   if (spans === undefined && instruments === undefined) return undefined
   if (registries.size === 0) {
