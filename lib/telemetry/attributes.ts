@@ -15,12 +15,18 @@ export function methodAttribute (method: string): string {
   return kKnownMethods.has(method) ? method : '_OTHER'
 }
 
-/** A path template: a route with a `:param` segment (`/users/:id`), as the caller passed it with `params`. */
-const kTemplate = /(^|\/):[A-Za-z_]/
+/** A `:param` placeholder, as the client fills them from `params` (lib/request-target.ts). */
+const kParam = /:[A-Za-z_]/
 
-/** The route as `url.template`, when the call used a template; `undefined` for a literal path. */
-export function templateOf (route: string): string | undefined {
-  return kTemplate.test(route) ? route : undefined
+/**
+ * The route as `url.template`, when the call used a template: it holds a placeholder and the call's path
+ * (`callPath`: base path, filled route, redacted query) does not end with it, so `params` filled it in. `undefined`
+ * for a literal path, colons and all.
+ */
+export function templateOf (route: string, callPath: string): string | undefined {
+  if (!kParam.test(route)) return undefined
+  const q = callPath.indexOf('?')
+  return (q === -1 ? callPath : callPath.slice(0, q)).endsWith(route) ? undefined : route
 }
 
 /** The span name: `{METHOD}` or `{METHOD} {template}` (`HTTP` for an unknown method), never the raw path. */

@@ -30,7 +30,7 @@ export function requestAttributes (m: AttemptMessage, protocol: string | undefin
   const method = methodAttribute(m.method)
   const attributes: Attributes = { 'http.request.method': method, [kServiceAttribute]: m.service }
   if (method === '_OTHER') attributes['http.request.method_original'] = m.method
-  const template = templateOf(m.call.route)
+  const template = templateOf(m.call.route, m.call.path)
   if (template !== undefined) attributes['url.template'] = template
   if (protocol !== undefined) attributes['network.protocol.version'] = protocol
   const upstream = m.upstream

@@ -144,3 +144,39 @@ t.test('the channels are unsubscribed once every registry with telemetry closed'
   await services.close()
   t.notOk(attemptStart.hasSubscribers, 'a second close changes nothing')
 })
+
+t.test('each redirect hop and each hedge is a span of its own, numbered by resend_count in the order they went out', async (t) => {
+  let n = 0
+  const { otel, server, users } = await setup(t, (req, res) => {
+    if (req.url === '/old') {
+      res.writeHead(302, { location: '/new' })
+      res.end()
+      return
+    }
+    // The first request to /new hangs long enough for a hedge to go out.
+    setTimeout(() => sendJson(res, 200, { n }), ++n === 1 ? 300 : 0)
+  }, { retry: false, followRedirects: 3, hedge: { delay: 30, maxHedges: 1 } })
+  await otel.inSpan('parent', async () => { await users.getJson('/old') })
+  const spans = otel.spans().sort((a, b) => Number(a.attributes['http.request.resend_count'] ?? 0) - Number(b.attributes['http.request.resend_count'] ?? 0))
+  // The first attempt: /old, redirected to /new, which hangs; the hedge: /old again, then /new, which wins.
+  t.same(spans.map((s) => [s.attributes['url.full'], s.attributes['http.request.resend_count'], s.attributes['http.response.status_code']]), [
+    [`${server.url}/old`, undefined, 302],
+    [`${server.url}/new`, 1, undefined],
+    [`${server.url}/old`, 2, 302],
+    [`${server.url}/new`, 3, 200]
+  ])
+  t.equal(spans[1].status.code, SpanStatusCode.ERROR, 'the losing request, cancelled, ends as a failure')
+  t.same(server.requests.map((r) => r.url), ['/old', '/new', '/old', '/new'])
+})
+
+t.test('a call the open breaker stops leaves an event saying so', async (t) => {
+  const { otel, users } = await setup(t, (_req, res) => sendJson(res, 503, {}),
+    { retry: false, throwHttpErrors: false, breaker: { minimumRequests: 1, errorPercentage: 1, resetAfter: 60000 } })
+  await (await users.get('/x')).dump()
+  await otel.inSpan('parent', async () => {
+    await t.rejects(users.get('/x'), { code: 'HTTP_SERVICES_ERR_CIRCUIT_OPEN' })
+  })
+  const parent = otel.spans(true).find((s) => s.name === 'parent')
+  t.same(parent?.events.map((e) => [e.name, e.attributes?.['error.type']]), [['http_services.call_not_sent', 'HTTP_SERVICES_ERR_CIRCUIT_OPEN']])
+  t.equal(otel.spans().length, 1, 'the first call\'s span only')
+})
