@@ -2,7 +2,7 @@ import t from 'tap'
 import { createHttpServices } from '../../index'
 import { capturePino } from '../helpers/pino-lines'
 import { sendJson, startServer } from '../helpers/server'
-import { setupOtel } from './otel'
+import { setupOtel } from '../helpers/otel'
 
 // Retry, give-up and breaker lines of an unbound client (no Fastify request, a pino logger of its own) carry the active
 // span's ids, named as @opentelemetry/instrumentation-pino names them.

@@ -2,7 +2,7 @@ import type { DataPoint, Histogram, ResourceMetrics } from '@opentelemetry/sdk-m
 import t from 'tap'
 import { createHttpServices } from '../../index'
 import { sendJson, startServer } from '../helpers/server'
-import { setupOtel } from './otel'
+import { setupOtel } from '../helpers/otel'
 
 /** The metric `name` of the library's scope, or `undefined`. */
 function metric (rm: ResourceMetrics, name: string) {
