@@ -6,6 +6,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '
 import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { createHttpServices, isHttpServicesRequest } from '../../index'
+import { ownRequest, ownRequestDone } from '../../lib/telemetry/undici-instrumentation'
 import { sendJson, startServer } from '../helpers/server'
 
 // @opentelemetry/instrumentation-undici makes a CLIENT span per undici request, ours too: its `ignoreRequestHook` set
@@ -61,4 +62,16 @@ t.test('isHttpServicesRequest is false for a request with no span of ours, whate
   t.equal(isHttpServicesRequest({ headers: ['traceparent', `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`] }), false)
   t.equal(isHttpServicesRequest({ headers: 'x: 1\r\n' }), false)
   t.equal(isHttpServicesRequest({}), false)
+})
+
+t.test('isHttpServicesRequest finds a span of ours in undici\'s headers, as an array or as a string, while it is in flight', async (t) => {
+  const spanId = '0123456789abcdef'
+  const traceparent = `00-${'a'.repeat(32)}-${spanId}-01`
+  ownRequest(spanId)
+  t.equal(isHttpServicesRequest({ headers: ['x-request-id', '1', 'traceparent', traceparent] }), true)
+  t.equal(isHttpServicesRequest({ headers: `x-request-id: 1\r\ntraceparent: ${traceparent}\r\n` }), true)
+  t.equal(isHttpServicesRequest({ headers: ['traceparent', `00-${'a'.repeat(32)}-${'c'.repeat(16)}-01`] }), false, 'another span')
+  t.equal(isHttpServicesRequest({ headers: { traceparent } }), false, 'an object is not how undici holds headers')
+  ownRequestDone(spanId)
+  t.equal(isHttpServicesRequest({ headers: ['traceparent', traceparent] }), false, 'once it ended')
 })

@@ -126,6 +126,9 @@ t.test('a call the bulkhead refuses leaves an event on the active span and no CL
   t.equal(event?.attributes?.['http_services.service'], 'users')
   t.match(event?.attributes?.['http_services.reason'], /bulkhead/i)
   t.same(otel.spans().map((s) => s.name), ['GET'], 'one CLIENT span: the call that was sent')
+  const rm = await otel.collect()
+  const rejections = rm.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === 'http_services.client.bulkhead_rejections')
+  t.same(rejections?.dataPoints.map((p) => [p.attributes, p.value]), [[{ 'http_services.service': 'users', 'http_services.reason': 'full' }, 1]])
 })
 
 t.test('telemetry: false makes no span and sends no traceparent', async (t) => {
@@ -166,6 +169,9 @@ t.test('each redirect hop and each hedge is a span of its own, numbered by resen
   const lost = spans.find((s) => s.attributes['http.response.status_code'] === undefined)
   t.equal(lost?.status.code, SpanStatusCode.ERROR, 'the losing request, cancelled, ends as a failure')
   t.same(server.requests.map((r) => r.url).sort(), ['/new', '/new', '/old', '/old'])
+  const rm = await otel.collect()
+  const hedges = rm.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === 'http_services.client.hedges')
+  t.same(hedges?.dataPoints.map((p) => [p.attributes, p.value]), [[{ 'http_services.service': 'users' }, 1]])
 })
 
 t.test('a call the open breaker stops leaves an event saying so', async (t) => {
