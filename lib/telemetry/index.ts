@@ -158,7 +158,6 @@ export const kHandlers: ReadonlyArray<{ name: string, handler: (message: unknown
   { name: attemptStart.name as string, handler: onAttemptStart },
   { name: attemptEnd.name as string, handler: onAttemptEnd },
   { name: attemptError.name as string, handler: onAttemptError },
-  { name: callChannel.error.name as string, handler: onCallError },
   { name: retryScheduled.name as string, handler: count((i) => i.retries) },
   { name: retryRefused.name as string, handler: onRetryRefused },
   { name: hedgeFired.name as string, handler: count((i) => i.hedges) },
@@ -167,6 +166,13 @@ export const kHandlers: ReadonlyArray<{ name: string, handler: (message: unknown
   { name: rateLimitRejected.name as string, handler: count((i) => i.rateLimitRejections) },
   { name: fallbackServed.name as string, handler: count((i) => i.fallbacks) }
 ]
+
+/**
+ * The call's `error` event, for the calls stopped before the wire: subscribed only while a registry traces, as a
+ * subscriber of the call's TracingChannel makes every call take its published path.
+ */
+const kCallError = callChannel.error.name as string
+let tracing = 0
 
 /**
  * A registry opens with telemetry on: it joins when the API is installed and something records (explicit providers,
@@ -196,10 +202,12 @@ export function retainTelemetry (source: TelemetrySource, options: TelemetryOpti
     setTraceFields(() => traceFields(api))
   }
   registries.set(source.registry, { api, spans, instruments, protocols: source.protocols })
+  if (spans !== undefined && tracing++ === 0) diagnosticsChannel.subscribe(kCallError, onCallError)
   return () => {
     if (registries.get(source.registry) === undefined) return
     registries.delete(source.registry)
     instruments?.stop()
+    if (spans !== undefined && --tracing === 0) diagnosticsChannel.unsubscribe(kCallError, onCallError)
     if (registries.size === 0) {
       for (const { name, handler } of kHandlers) diagnosticsChannel.unsubscribe(name, handler)
       setTraceFields(undefined)

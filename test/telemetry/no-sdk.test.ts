@@ -77,3 +77,13 @@ t.test('telemetry: a value that is neither a boolean nor providers is refused', 
   t.throws(() => createHttpServices({ services: {}, telemetry: { exporter: {} } as never }), { message: /telemetry.*unknown option/ })
   t.doesNotThrow(() => createHttpServices({ services: {}, telemetry: false }))
 })
+
+t.test('metrics alone leave the call channel alone: only tracing needs the calls stopped before the wire', async (t) => {
+  const reader = new PeriodicExportingMetricReader({ exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE), exportIntervalMillis: 3_600_000 })
+  const meterProvider = new MeterProvider({ readers: [reader] })
+  t.teardown(async () => { await meterProvider.shutdown() })
+  const { services } = await setup(t, { telemetry: { meterProvider } })
+  t.same(subscribed(), ['fastify-http-services:attempt:start', 'fastify-http-services:attempt:end', 'fastify-http-services:attempt:error'])
+  await services.close()
+  t.same(subscribed(), [])
+})
