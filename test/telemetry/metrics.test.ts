@@ -96,3 +96,17 @@ t.test('policy counters: breaker changes, rate-limit rejections, retries the bud
   t.same(values('http_services.client.fallbacks'), [[{ 'http_services.service': 'flaky' }, 3]])
   t.same(values('http_services.client.rate_limit_rejections'), [[{ 'http_services.service': 'limited' }, 1]])
 })
+
+t.test('a service with several upstreams and a breaker reports each upstream\'s pool with its server.address and port', async (t) => {
+  const otel = setupOtel(t)
+  const a = await startServer((_req, res) => sendJson(res, 200, {}))
+  const b = await startServer((_req, res) => sendJson(res, 200, {}))
+  const services = createHttpServices({ services: { users: { baseUrl: [a.url, b.url] } }, telemetry: { meterProvider: otel.meterProvider } })
+  t.teardown(async () => { await services.close(); await a.close(); await b.close() })
+  await services.open()
+  for (let i = 0; i < 4; i++) await services.client('users').getJson('/x')
+  const rm = await otel.collect()
+  const queued = metric(rm, 'http_services.client.queued_requests')
+  t.same(queued?.dataPoints.map((p) => p.attributes['server.port']).sort(), [a.port, b.port].sort())
+  t.ok(queued?.dataPoints.every((p) => p.attributes['server.address'] === '127.0.0.1' && p.attributes['http_services.service'] === 'users'))
+})
