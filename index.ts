@@ -26,7 +26,7 @@ import type { MultipartFields, MultipartFile, MultipartValue } from './lib/multi
 import type {
   AdaptiveRateOptions, ApiKeyOptions, AuthOptions, BasicAuthOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions,
   DeadlineHeadersOptions, DnsOptions, Fallback, HedgeOptions, HttpServicesOptions, OAuth2Options, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
-  ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions, WebhookOptions, CoalesceOptions
+  ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions, WebhookOptions, CoalesceOptions, TelemetryOptions
 } from './lib/config/types'
 import type { CallContext, Logger, Next, Policy } from './lib/pipeline/types'
 import type {
@@ -53,6 +53,7 @@ import type {
 import {
   MemoryIdempotencyStore, type ClaimResult, type IdempotencyStore, type MemoryIdempotencyStoreOptions
 } from './lib/webhooks/idempotency-store'
+import { isHttpServicesRequest } from './lib/telemetry/undici-instrumentation'
 
 /** The Fastify plugin: `fastify.register(httpServices, { services, defaults, configFile })`. */
 function httpServices (fastify: FastifyInstance, options: HttpServicesOptions): Promise<void> {
@@ -69,7 +70,7 @@ declare namespace httpServices {
   export type {
     AdaptiveRateOptions, ApiKeyOptions, AuthOptions, BasicAuthOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions,
     DeadlineHeadersOptions, DnsOptions, Fallback, HedgeOptions, HttpServicesOptions, OAuth2Options, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
-    ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions, WebhookOptions, CoalesceOptions
+    ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions, WebhookOptions, CoalesceOptions, TelemetryOptions
   }
   export type { CallContext, Logger, Next, Policy }
   // the messages of the diagnostics channels (README, "Diagnostics channels")
@@ -91,6 +92,8 @@ declare namespace httpServices {
   export type { DeadLetter, DeadLetterStore, SendWebhookOptions, WebhookDelivered, WebhookEvent, WebhookReceipt, WebhookSender, WebhookStats }
   export type { SignWebhookOptions, VerifyWebhookOptions, WebhookHeaders, WebhookScheme }
   export type { ClaimResult, IdempotencyStore, MemoryIdempotencyStoreOptions, WebhookMeta, WebhookReceiverOptions }
+  // telemetry (README, "Telemetry"): instrumentation-undici's `ignoreRequestHook`
+  export { isHttpServicesRequest }
 }
 
 module.exports = httpServices
@@ -129,5 +132,6 @@ module.exports.signWebhook = signWebhook
 module.exports.verifyWebhook = verifyWebhook
 module.exports.webhookReceiver = webhookReceiver
 module.exports.MemoryIdempotencyStore = MemoryIdempotencyStore
+module.exports.isHttpServicesRequest = isHttpServicesRequest
 
 export = httpServices

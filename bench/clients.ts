@@ -2,6 +2,7 @@ import diagnosticsChannel from 'node:diagnostics_channel'
 import http from 'node:http'
 import { Pool, request as undiciRequest, Agent } from 'undici'
 import { createHttpServices, kChannelNames } from './lib'
+import { apiNoSdk, undiciInstrumentable, undiciInstrumented, withSdk } from './telemetry'
 
 /** One client under test: `call()` makes one GET of the small JSON body and reads it. */
 export interface BenchClient {
@@ -164,7 +165,9 @@ export const clients: Array<[name: string, factory: ClientFactory]> = [
   ['fastify-http-services, default + oauth2 (cached token)', withOAuth2()],
   ['fastify-http-services, all policies', library(allPolicies)],
   ['fastify-http-services, get() + json()', library({}, true)],
-  // Slots for the telemetry issue: the OpenTelemetry API without an SDK, and with an SDK + no-op exporter.
+  ['fastify-http-services, default + OpenTelemetry API, no SDK', apiNoSdk],
+  ['fastify-http-services, default + SDK with a no-op exporter', withSdk],
+  ...(undiciInstrumentable() ? [['undici Pool.request + instrumentation-undici, same SDK', undiciInstrumented] as [string, ClientFactory]] : []),
   ['undici.request', undiciRequestClient],
   ['fetch', fetchClient],
   ['got', gotClient],

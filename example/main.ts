@@ -1,14 +1,19 @@
 /**
  * `npm run example`: a gateway with two in-process fake downstreams. It starts, shows retries, a breaker opening
- * and the status route on its own, then keeps serving on PORT (default 3000) until Ctrl-C.
+ * and the status route on its own, then keeps serving on PORT (default 3000) until Ctrl-C. `TRACING=1` first traces
+ * one request with OpenTelemetry and prints its spans as a tree (./tracing.ts).
  */
 import { startCatalog, startInventory, type InventoryControls } from './downstreams'
 import type { FastifyInstance } from 'fastify'
 import { buildGateway } from './gateway'
+import { SpanKind } from '@opentelemetry/api'
+import { spanTree, startTracing, type Tracing } from './tracing'
 
 const controls: InventoryControls = { outage: false }
 
 async function main (): Promise<void> {
+  // Before the app: @fastify/otel hooks into Fastify as it initialises.
+  const tracing = process.env.TRACING === '1' ? startTracing() : undefined
   const catalog = await startCatalog()
   const inventory = await startInventory(controls)
   const app = await buildGateway({
@@ -31,6 +36,7 @@ async function main (): Promise<void> {
   console.log(`  curl -X POST '${address}/demo/outage?on=true'   # take inventory down: the breaker opens`)
   console.log(`  curl ${address}/status                 # health, breaker states and per-service stats\n`)
 
+  if (tracing !== undefined) await traceOne(address, tracing)
   await demo(address, app)
   console.log('\nServing until Ctrl-C.')
 
@@ -41,6 +47,20 @@ async function main (): Promise<void> {
   }
   process.once('SIGINT', () => { void stop() })
   process.once('SIGTERM', () => { void stop() })
+}
+
+/** One aggregate request, traced: its spans as a tree (the flaky inventory may show retries as sibling spans). */
+async function traceOne (address: string, tracing: Tracing): Promise<void> {
+  console.log('--- tracing: GET /products/sku-0, its spans ---')
+  const res = await fetch(`${address}/products/sku-0`)
+  await res.text()
+  // The request span ends once the response is sent, just after the client has it.
+  let root
+  for (let i = 0; i < 100 && (root = tracing.spans().find((s) => s.kind === SpanKind.SERVER)) === undefined; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  console.log(root === undefined ? '(no request span)' : spanTree(tracing.spans(), root))
+  console.log()
 }
 
 async function demo (address: string, app: FastifyInstance): Promise<void> {

@@ -5,6 +5,7 @@ import type { ResolvedOptions } from './config/resolved'
 import type { HttpServicesOptions } from './config/types'
 import { releaseLogSubscriber, retainLogSubscriber } from './diagnostics/log-subscriber'
 import { UnknownServiceError } from './errors'
+import { retainTelemetry } from './telemetry'
 import type { Logger } from './pipeline/types'
 import { HttpService, type ServiceStats } from './service'
 import { WebhookSender } from './webhooks/sender'
@@ -60,6 +61,8 @@ export class HttpServices {
   /** Holds the log lines' subscription (`./diagnostics/log-subscriber`) from `open()` to `close()`. */
   private logging = false
   private sender: WebhookSender | undefined = undefined
+  /** Leaves telemetry (`./telemetry`) when the registry closes; `undefined` while it takes no part. */
+  private releaseTelemetry: (() => void) | undefined = undefined
 
   constructor (options: HttpServicesOptions, log: Logger = silentLogger) {
     this.resolved = resolveOptions(options)
@@ -146,6 +149,15 @@ export class HttpServices {
     if (!this.logging && !this.closeCalled) {
       this.logging = true
       retainLogSubscriber()
+      const telemetry = this.resolved.telemetry
+      if (telemetry !== undefined) {
+        this.releaseTelemetry = retainTelemetry({
+          registry: this,
+          stats: () => this.stats(),
+          // undici speaks HTTP/1.1 unless a service allows HTTP/2, which ALPN may or may not pick.
+          protocols: new Map([...this.resolved.services].map(([name, s]) => [name, s.allowH2 ? undefined : '1.1']))
+        }, telemetry)
+      }
     }
     for (const service of this.services.values()) service.open()
   }
@@ -167,6 +179,8 @@ export class HttpServices {
       if (this.logging) {
         this.logging = false
         releaseLogSubscriber()
+        this.releaseTelemetry?.()
+        this.releaseTelemetry = undefined
       }
     }
   }

@@ -26,13 +26,23 @@ const kAsks: Record<RetryDelaySource, string> = {
   'x-ratelimit-reset': ' as X-RateLimit-Reset asks'
 }
 
+/**
+ * The trace fields of a line (`trace_id`, `span_id`, `trace_flags`, as @opentelemetry/instrumentation-pino writes
+ * them) while a span is active: telemetry sets the source (`setTraceFields`). pino lets the line's own fields win over
+ * its mixin's, so a logger that instrumentation-pino patched gets the same values once.
+ */
+function withTrace (fields: Record<string, unknown>): Record<string, unknown> {
+  const trace = subscription().traceFields?.()
+  return trace === undefined ? fields : Object.assign(fields, trace)
+}
+
 /** `retry:scheduled`: `retrying GET billing after status 503 (attempt 1 of 3 failed), next in 200 ms`, at warn. */
 function retryLine (message: unknown): void {
   const m = message as RetryScheduledMessage
-  m.log.warn({
+  m.log.warn(withTrace({
     method: m.method, path: m.path, upstream: m.upstream, attempt: m.attempt, of: m.maxAttempts, delayMs: m.delayMs,
     delaySource: m.delaySource, reason: m.reason
-  }, `retrying ${m.method} ${m.service} after ${m.reason} (attempt ${m.attempt} of ${m.maxAttempts} failed), next in ${m.delayMs} ms${kAsks[m.delaySource]}`)
+  }), `retrying ${m.method} ${m.service} after ${m.reason} (attempt ${m.attempt} of ${m.maxAttempts} failed), next in ${m.delayMs} ms${kAsks[m.delaySource]}`)
 }
 
 /** Why a retry was refused, in words (`why` of the line). */
@@ -57,7 +67,7 @@ function giveUpLine (message: unknown): void {
     fields.breaker = 'open'
     fields.retryAfterMs = m.retryAfterMs
   }
-  m.log.warn(fields, `giving up ${m.method} ${m.service} after ${m.reason}: ${why}`)
+  m.log.warn(withTrace(fields), `giving up ${m.method} ${m.service} after ${m.reason}: ${why}`)
 }
 
 /** `breaker:state`: an opening at warn, half-opening and closing at info, on the breaker's logger. */
@@ -67,18 +77,18 @@ function breakerLine (message: unknown): void {
   if (m.state === 'open') {
     const failFast = m.upstream === undefined ? 'calls fail fast' : 'calls go to the other upstreams'
     if (m.reopened) {
-      m.log.warn({ breaker: 'open', probe: 'failed', resetAfter: m.resetAfter, lastFailure: m.lastFailure },
+      m.log.warn(withTrace({ breaker: 'open', probe: 'failed', resetAfter: m.resetAfter, lastFailure: m.lastFailure }),
         `circuit breaker${of} opened again: a probe failed (${m.lastFailure ?? 'unknown'}): ${failFast} for ${m.resetAfter as number} ms`)
     } else {
-      m.log.warn({ breaker: 'open', failures: m.failures, calls: m.calls, resetAfter: m.resetAfter, lastFailure: m.lastFailure },
+      m.log.warn(withTrace({ breaker: 'open', failures: m.failures, calls: m.calls, resetAfter: m.resetAfter, lastFailure: m.lastFailure }),
         `circuit breaker${of} opened after ${m.failures as number} failures of ${m.calls as number} calls (last: ${m.lastFailure ?? 'unknown'}): ${failFast} for ${m.resetAfter as number} ms`)
     }
   } else if (m.state === 'halfOpen') {
-    m.log.info({ breaker: 'halfOpen' }, m.probes === undefined || m.probes === 1
+    m.log.info(withTrace({ breaker: 'halfOpen' }), m.probes === undefined || m.probes === 1
       ? `circuit breaker${of} half-open: the next call is a probe`
       : `circuit breaker${of} half-open: the next ${m.probes} calls, one at a time, are probes`)
   } else {
-    m.log.info({ breaker: 'closed' }, `circuit breaker${of} closed`)
+    m.log.info(withTrace({ breaker: 'closed' }), `circuit breaker${of} closed`)
   }
 }
 
@@ -149,6 +159,8 @@ interface Subscription {
   holders: number
   /** The lines subscribed, by whichever copy subscribed them: the same functions are unsubscribed. */
   lines: typeof kLogLines | undefined
+  /** The active span's trace fields for retry, give-up and breaker lines (`setTraceFields`). */
+  traceFields?: (() => Record<string, string> | undefined) | undefined
 }
 
 const kSubscription = Symbol.for('fastify-http-services.log-subscriber')
@@ -173,4 +185,12 @@ export function releaseLogSubscriber (): void {
   if (s.holders === 0 || --s.holders > 0) return
   for (const { name, line } of s.lines ?? []) diagnosticsChannel.unsubscribe(name, line)
   s.lines = undefined
+}
+
+/**
+ * Where retry, give-up and breaker lines read the active span's `trace_id`, `span_id` and `trace_flags` (telemetry
+ * sets it while it traces; `undefined`: none). Shared by every copy, like the lines.
+ */
+export function setTraceFields (source: (() => Record<string, string> | undefined) | undefined): void {
+  subscription().traceFields = source
 }

@@ -9,6 +9,7 @@ import { headerNameOrFalse, lowerOrFalse, ms, string } from '../values'
 import { commonServiceOptions, type CommonServiceOptions } from './common'
 import { defineGroup, type Spec } from './group'
 import { resolveService, serviceOptions, type ResolvedService, type ServiceOptions } from './service'
+import { telemetryOptions, type ResolvedTelemetry, type TelemetryOptions } from './telemetry'
 
 /** The service-independent part of the options. */
 export interface HttpServicesOptions {
@@ -60,6 +61,13 @@ export interface HttpServicesOptions {
    * @default false
    */
   underPressure?: boolean | UnderPressureOptions
+  /**
+   * OpenTelemetry: a CLIENT span per request on the wire, the HTTP client metrics and the trace context in outbound
+   * headers (README, "Telemetry"), whenever `@opentelemetry/api` is installed and an SDK is registered by the time the
+   * services open. `false` turns it off; an object names the providers to use instead of the global ones.
+   * @default true
+   */
+  telemetry?: boolean | TelemetryOptions
 }
 
 /** Options of @fastify/under-pressure, as the `underPressure` plugin option takes them. */
@@ -88,6 +96,7 @@ export const httpServicesOptions = defineGroup({
   deadlineHeader: { check: headerNameOrFalse, default: false },
   dispatcher: { check: dispatcher, default: undefined },
   underPressure: { check: booleanOr(rule('an object of @fastify/under-pressure options', isPlainObject)), default: false },
+  telemetry: { check: booleanOr(telemetryOptions.check), default: true },
   prefix: { check: ok('anything'), default: undefined },
   logLevel: { check: ok('anything'), default: undefined },
   logSerializers: { check: ok('anything'), default: undefined }
@@ -103,6 +112,8 @@ export interface ResolvedOptions {
   dispatcher: Dispatcher | undefined
   /** Options for @fastify/under-pressure; `undefined` when it is not registered. */
   underPressure: UnderPressureOptions | undefined
+  /** The explicit providers (`{}`: the global ones); `undefined` when `telemetry: false`. */
+  telemetry: ResolvedTelemetry
 }
 
 /** Validated options (the config file already merged in), resolved: `defaults` under each service, defaults filled. */
@@ -118,6 +129,7 @@ export function resolveRegistry (options: HttpServicesOptions): ResolvedOptions 
   }
   checkTokenServices(services)
   const underPressure = options.underPressure ?? d.underPressure
+  const telemetry = options.telemetry ?? d.telemetry
   return {
     services,
     closeTimeout: options.closeTimeout ?? d.closeTimeout,
@@ -125,7 +137,8 @@ export function resolveRegistry (options: HttpServicesOptions): ResolvedOptions 
     requestDeadline: options.requestDeadline ?? d.requestDeadline,
     deadlineHeader: lowerOrFalse(options.deadlineHeader ?? d.deadlineHeader),
     dispatcher: options.dispatcher,
-    underPressure: underPressure === true ? {} : underPressure === false ? undefined : underPressure
+    underPressure: underPressure === true ? {} : underPressure === false ? undefined : underPressure,
+    telemetry: telemetry === true ? {} : telemetry === false ? undefined : telemetry
   }
 }
 
