@@ -24,9 +24,9 @@ import { HttpService, type FailureCounts, type ServiceStats } from './lib/servic
 import type { CallOptions, CallTimeoutOptions, JsonCallOptions, QueryValue } from './lib/client-types'
 import type { MultipartFields, MultipartFile, MultipartValue } from './lib/multipart'
 import type {
-  AdaptiveRateOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions, DeadlineHeadersOptions, DnsOptions,
-  Fallback, HedgeOptions, HttpServicesOptions, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
-  ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
+  AdaptiveRateOptions, BreakerOptions, BulkheadOptions, CacheOptions, CommonServiceOptions, DeadlineHeadersOptions,
+  DnsOptions, Fallback, HedgeOptions, HttpServicesOptions, ProxyOptions, RateLimitOptions, RedisClient, RedisOptions,
+  RetryBudgetOptions, RetryOptions, ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
 } from './lib/config/types'
 import type { CallContext, Logger, Next, Policy } from './lib/pipeline/types'
 import type {
@@ -53,9 +53,9 @@ declare namespace httpServices {
   export type { CallOptions, CallTimeoutOptions, JsonCallOptions, QueryValue }
   export type { MultipartFields, MultipartFile, MultipartValue }
   export type {
-    AdaptiveRateOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions, DeadlineHeadersOptions, DnsOptions,
-    Fallback, HedgeOptions, HttpServicesOptions, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
-    ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
+    AdaptiveRateOptions, BreakerOptions, BulkheadOptions, CacheOptions, CommonServiceOptions, DeadlineHeadersOptions,
+    DnsOptions, Fallback, HedgeOptions, HttpServicesOptions, ProxyOptions, RateLimitOptions, RedisClient, RedisOptions,
+    RetryBudgetOptions, RetryOptions, ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions
   }
   export type { CallContext, Logger, Next, Policy }
   // the messages of the diagnostics channels (README, "Diagnostics channels")

@@ -6,6 +6,7 @@ import type { HttpServicesOptions } from './config/types'
 import { releaseLogSubscriber, retainLogSubscriber } from './diagnostics/log-subscriber'
 import { UnknownServiceError } from './errors'
 import type { Logger } from './pipeline/types'
+import { RedisConnection } from './redis/connection'
 import { HttpService, type ServiceStats } from './service'
 
 /**
@@ -55,6 +56,8 @@ export class HttpServices {
   private readonly clients = new Map<string, HttpClient>()
   private readonly log: Logger
   private readonly known: string
+  /** @internal The Redis connection of the `redis` option; `undefined` without one. */
+  readonly redis: RedisConnection | undefined
   private closeCalled = false
   /** Holds the log lines' subscription (`./diagnostics/log-subscriber`) from `open()` to `close()`. */
   private logging = false
@@ -64,8 +67,10 @@ export class HttpServices {
     this.log = log
     // Known before the services are built: a policy factory may check the name of a service it will call.
     this.known = [...this.resolved.services.keys()].join(', ')
+    // Made here, not in open(): a missing ioredis fails the registration with the option's name.
+    this.redis = this.resolved.redis === undefined ? undefined : new RedisConnection(this.resolved.redis, log)
     for (const [name, service] of this.resolved.services) {
-      const created = new HttpService(service, log, this.resolved.dispatcher, (other) => this.clientFor(name, other))
+      const created = new HttpService(service, log, this.resolved.dispatcher, (other) => this.clientFor(name, other), this.redis)
       created.registry = this
       this.services.set(name, created)
     }
@@ -127,6 +132,7 @@ export class HttpServices {
       this.logging = true
       retainLogSubscriber()
     }
+    if (!this.closeCalled) this.redis?.open()
     for (const service of this.services.values()) service.open()
   }
 
@@ -142,6 +148,8 @@ export class HttpServices {
     try {
       await Promise.all([...this.services.values()].map(async (s) => await s.close(timeout)))
     } finally {
+      // After the services: their calls may use Redis until they end. A connection given to the library stays open.
+      await this.redis?.close()
       if (this.logging) {
         this.logging = false
         releaseLogSubscriber()

@@ -2,6 +2,7 @@ import type { HttpResponse } from '../response'
 import type { CallContext, CallOptionName, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
 import { breaker } from './breaker'
 import { bulkhead } from './bulkhead'
+import { cache } from './cache'
 import { attemptTimeout } from './attempt-timeout'
 import { deadline } from './deadline'
 import { fallback } from './fallback'
@@ -40,7 +41,7 @@ import { retry } from './retry'
  */
 export const policyOrder: ReadonlyArray<[name: string, factory: PolicyFactory | undefined]> = [
   ['fallback', fallback],
-  ['cache', undefined],
+  ['cache', cache],
   ['deadline', deadline],
   ['rateLimit', rateLimit],
   ['bulkhead', bulkhead],

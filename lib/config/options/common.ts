@@ -7,6 +7,7 @@ import { arrayOf, boolean, booleanOr, fail, falseBranch, falseOr, integer, isPla
 import { fn, headerName, headerValue, positiveMs } from '../values'
 import { breakerOptions, type BreakerOptions } from './breaker'
 import { bulkheadOptions, type BulkheadOptions } from './bulkhead'
+import { cacheOptions, type CacheOptions } from './cache'
 import { deadlineHeadersOptions, type DeadlineHeadersOptions } from './deadline-headers'
 import { dnsOptions, type DnsOptions } from './dns'
 import { defineGroup, type Spec } from './group'
@@ -130,6 +131,11 @@ export interface CommonServiceOptions {
    * @default false
    */
   hedge?: false | HedgeOptions
+  /**
+   * HTTP response cache (RFC 9111) for GET calls: `true` uses the defaults of `CacheOptions`. Off by default.
+   * @default false
+   */
+  cache?: boolean | CacheOptions
   /** Runs when the breaker is open or the call finally fails; its result is the call's result. */
   fallback?: Fallback
   /**
@@ -188,6 +194,7 @@ export const commonServiceRows = {
   bulkhead: { check: falseOr(bulkheadOptions.check), default: false },
   rateLimit: { check: falseOr(rateLimitOptions.check), default: false },
   hedge: { check: falseOr(hedgeOptions.check), default: false },
+  cache: { check: booleanOr(cacheOptions.check), default: false },
   fallback: { check: fn, default: undefined },
   deadlineHeaders: { check: booleanOr(deadlineHeadersOptions.check), default: false }
 } satisfies Spec<CommonServiceOptions>

@@ -4,10 +4,11 @@
  */
 import type { FastifyUnderPressureOptions } from '@fastify/under-pressure'
 import type { Dispatcher } from 'undici'
-import { booleanOr, isPlainObject, isString, ok, record, rule } from '../checkers'
+import { booleanOr, invalid, isPlainObject, isString, ok, record, rule } from '../checkers'
 import { headerNameOrFalse, lowerOrFalse, ms, string } from '../values'
 import { commonServiceOptions, type CommonServiceOptions } from './common'
 import { defineGroup, type Spec } from './group'
+import { redisOption, resolveRedis, type RedisClient, type RedisOptions, type ResolvedRedis } from './redis'
 import { resolveService, serviceOptions, type ResolvedService, type ServiceOptions } from './service'
 
 /** The service-independent part of the options. */
@@ -60,6 +61,12 @@ export interface HttpServicesOptions {
    * @default false
    */
   underPressure?: boolean | UnderPressureOptions
+  /**
+   * The Redis connection for shared state (`cache: { store: 'redis' }`): a `redis://` URL (the library connects and
+   * closes it on close), an ioredis client of yours (`fastify.redis`; never closed here), or `RedisOptions` with a key
+   * prefix and a command timeout. Needs the ioredis package. Off by default.
+   */
+  redis?: string | RedisClient | RedisOptions
 }
 
 /** Options of @fastify/under-pressure, as the `underPressure` plugin option takes them. */
@@ -88,6 +95,7 @@ export const httpServicesOptions = defineGroup({
   deadlineHeader: { check: headerNameOrFalse, default: false },
   dispatcher: { check: dispatcher, default: undefined },
   underPressure: { check: booleanOr(rule('an object of @fastify/under-pressure options', isPlainObject)), default: false },
+  redis: { check: redisOption, default: undefined },
   prefix: { check: ok('anything'), default: undefined },
   logLevel: { check: ok('anything'), default: undefined },
   logSerializers: { check: ok('anything'), default: undefined }
@@ -103,6 +111,8 @@ export interface ResolvedOptions {
   dispatcher: Dispatcher | undefined
   /** Options for @fastify/under-pressure; `undefined` when it is not registered. */
   underPressure: UnderPressureOptions | undefined
+  /** The Redis connection's options; `undefined` when there is none. */
+  redis: ResolvedRedis | undefined
 }
 
 /** Validated options (the config file already merged in), resolved: `defaults` under each service, defaults filled. */
@@ -115,6 +125,12 @@ export function resolveRegistry (options: HttpServicesOptions): ResolvedOptions 
     services.set(name, resolveService(name, defaults, service, files))
   }
   const underPressure = options.underPressure ?? d.underPressure
+  const redis = resolveRedis(options.redis)
+  if (redis === undefined) {
+    for (const [name, service] of services) {
+      if (service.cache?.store === 'redis') throw invalid(`services.${name}.cache.store`, "'redis' needs the redis option (a Redis connection)")
+    }
+  }
   return {
     services,
     closeTimeout: options.closeTimeout ?? d.closeTimeout,
@@ -122,6 +138,7 @@ export function resolveRegistry (options: HttpServicesOptions): ResolvedOptions 
     requestDeadline: options.requestDeadline ?? d.requestDeadline,
     deadlineHeader: lowerOrFalse(options.deadlineHeader ?? d.deadlineHeader),
     dispatcher: options.dispatcher,
-    underPressure: underPressure === true ? {} : underPressure === false ? undefined : underPressure
+    underPressure: underPressure === true ? {} : underPressure === false ? undefined : underPressure,
+    redis
   }
 }

@@ -6,6 +6,7 @@ import { boolean, fail, invalid, isPlainObject, isString, show, variants } from 
 import { lowerKeys, string } from '../values'
 import { breakerOptions, type ResolvedBreaker } from './breaker'
 import { bulkheadOptions, type ResolvedBulkhead } from './bulkhead'
+import { cacheOptions, type ResolvedCache } from './cache'
 import { commonServiceRows, kAcceptEncoding, type CommonServiceOptions, type Fallback } from './common'
 import { resolveDeadlineHeaders, type ResolvedDeadlineHeaders } from './deadline-headers'
 import { dnsOptions, type ResolvedDns } from './dns'
@@ -110,6 +111,7 @@ export interface ResolvedService {
   bulkhead: ResolvedBulkhead | undefined
   rateLimit: ResolvedRateLimit | undefined
   hedge: ResolvedHedge | undefined
+  cache: ResolvedCache | undefined
   fallback: Fallback | undefined
   deadlineHeaders: ResolvedDeadlineHeaders | undefined
   critical: boolean
@@ -156,6 +158,7 @@ export function resolveService (name: string, defaults: CommonServiceOptions, se
     bulkhead: enabled(o.bulkhead ?? d.bulkhead, bulkheadOptions.defaults),
     rateLimit: resolveRateLimit(o.rateLimit ?? d.rateLimit),
     hedge: enabled(o.hedge ?? d.hedge, hedgeOptions.defaults),
+    cache: enabled(o.cache ?? d.cache, cacheOptions.defaults),
     fallback: o.fallback,
     deadlineHeaders: resolveDeadlineHeaders(o.deadlineHeaders ?? d.deadlineHeaders),
     critical: o.critical ?? d.critical,
@@ -164,7 +167,7 @@ export function resolveService (name: string, defaults: CommonServiceOptions, se
 }
 
 /** Object options whose keys merge one level deep between `defaults` and a service (the service's win). */
-const kMergedOneLevel = ['timeout', 'tls', 'retry', 'breaker', 'dns', 'bulkhead', 'rateLimit', 'hedge', 'deadlineHeaders'] as const satisfies ReadonlyArray<keyof CommonServiceOptions>
+const kMergedOneLevel = ['timeout', 'tls', 'retry', 'breaker', 'dns', 'bulkhead', 'rateLimit', 'hedge', 'cache', 'deadlineHeaders'] as const satisfies ReadonlyArray<keyof CommonServiceOptions>
 
 /**
  * `defaults` under a service. Shorthands are expanded first (`timeout: n` is `{ total: n }`, `retry: n` is
