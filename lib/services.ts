@@ -132,7 +132,7 @@ export class HttpServices {
       this.logging = true
       retainLogSubscriber()
     }
-    if (!this.closeCalled) this.redis?.open()
+    if (!this.closeCalled) await this.redis?.open()
     for (const service of this.services.values()) service.open()
   }
 

@@ -11,7 +11,7 @@
  * once may lose one of them: a later miss stores it again.
  */
 import { Writable } from 'node:stream'
-import type { RedisConnection } from '../redis/connection'
+import { kBackgroundTimeout, type RedisConnection } from '../redis/connection'
 import type { CacheKey, CacheStore, CacheValue, GetResult } from './undici-cache'
 
 const kMaxVariants = 8
@@ -124,7 +124,8 @@ export class RedisCacheStore implements CacheStore {
   /** Adds `entry` to the variants stored for its URL (replacing the one the same request headers select). */
   private async write (key: CacheKey, entry: StoredEntry, body: Buffer): Promise<void> {
     const name = this.redisKey(key)
-    const current = await this.redis.bounded('cache read', () => this.redis.client.getBuffer(name))
+    const wait = Math.max(this.redis.timeout, kBackgroundTimeout)
+    const current = await this.redis.bounded('cache read', () => this.redis.client.getBuffer(name), wait)
     const now = Date.now()
     const next: Decoded = { entries: [], bodies: [] }
     const old = current == null ? undefined : decode(current)
@@ -144,6 +145,6 @@ export class RedisCacheStore implements CacheStore {
     }
     const ttl = Math.ceil(Math.max(...next.entries.map((e) => e.deleteAt)) - now)
     if (ttl <= 0) return
-    await this.redis.bounded('cache write', () => this.redis.client.set(name, encode(next), 'PX', ttl))
+    await this.redis.bounded('cache write', () => this.redis.client.set(name, encode(next), 'PX', ttl), wait)
   }
 }

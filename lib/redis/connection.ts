@@ -9,6 +9,10 @@ import type { Logger } from '../pipeline/types'
 
 /** How often Redis trouble is logged at most (the first failure, then at most one line per this many ms). */
 const kWarnEvery = 10_000
+/** Longest wait for the connection in `open()` (the app starts without Redis past it). */
+const kConnectWait = 2000
+/** Longest wait for a command off the call path (a store write, after the caller has its response). */
+export const kBackgroundTimeout = 1000
 
 type RedisConstructor = new (url: string, options: Record<string, unknown>) => RedisClient & {
   connect: () => Promise<void>
@@ -16,15 +20,18 @@ type RedisConstructor = new (url: string, options: Record<string, unknown>) => R
   on: (event: string, fn: (err: Error) => void) => unknown
 }
 
-/** ioredis's constructor; throws `InvalidOptionsError` naming the option when the package is not installed. */
-function loadIoredis (): RedisConstructor {
+/**
+ * ioredis's constructor; throws `InvalidOptionsError` naming the option when the package is not installed. (`name`
+ * for the test of that message.)
+ */
+export function loadIoredis (name = 'ioredis'): RedisConstructor {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const mod = require('ioredis') as { default?: RedisConstructor } & RedisConstructor
+    const mod = require(name) as { default?: RedisConstructor } & RedisConstructor
     return mod.default ?? mod
   } catch (err) {
     if ((err as { code?: string }).code !== 'MODULE_NOT_FOUND') throw err
-    throw invalid('redis', 'needs the ioredis package, which is not installed: npm install ioredis')
+    throw invalid('redis', `needs the ${name} package, which is not installed: npm install ${name}`)
   }
 }
 
@@ -58,10 +65,18 @@ export class RedisConnection {
     }
   }
 
-  /** Connects a connection the library owns; a failure is logged, never thrown (calls bypass Redis meanwhile). */
-  open (): void {
+  /**
+   * Connects a connection the library owns, waiting for it at most `kConnectWait` ms; a failure is logged, never
+   * thrown: calls bypass Redis until it is there (ioredis keeps reconnecting).
+   */
+  async open (): Promise<void> {
     if (!this.owned || this.client.status !== 'wait') return
-    (this.client as unknown as { connect: () => Promise<void> }).connect().catch((err: unknown) => { this.warn('connect', err) })
+    const connecting = (this.client as unknown as { connect: () => Promise<void> }).connect()
+    let timer: NodeJS.Timeout | undefined
+    const waited = new Promise<void>((resolve) => { timer = setTimeout(resolve, kConnectWait) })
+    await Promise.race([connecting, waited]).catch((err: unknown) => { this.warn('connect', err) })
+    clearTimeout(timer)
+    connecting.catch(() => {})
   }
 
   /** Closes a connection the library owns (QUIT, or a plain disconnect when it is not connected); a given one is left. */
@@ -83,17 +98,17 @@ export class RedisConnection {
   }
 
   /**
-   * Runs a command with the call-path timeout: resolves with its result, or `undefined` (logged, rate-limited) when it
+   * Runs a command with the call-path timeout (or `timeout`): resolves with its result, or `undefined` (logged, rate-limited) when it
    * fails or takes longer than `timeout`. Never rejects.
    */
-  bounded<T> (what: string, run: () => Promise<T>): Promise<T | undefined> {
+  bounded<T> (what: string, run: () => Promise<T>, timeout = this.timeout): Promise<T | undefined> {
     return new Promise((resolve) => {
       let done = false
       const timer = setTimeout(() => {
         done = true
-        this.warn(what, new Error(`no answer within ${this.timeout} ms`))
+        this.warn(what, new Error(`no answer within ${timeout} ms`))
         resolve(undefined)
-      }, this.timeout)
+      }, timeout)
       let pending: Promise<T>
       try {
         pending = run()
