@@ -68,6 +68,7 @@ t.test('fills every built-in default', async (t) => {
     bulkhead: undefined,
     rateLimit: undefined,
     hedge: undefined,
+    cache: undefined,
     fallback: undefined,
     deadlineHeaders: undefined,
     critical: false

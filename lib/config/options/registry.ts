@@ -66,7 +66,7 @@ export interface HttpServicesOptions {
    * closes it on close), an ioredis client of yours (`fastify.redis`; never closed here), or `RedisOptions` with a key
    * prefix and a command timeout. Needs the ioredis package. Off by default.
    */
-  redis?: string | RedisClient | RedisOptions
+  redis?: string | RedisOptions | RedisClient
 }
 
 /** Options of @fastify/under-pressure, as the `underPressure` plugin option takes them. */
