@@ -5,7 +5,11 @@
  */
 import { invalid } from '../config/checkers'
 import type { RedisClient, ResolvedRedis } from '../config/options/redis'
-import type { Logger } from '../pipeline/types'
+
+/** What the connection logs with: the registry's logger (declared narrow here, so the pipeline's types can name this module). */
+interface WarnLogger {
+  warn: (obj: object, msg?: string) => void
+}
 
 /** How often Redis trouble is logged at most (the first failure, then at most one line per this many ms). */
 const kWarnEvery = 10_000
@@ -43,11 +47,11 @@ export class RedisConnection {
   readonly timeout: number
   /** `true` when the library opened the connection: it closes it. */
   readonly owned: boolean
-  private readonly log: Logger
+  private readonly log: WarnLogger
   private lastWarn = -Infinity
   private suppressed = 0
 
-  constructor (options: ResolvedRedis, log: Logger) {
+  constructor (options: ResolvedRedis, log: WarnLogger) {
     this.prefix = options.keyPrefix
     this.timeout = options.timeout
     this.log = log
