@@ -1,4 +1,6 @@
 import t from 'tap'
+import Fastify from 'fastify'
+import httpServices from '../../index'
 import { startServer } from '../helpers/server'
 import { fakeDateClock, openRegistry } from './helpers'
 
@@ -225,4 +227,58 @@ t.test('stale-while-revalidate: the stale entry answers at once and is refreshed
   }
   t.equal(text, 'v2')
   t.equal(upstream.requests.length, 2, 'one background revalidation')
+})
+
+t.test('malformed private directives (CVE-2026-13697, fixed in undici 7.29): not stored by a shared cache, no crash', async (t) => {
+  const upstream = await startServer((req, res) => {
+    res.setHeader('cache-control', req.url === '/empty' ? 'private="", max-age=60' : 'private, private="set-cookie", max-age=60')
+    res.end(`for ${req.url}`)
+  })
+  t.teardown(upstream.close)
+  const services = await openRegistry(t, { services: { s: { baseUrl: upstream.url, cache: true } } })
+  const client = services.client('s')
+  for (const path of ['/empty', '/mixed']) {
+    t.equal(await (await client.get(path)).text(), `for ${path}`)
+    const again = await client.get(path)
+    t.equal(again.cache, 'miss', `${path}: not stored`)
+    await again.text()
+  }
+})
+
+t.test('a body the *Json helpers read on a miss is stored as it is', async (t) => {
+  const upstream = await startServer((_req, res) => {
+    res.setHeader('cache-control', 'max-age=60')
+    res.setHeader('content-type', 'application/json')
+    res.end('{"ok":true}')
+  })
+  t.teardown(upstream.close)
+  const services = await openRegistry(t, { services: { s: { baseUrl: upstream.url, cache: true } } })
+  const client = services.client('s')
+  t.same(await client.getJson('/j'), { ok: true })
+  const hit = await client.get('/j')
+  t.equal(hit.cache, 'hit')
+  t.same(await hit.json(), { ok: true })
+  t.equal(upstream.requests.length, 1)
+})
+
+t.test('through the plugin: request.httpClient() calls are cached, and the route can return the cached response', async (t) => {
+  const upstream = await startServer((_req, res) => {
+    res.setHeader('cache-control', 'max-age=60')
+    res.setHeader('content-type', 'text/plain')
+    res.end('from upstream')
+  })
+  t.teardown(upstream.close)
+  const app = Fastify()
+  await app.register(httpServices, { services: { up: { baseUrl: upstream.url, cache: true } } })
+  app.get('/', async (request, reply) => {
+    const res = await request.httpClient('up').get('/thing')
+    reply.header('x-cache', res.cache)
+    return await res.text()
+  })
+  t.teardown(() => app.close())
+  const first = await app.inject('/')
+  const second = await app.inject('/')
+  t.same([first.headers['x-cache'], second.headers['x-cache']], ['miss', 'hit'])
+  t.equal(second.body, 'from upstream')
+  t.equal(upstream.requests.length, 1)
 })
