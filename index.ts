@@ -30,8 +30,8 @@ import type {
 } from './lib/config/types'
 import type { CallContext, Logger, Next, Policy } from './lib/pipeline/types'
 import type {
-  AttemptMessage, BreakerStateMessage, BulkheadMessage, CallEvent, CallMessage, FallbackServedMessage, HedgeFiredMessage,
-  RateLimitMessage, RetryDelaySource, RetryEvent, RetryRefusal, RetryRefusedMessage, RetryScheduledMessage
+  AttemptMessage, BreakerStateMessage, BulkheadMessage, CacheMessage, CallEvent, CallMessage, FallbackServedMessage,
+  HedgeFiredMessage, RateLimitMessage, RetryDelaySource, RetryEvent, RetryRefusal, RetryRefusedMessage, RetryScheduledMessage
 } from './lib/diagnostics/messages'
 import {
   BulkheadRejectedError, CircuitOpenError, ClientClosedError, ConnectionError, DecompressError, ForbiddenUrlError,
@@ -60,8 +60,8 @@ declare namespace httpServices {
   export type { CallContext, Logger, Next, Policy }
   // the messages of the diagnostics channels (README, "Diagnostics channels")
   export type {
-    AttemptMessage, BreakerStateMessage, BulkheadMessage, CallEvent, CallMessage, FallbackServedMessage, HedgeFiredMessage,
-    RateLimitMessage, RetryDelaySource, RetryEvent, RetryRefusal, RetryRefusedMessage, RetryScheduledMessage
+    AttemptMessage, BreakerStateMessage, BulkheadMessage, CacheMessage, CallEvent, CallMessage, FallbackServedMessage,
+    HedgeFiredMessage, RateLimitMessage, RetryDelaySource, RetryEvent, RetryRefusal, RetryRefusedMessage, RetryScheduledMessage
   }
   // undici's `Dispatcher` as this package uses it (the `dispatcher` option's type), whichever undici the app has
   export type { Dispatcher }

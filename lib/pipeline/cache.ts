@@ -16,6 +16,7 @@
 import { PassThrough, type Readable } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
 import { Call } from '../call'
+import { publishCacheServed } from '../diagnostics/publish'
 import type { ResolvedCache } from '../config/options/cache'
 import { BulkheadRejectedError, CircuitOpenError, RateLimitedError, TransportError } from '../errors'
 import { HttpResponse, type CacheStatus } from '../response'
@@ -134,11 +135,11 @@ class HttpCache {
 
   private run (ctx: CallContext, next: Next): Promise<HttpResponse> {
     if (ctx.method !== 'GET') {
-      if (kSafeMethods.has(ctx.method)) return next(ctx).then(this.passed)
+      if (kSafeMethods.has(ctx.method)) return next(ctx).then((res) => this.miss(ctx, res))
       return next(ctx).then((res) => this.invalidate(ctx, res))
     }
     const req = requestDirectives(ctx.headers)
-    if (req?.['no-store'] === true) return next(ctx).then(this.passed)
+    if (req?.['no-store'] === true) return next(ctx).then((res) => this.miss(ctx, res))
     const key = makeCacheKey({ origin: this.origin, method: 'GET', path: ctx.path, headers: ctx.headers })
     let found: GetResult | Promise<GetResult | undefined> | undefined
     try {
@@ -203,7 +204,7 @@ class HttpCache {
         return stale
       }
     }
-    return this.keep(key, res)
+    return this.keep(ctx, key, res)
   }
 
   /** The conditional headers of a revalidation (undici's `makeRevalidationHeaders`). */
@@ -226,12 +227,7 @@ class HttpCache {
     const directive = result.cacheControlDirectives?.['stale-if-error'] ?? 0
     const window = Math.max(this.staleIfError, directive * 1000)
     if (window <= 0 || Date.now() > result.staleAt + window) return undefined
-    ctx.log.warn({
-      path: ctx.route,
-      age,
-      ...(status !== undefined ? { status } : { err: (err as Error).message })
-    }, 'served a stale cached response: the upstream failed')
-    return this.serve(ctx, result, result.headers, age, 'stale')
+    return this.serve(ctx, result, result.headers, age, 'stale', err, status)
   }
 
   /** Stale-while-revalidate: one background revalidation per entry, on a call of its own (no caller's signal). */
@@ -248,20 +244,21 @@ class HttpCache {
         else this.refresh(key, { ...result.headers, ...withoutAge(res.headers) })
         return
       }
-      return this.keep(key, res).dump()
+      return this.keep(call, key, res, true).dump()
     }).catch(noop).finally(() => this.revalidating.delete(id))
   }
 
   /** A miss: the upstream's answer, stored when it may be. */
   private async fetch (ctx: CallContext, next: Next, key: CacheKey): Promise<HttpResponse> {
-    return this.keep(key, await next(ctx))
+    return this.keep(ctx, key, await next(ctx))
   }
 
   /**
    * Shows `res` to undici's `CacheHandler`; when it stores it, the body goes to the store as the caller reads it (as it
-   * is, when the transport read it already). Returns the response the caller gets, marked `miss`.
+   * is, when the transport read it already). Returns the response the caller gets, marked `miss` (and counted, unless
+   * it answers a `background` revalidation, which is no caller's call).
    */
-  private keep (key: CacheKey, res: HttpResponse): HttpResponse {
+  private keep (ctx: CallContext, key: CacheKey, res: HttpResponse, background = false): HttpResponse {
     const handler = new CacheHandler(this.handlerOptions, key, kSink)
     let writer
     // A writer left over by an asynchronous refresh (Redis) is not this response's.
@@ -273,17 +270,19 @@ class HttpCache {
     } catch {
       writer = undefined
     }
+    let out = res
     if (writer === undefined) {
       handler.onResponseEnd(kController, {})
-      return this.mark(res, 'miss')
+    } else {
+      const bytes = res.peekBuffered()
+      if (bytes !== undefined || res.bodyStream === null) {
+        if (bytes !== undefined && bytes.length > 0) handler.onResponseData(kController, bytes)
+        handler.onResponseEnd(kController, {})
+      } else {
+        out = tee(res, handler)
+      }
     }
-    const bytes = res.peekBuffered()
-    if (bytes !== undefined || res.bodyStream === null) {
-      if (bytes !== undefined && bytes.length > 0) handler.onResponseData(kController, bytes)
-      handler.onResponseEnd(kController, {})
-      return this.mark(res, 'miss')
-    }
-    return this.mark(tee(res, handler), 'miss')
+    return background ? out : this.miss(ctx, out)
   }
 
   /** Feeds a 304 (its headers over the stored ones) to undici's `CacheHandler`: it stores the entry afresh. */
@@ -308,7 +307,7 @@ class HttpCache {
         handler.onResponseEnd(kController, {})
       } catch {}
     }
-    return this.mark(res, 'miss')
+    return this.miss(ctx, res)
   }
 
   private forget (key: CacheKey): void {
@@ -319,7 +318,10 @@ class HttpCache {
   }
 
   /** A response made from a stored entry. */
-  private serve (ctx: CallContext, result: GetResult, headers: Record<string, string | string[]> | IncomingHttpHeaders, age: number, status: CacheStatus): HttpResponse {
+  private serve (
+    ctx: CallContext, result: GetResult, headers: Record<string, string | string[]> | IncomingHttpHeaders, age: number,
+    status: CacheStatus, error?: unknown, upstreamStatus?: number
+  ): HttpResponse {
     const options = this.service.options
     const res = HttpResponse.unread(result.statusCode, { ...headers, age: String(age) }, {
       service: this.service.name,
@@ -331,16 +333,19 @@ class HttpCache {
     res.setBody(bodyOf(result.body))
     res.attempts = 0
     res.call = ctx.call
-    return this.mark(res, status)
-  }
-
-  private mark (res: HttpResponse, status: CacheStatus): HttpResponse {
     res.cache = status
     this.counts[status]++
+    publishCacheServed(ctx, status, age, error, upstreamStatus)
     return res
   }
 
-  private readonly passed = (res: HttpResponse): HttpResponse => this.mark(res, 'miss')
+  /** An answer of the upstream (or the limits above it), marked `miss`. */
+  private miss (ctx: CallContext, res: HttpResponse): HttpResponse {
+    res.cache = 'miss'
+    this.counts.miss++
+    publishCacheServed(ctx, 'miss', undefined)
+    return res
+  }
 }
 
 /** The headers of a 304 without `age` (a stored entry's age is added when it is served). */

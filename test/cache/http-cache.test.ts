@@ -282,3 +282,23 @@ t.test('through the plugin: request.httpClient() calls are cached, and the route
   t.equal(second.body, 'from upstream')
   t.equal(upstream.requests.length, 1)
 })
+
+t.test('every outcome is published on the cache:served channel', async (t) => {
+  const diagnosticsChannel = await import('node:diagnostics_channel')
+  const seen: Array<{ cache: string, age: number | undefined, path: string }> = []
+  const listener = (m: unknown): void => {
+    const message = m as { cache: string, age: number | undefined, call: { path: string } }
+    seen.push({ cache: message.cache, age: message.age, path: message.call.path })
+  }
+  diagnosticsChannel.subscribe('fastify-http-services:cache:served', listener)
+  t.teardown(() => diagnosticsChannel.unsubscribe('fastify-http-services:cache:served', listener))
+  const upstream = await startServer((_req, res) => {
+    res.setHeader('cache-control', 'max-age=60')
+    res.end('"x"')
+  })
+  t.teardown(upstream.close)
+  const services = await openRegistry(t, { services: { s: { baseUrl: upstream.url, cache: true } } })
+  await services.client('s').getJson('/c')
+  await services.client('s').getJson('/c')
+  t.match(seen, [{ cache: 'miss', age: undefined, path: '/c' }, { cache: 'hit', path: '/c' }])
+})
