@@ -12,8 +12,20 @@ import type { CacheKey, CacheStore, CacheValue, EntryWriter, GetResult } from '.
  */
 const kCredentialHeaders = ['authorization', 'proxy-authorization', 'cookie', 'x-api-key', 'api-key', 'x-auth-token']
 
-/** `true` when the request headers of `key` carry one of `kCredentialHeaders`. */
-export function carriesCredentials (headers: CacheKey['headers']): boolean {
+/**
+ * Marks a cache key whose request carries credentials its headers do not show at the cache's place in the pipeline:
+ * those the `auth` policy adds below it (issue 19: OAuth2 tokens, a bearer function, an API key in the query, or one
+ * in a header of its own name) and a call's `token`. `CacheHandler` hands the same key object to `createWriteStream`.
+ */
+export const kCredentials = Symbol('fastify-http-services.cache.credentials')
+
+/** A cache key, perhaps marked (see `kCredentials`). */
+export type MarkedKey = CacheKey & { [kCredentials]?: true }
+
+/** `true` when the request of `key` carries credentials: one of `kCredentialHeaders`, or the `kCredentials` mark. */
+export function carriesCredentials (key: MarkedKey): boolean {
+  if (key[kCredentials] === true) return true
+  const headers = key.headers
   if (headers === undefined) return false
   for (const name of kCredentialHeaders) if (Object.hasOwn(headers, name)) return true
   return false
@@ -39,7 +51,7 @@ export class GuardedStore implements CacheStore {
     this.lastWriter = undefined
     const cc = value.cacheControlDirectives ?? {}
     // RFC 9111 §3.5: a shared cache stores the answer to a request with credentials only when the response allows it.
-    if (this.shared && carriesCredentials(key.headers) && cc.public !== true && cc['s-maxage'] === undefined && cc['must-revalidate'] !== true) {
+    if (this.shared && carriesCredentials(key) && cc.public !== true && cc['s-maxage'] === undefined && cc['must-revalidate'] !== true) {
       return undefined
     }
     if (this.staleIfError > 0) value = { ...value, deleteAt: Math.max(value.deleteAt, value.staleAt + this.staleIfError) }

@@ -20,7 +20,7 @@ import { publishCacheServed } from '../diagnostics/publish'
 import type { ResolvedCache } from '../config/options/cache'
 import { BulkheadRejectedError, CircuitOpenError, RateLimitedError, TransportError } from '../errors'
 import { HttpResponse, type CacheStatus } from '../response'
-import { GuardedStore } from '../cache/guarded-store'
+import { GuardedStore, kCredentials, type MarkedKey } from '../cache/guarded-store'
 import { RedisCacheStore } from '../cache/redis-store'
 import {
   CacheHandler, MemoryCacheStore, isEtagUsable, isInvalidOrWildcardVaryHeader, makeCacheKey, parseCacheControlHeader,
@@ -112,6 +112,11 @@ class HttpCache {
   private readonly origin: string
   private readonly shared: boolean
   private readonly staleIfError: number
+  /**
+   * `true` when the service sends credentials of its own (`auth`, issue 19): every request of it counts as carrying
+   * credentials, whatever its headers show here (the `auth` policy adds some below this one).
+   */
+  private readonly credentialed: boolean
   /** Keys being revalidated in the background (stale-while-revalidate): one request each at a time. */
   private readonly revalidating = new Set<string>()
   private readonly counts = { hit: 0, revalidated: 0, miss: 0, stale: 0 }
@@ -121,6 +126,7 @@ class HttpCache {
     this.origin = service.options.origins[0]
     this.shared = options.type === 'shared'
     this.staleIfError = options.staleIfError
+    this.credentialed = (service.options as { auth?: unknown }).auth !== undefined
     const inner = options.store === 'redis'
       ? new RedisCacheStore(service.redis as NonNullable<ServiceRuntime['redis']>, service.name, options.maxEntrySize)
       : new MemoryCacheStore({ maxEntrySize: options.maxEntrySize, maxSize: options.maxSize })
@@ -140,7 +146,8 @@ class HttpCache {
     }
     const req = requestDirectives(ctx.headers)
     if (req?.['no-store'] === true) return next(ctx).then((res) => this.miss(ctx, res))
-    const key = makeCacheKey({ origin: this.origin, method: 'GET', path: ctx.path, headers: ctx.headers })
+    const key: MarkedKey = makeCacheKey({ origin: this.origin, method: 'GET', path: ctx.path, headers: ctx.headers })
+    if (this.credentialed || (ctx.options as { token?: unknown }).token !== undefined) key[kCredentials] = true
     let found: GetResult | Promise<GetResult | undefined> | undefined
     try {
       found = this.store.get(key)
