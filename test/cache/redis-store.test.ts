@@ -4,14 +4,15 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { createHttpServices } from '../../index'
 import { interopBinary, startRedis } from '../helpers/interop'
 import { startServer } from '../helpers/server'
-import { openRegistry, recordingLogger } from './helpers'
+import { fakeDateClock, openRegistry, recordingLogger } from './helpers'
 
 const redisBinary = interopBinary(t, 'redis-server', 'redis-server')
 
 /** A client of the test's own, to look at what the library wrote. Closed in teardown. */
 function inspector (t: Parameters<typeof openRegistry>[0], url: string): Redis {
   const client = new Redis(url)
-  t.teardown(() => client.quit())
+  // A client of a server the test stopped cannot QUIT: it is disconnected instead.
+  t.teardown(async () => { await client.quit().catch(() => { client.disconnect() }) })
   return client
 }
 
@@ -128,4 +129,49 @@ t.test('a connection the library opened is closed with the registry; a client gi
   await borrowed.close()
   t.ok(await until(async () => ownedClient.status === 'end'), 'the owned connection ended')
   t.equal(await given.ping(), 'PONG', 'the given client still works')
+})
+
+t.test('Redis store: a 304 refreshes the shared entry, and a POST on one instance invalidates it for the other', { skip: redisBinary.skip }, async (t) => {
+  const clock = fakeDateClock(t)
+  const redis = await startRedis(t, redisBinary.path as string)
+  let version = 1
+  const upstream = await startServer((req, res) => {
+    res.setHeader('date', new Date(Date.now()).toUTCString())
+    res.setHeader('cache-control', 'max-age=10')
+    res.setHeader('etag', `"v${version}"`)
+    if (req.method === 'POST') {
+      version++
+      res.statusCode = 204
+      res.end()
+      return
+    }
+    if (req.headers['if-none-match'] === `"v${version}"`) {
+      res.statusCode = 304
+      res.end()
+      return
+    }
+    res.end(`body v${version}`)
+  })
+  t.teardown(upstream.close)
+  const options = { redis: redis.url, services: { s: { baseUrl: upstream.url, cache: { store: 'redis' as const } } } }
+  const one = await openRegistry(t, options)
+  const two = await openRegistry(t, options)
+  const look = inspector(t, redis.url)
+  const key = `fhs:cache:s:GET:${upstream.url}/doc`
+
+  t.equal(await (await one.client('s').get('/doc')).text(), 'body v1')
+  t.ok(await until(async () => (await look.exists(key)) === 1))
+  clock.advance(11_000)
+  const revalidated = await two.client('s').get('/doc')
+  t.equal(revalidated.cache, 'revalidated')
+  t.equal(await revalidated.text(), 'body v1')
+  t.ok(await until(async () => (await one.client('s').get('/doc')).cache === 'hit'), 'the refreshed entry is fresh for the other instance')
+  const seen = upstream.requests.length
+
+  await two.client('s').post('/doc', { json: { change: true } })
+  t.ok(await until(async () => (await look.exists(key)) === 0), 'the POST deleted the entry')
+  const after = await one.client('s').get('/doc')
+  t.equal(after.cache, 'miss')
+  t.equal(await after.text(), 'body v2')
+  t.equal(upstream.requests.length, seen + 2, 'the POST and the refetch')
 })
