@@ -7,6 +7,7 @@ import { releaseLogSubscriber, retainLogSubscriber } from './diagnostics/log-sub
 import { UnknownServiceError } from './errors'
 import type { Logger } from './pipeline/types'
 import { RedisConnection } from './redis/connection'
+import { CacheAside } from './cache/cache-aside'
 import { HttpService, type ServiceStats } from './service'
 
 /**
@@ -58,6 +59,12 @@ export class HttpServices {
   private readonly known: string
   /** @internal The Redis connection of the `redis` option; `undefined` without one. */
   readonly redis: RedisConnection | undefined
+  /**
+   * Cache-aside for values the app fetches or computes itself: `getOrFetch(key, fetcher, { ttl, forceRefresh, tags })`,
+   * `get`, `set`, `invalidate`, `invalidatePattern`, `invalidateTag`. In Redis when the `redis` option is set (shared
+   * by every instance), in this process otherwise.
+   */
+  readonly cache: CacheAside
   private closeCalled = false
   /** Holds the log lines' subscription (`./diagnostics/log-subscriber`) from `open()` to `close()`. */
   private logging = false
@@ -69,6 +76,7 @@ export class HttpServices {
     this.known = [...this.resolved.services.keys()].join(', ')
     // Made here, not in open(): a missing ioredis fails the registration with the option's name.
     this.redis = this.resolved.redis === undefined ? undefined : new RedisConnection(this.resolved.redis, log)
+    this.cache = new CacheAside(this.redis)
     for (const [name, service] of this.resolved.services) {
       const created = new HttpService(service, log, this.resolved.dispatcher, (other) => this.clientFor(name, other), this.redis)
       created.registry = this

@@ -1,7 +1,7 @@
 import { expectAssignable, expectError, expectNotAssignable, expectType } from 'tsd'
 import Redis from 'ioredis'
 import {
-  createHttpServices, type CacheOptions, type CacheStatus, type HttpResponse, type HttpServicesOptions, type RedisClient,
+  createHttpServices, type CacheAsideOptions, type CacheOptions, type CacheStatus, type HttpResponse, type HttpServicesOptions, type RedisClient,
   type RedisOptions
 } from '../../index'
 
@@ -27,3 +27,14 @@ expectAssignable<HttpServicesOptions>({ redis: client })
 expectAssignable<HttpServicesOptions>({ redis: { client, keyPrefix: 'app:' } })
 expectAssignable<RedisOptions>({ url: 'redis://127.0.0.1:6379', keyPrefix: 'app:', timeout: 50 })
 expectError(createHttpServices({ redis: 6379 }))
+
+// Cache-aside: `fastify.httpServices.cache` / `services.cache`.
+const services = createHttpServices({ services: {} })
+expectType<Promise<{ id: number }>>(services.cache.getOrFetch('k', async () => ({ id: 1 }), { ttl: 1000, tags: ['t'], forceRefresh: true }))
+expectType<Promise<string | undefined>>(services.cache.get<string>('k'))
+expectType<Promise<void>>(services.cache.set('k', 1, { ttl: 10 }))
+expectType<Promise<number>>(services.cache.invalidatePattern('user:*'))
+expectType<Promise<number>>(services.cache.invalidateTag('t'))
+expectType<'redis' | 'memory'>(services.cache.store)
+expectAssignable<CacheAsideOptions>({ ttl: 1 })
+expectError(services.cache.set('k', 1, { forceRefresh: true }))
