@@ -31,6 +31,8 @@ const kLockTtl = 10_000
 /** How long an instance waits for another's fetch before it fetches itself. */
 const kLockWait = 5_000
 const kPoll = 25
+/** Most values the memory store keeps: past it, expired values go, then the oldest. */
+export const kMaxMemoryEntries = 10_000
 const kReleaseLock = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 interface MemoryEntry { json: string, expires: number, tags: readonly string[] }
@@ -205,7 +207,10 @@ export class CacheAside {
   private async write (key: string, json: string, ttl: number, tags: readonly string[]): Promise<void> {
     const redis = this.redis
     if (redis === undefined) {
-      this.memory.set(key, { json, expires: Date.now() + ttl, tags })
+      const now = Date.now()
+      this.memory.delete(key) // re-inserted last: the Map's order is the order of writes
+      this.memory.set(key, { json, expires: now + ttl, tags })
+      if (this.memory.size > kMaxMemoryEntries) this.evict(now)
       return
     }
     const client = redis.client as Client
@@ -219,6 +224,15 @@ export class CacheAside {
         await client.pexpire(tagKey, ttl, 'GT')
         if (await client.pttl(tagKey) < 0) await client.pexpire(tagKey, ttl)
       }, 1000)
+    }
+  }
+
+  /** Drops expired values, then the oldest written, down to `kMaxMemoryEntries`. */
+  private evict (now: number): void {
+    for (const [key, entry] of this.memory) if (entry.expires <= now) this.memory.delete(key)
+    for (const key of this.memory.keys()) {
+      if (this.memory.size <= kMaxMemoryEntries) break
+      this.memory.delete(key)
     }
   }
 

@@ -2,6 +2,7 @@ import t from 'tap'
 import Redis from 'ioredis'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createHttpServices } from '../../index'
+import { kMaxMemoryEntries } from '../../lib/cache/cache-aside'
 import { interopBinary, startRedis } from '../helpers/interop'
 import { fakeDateClock, openRegistry } from './helpers'
 
@@ -110,4 +111,17 @@ t.test('with Redis gone, getOrFetch calls the fetcher and invalidation does noth
 t.test('fastify.httpServices.cache is the registry\'s', async (t) => {
   const services = createHttpServices({ services: {} })
   t.equal(services.cache.store, 'memory')
+})
+
+t.test('the memory store keeps at most 10000 values: expired ones go first, then the oldest', async (t) => {
+  const clock = fakeDateClock(t)
+  const services = createHttpServices({ services: {} })
+  await services.cache.set('expiring', 1, { ttl: 10 })
+  for (let i = 0; i < kMaxMemoryEntries - 1; i++) await services.cache.set(`k${i}`, i)
+  clock.advance(20)
+  await services.cache.set('one more', 1)
+  t.equal(await services.cache.get('k0'), 0, 'the expired value made room')
+  await services.cache.set('another', 1)
+  t.equal(await services.cache.get('k0'), undefined, 'then the oldest goes')
+  t.equal(await services.cache.get('another'), 1)
 })
