@@ -19,19 +19,21 @@ import {
   createHttpServices, HttpServices, silentLogger, type CreateHttpServicesOptions, type HttpServiceNames, type ServiceName
 } from './lib/services'
 import { HttpClient } from './lib/client'
-import { HttpResponse } from './lib/response'
+import { HttpResponse, type CacheStatus } from './lib/response'
+import type { CacheAside, CacheAsideOptions } from './lib/cache/cache-aside'
 import { HttpService, type FailureCounts, type ServiceStats } from './lib/service'
 import type { CallOptions, CallTimeoutOptions, JsonCallOptions, QueryValue } from './lib/client-types'
 import type { MultipartFields, MultipartFile, MultipartValue } from './lib/multipart'
 import type {
   AdaptiveRateOptions, ApiKeyOptions, AuthOptions, BasicAuthOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions,
   DeadlineHeadersOptions, DnsOptions, Fallback, HedgeOptions, HttpServicesOptions, OAuth2Options, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
-  ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions, WebhookOptions, CoalesceOptions, TelemetryOptions
+  ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions, WebhookOptions, CoalesceOptions, TelemetryOptions,
+  CacheOptions, RedisClient, RedisOptions
 } from './lib/config/types'
 import type { CallContext, Logger, Next, Policy } from './lib/pipeline/types'
 import type {
-  AttemptMessage, BreakerStateMessage, BulkheadMessage, CallEvent, CallMessage, FallbackServedMessage, HedgeFiredMessage,
-  RateLimitMessage, RetryDelaySource, RetryEvent, RetryRefusal, RetryRefusedMessage, RetryScheduledMessage
+  AttemptMessage, BreakerStateMessage, BulkheadMessage, CacheMessage, CallEvent, CallMessage, FallbackServedMessage,
+  HedgeFiredMessage, RateLimitMessage, RetryDelaySource, RetryEvent, RetryRefusal, RetryRefusedMessage, RetryScheduledMessage
 } from './lib/diagnostics/messages'
 import {
   AuthError, BulkheadRejectedError, CircuitOpenError, ClientClosedError, ConnectionError, DecompressError, ForbiddenUrlError,
@@ -64,19 +66,20 @@ fp(httpServices, { fastify: '5.x', name: 'fastify-http-services' })
 declare namespace httpServices {
   export { httpServices as default, httpServices }
   export { createHttpServices, HttpServices, silentLogger, HttpClient, HttpResponse, HttpService }
-  export type { CreateHttpServicesOptions, FailureCounts, HttpServiceNames, ServiceName, ServiceStats }
+  export type { CacheAside, CacheAsideOptions, CacheStatus, CreateHttpServicesOptions, FailureCounts, HttpServiceNames, ServiceName, ServiceStats }
   export type { CallOptions, CallTimeoutOptions, JsonCallOptions, QueryValue }
   export type { MultipartFields, MultipartFile, MultipartValue }
   export type {
     AdaptiveRateOptions, ApiKeyOptions, AuthOptions, BasicAuthOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions,
     DeadlineHeadersOptions, DnsOptions, Fallback, HedgeOptions, HttpServicesOptions, OAuth2Options, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
-    ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions, WebhookOptions, CoalesceOptions, TelemetryOptions
+    ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions, WebhookOptions, CoalesceOptions, TelemetryOptions,
+    CacheOptions, RedisClient, RedisOptions
   }
   export type { CallContext, Logger, Next, Policy }
   // the messages of the diagnostics channels (README, "Diagnostics channels")
   export type {
-    AttemptMessage, BreakerStateMessage, BulkheadMessage, CallEvent, CallMessage, FallbackServedMessage, HedgeFiredMessage,
-    RateLimitMessage, RetryDelaySource, RetryEvent, RetryRefusal, RetryRefusedMessage, RetryScheduledMessage
+    AttemptMessage, BreakerStateMessage, BulkheadMessage, CacheMessage, CallEvent, CallMessage, FallbackServedMessage,
+    HedgeFiredMessage, RateLimitMessage, RetryDelaySource, RetryEvent, RetryRefusal, RetryRefusedMessage, RetryScheduledMessage
   }
   // undici's `Dispatcher` as this package uses it (the `dispatcher` option's type), whichever undici the app has
   export type { Dispatcher }

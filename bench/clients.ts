@@ -54,14 +54,14 @@ const rawPool: ClientFactory = async (origin) => {
   }
 }
 
-function library (extra: Record<string, unknown>, stream = false): ClientFactory {
+function library (extra: Record<string, unknown>, stream = false, path = '/'): ClientFactory {
   return async (origin) => {
     const services = createHttpServices({ services: { up: { baseUrl: origin, connections, ...extra } } })
     await services.open()
     const client = services.client('up')
     return {
       // getJson reads the body in its own dispatch handler; get() hands over undici's body stream, read by json().
-      call: stream ? async () => await (await client.get('/')).json() : async () => await client.getJson('/'),
+      call: stream ? async () => await (await client.get(path)).json() : async () => await client.getJson(path),
       close: async () => { await services.close() }
     }
   }
@@ -168,6 +168,8 @@ export const clients: Array<[name: string, factory: ClientFactory]> = [
   ['fastify-http-services, default + OpenTelemetry API, no SDK', apiNoSdk],
   ['fastify-http-services, default + SDK with a no-op exporter', withSdk],
   ...(undiciInstrumentable() ? [['undici Pool.request + instrumentation-undici, same SDK', undiciInstrumented] as [string, ClientFactory]] : []),
+  // Every call after the first is a hit (the upstream's `/cached` answer is fresh for an hour): the cost of a hit.
+  ['fastify-http-services, cache hit (memory)', library({ cache: true }, false, '/cached')],
   ['undici.request', undiciRequestClient],
   ['fetch', fetchClient],
   ['got', gotClient],

@@ -1,7 +1,7 @@
 /**
  * The benchmark's downstream, run in its own process so the harness measures only the client side.
  * node:http with keep-alive and a small JSON body. Modes (argv[2]):
- *   ok        200 with a small JSON body
+ *   ok        200 with a small JSON body (on `/cached`: with `cache-control: max-age=3600`, for the cache row)
  *   fail50    half the requests, at random, are a 503
  *   slow      answers after SLOW_MS (default 2000) ms
  * Sends `{ port }` to the parent over IPC once listening; answers `{ count }` to a 'count' message.
@@ -13,6 +13,7 @@ const mode = process.argv[2] ?? 'ok'
 const slowMs = Number(process.env.SLOW_MS ?? 2000)
 const payload = JSON.stringify({ id: 42, name: 'benchmark', tags: ['a', 'b', 'c'], ok: true })
 const headers = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) }
+const cachedHeaders = { ...headers, 'cache-control': 'max-age=3600' }
 let count = 0
 
 const server = createServer((req, res) => {
@@ -26,7 +27,7 @@ const server = createServer((req, res) => {
     setTimeout(() => { res.writeHead(200, headers); res.end(payload) }, slowMs)
     return
   }
-  res.writeHead(200, headers)
+  res.writeHead(200, req.url === '/cached' ? cachedHeaders : headers)
   res.end(payload)
 })
 server.keepAliveTimeout = 60_000

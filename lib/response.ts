@@ -40,14 +40,24 @@ export interface BodyWatch {
 
 const ignore = (): void => {}
 
+/**
+ * What a service's HTTP cache (`cache` option) made of a call: `hit` (served from the cache, nothing sent), `revalidated`
+ * (the upstream answered 304 to a conditional request: the stored body, refreshed), `miss` (the upstream's answer,
+ * stored when it may be), `stale` (a stale entry served: within `stale-while-revalidate`, or because the upstream
+ * failed within `staleIfError`).
+ */
+export type CacheStatus = 'hit' | 'revalidated' | 'miss' | 'stale'
+
 /** A response from a downstream service. Read the body once: `json()`, `text()`, `arrayBuffer()` or `body`. */
 export class HttpResponse {
   /** Status code. */
   readonly status: number
   /** Response headers, lower-case names (`set-cookie` is an array). */
   readonly headers: IncomingHttpHeaders
-  /** How many attempts the call took (set by the retry policy; 1 without retries). */
+  /** How many attempts the call took (set by the retry policy; 1 without retries; 0 for a response served from the cache). */
   attempts = 1
+  /** On a service with `cache`, what the cache made of the call; `undefined` on a service without one. */
+  cache: CacheStatus | undefined = undefined
   /** @internal */
   readonly meta: ResponseMeta
   /** @internal The call whose attempt this is the answer of (set by the transport). */
@@ -76,6 +86,11 @@ export class HttpResponse {
    */
   setBody (bytes: Buffer): void {
     this.buffered = bytes
+  }
+
+  /** @internal The bytes of a body the transport read already and nobody has read yet (not consumed); else `undefined`. */
+  peekBuffered (): Buffer | undefined {
+    return this.used ? undefined : this.buffered
   }
 
   /** @internal `setBody()` with the UTF-8 bytes of `text`. */

@@ -26,6 +26,7 @@ import { sharedClosedError } from './transport-errors'
 import { UnreadBodies } from './unread-body'
 import { kBreakerView, type BreakerView, type CallContext, type Logger, type Next, type ServiceClient, type ServiceCounters, type ServiceRuntime } from './pipeline/types'
 import type { HttpResponse } from './response'
+import type { RedisConnection } from './redis/connection'
 
 /** The calls of a service that ended in an error, by the kind of error (`stats().failuresBy`). */
 export interface FailureCounts {
@@ -129,9 +130,16 @@ export class HttpService implements ServiceRuntime {
   readonly perCallRouting: PerCallRouting
   private readonly clientOf: (name: string) => ServiceClient
 
+  /** The registry's Redis connection, when it has one (the `redis` option). */
+  readonly redis: RedisConnection | undefined
+
   /** `clientOf` is the registry's: a client of one of its services, by name (`client()`). */
-  constructor (options: ResolvedService, log: Logger, injected: Dispatcher | undefined, clientOf: (name: string) => ServiceClient) {
+  constructor (
+    options: ResolvedService, log: Logger, injected: Dispatcher | undefined, clientOf: (name: string) => ServiceClient,
+    redis?: RedisConnection
+  ) {
     this.name = options.name
+    this.redis = redis
     this.options = options
     this.log = log.child({ service: options.name })
     this.unreadBodies = new UnreadBodies(this.log, options.timeout.body)

@@ -7,6 +7,8 @@ import { releaseLogSubscriber, retainLogSubscriber } from './diagnostics/log-sub
 import { UnknownServiceError } from './errors'
 import { retainTelemetry } from './telemetry'
 import type { Logger } from './pipeline/types'
+import { RedisConnection } from './redis/connection'
+import { CacheAside } from './cache/cache-aside'
 import { HttpService, type ServiceStats } from './service'
 import { WebhookSender } from './webhooks/sender'
 
@@ -57,6 +59,14 @@ export class HttpServices {
   private readonly clients = new Map<string, HttpClient>()
   private readonly log: Logger
   private readonly known: string
+  /** @internal The Redis connection of the `redis` option; `undefined` without one. */
+  readonly redis: RedisConnection | undefined
+  /**
+   * Cache-aside for values the app fetches or computes itself: `getOrFetch(key, fetcher, { ttl, forceRefresh, tags })`,
+   * `get`, `set`, `invalidate`, `invalidatePattern`, `invalidateTag`. In Redis when the `redis` option is set (shared
+   * by every instance), in this process otherwise.
+   */
+  readonly cache: CacheAside
   private closeCalled = false
   /** Holds the log lines' subscription (`./diagnostics/log-subscriber`) from `open()` to `close()`. */
   private logging = false
@@ -69,8 +79,11 @@ export class HttpServices {
     this.log = log
     // Known before the services are built: a policy factory may check the name of a service it will call.
     this.known = [...this.resolved.services.keys()].join(', ')
+    // Made here, not in open(): a missing ioredis fails the registration with the option's name.
+    this.redis = this.resolved.redis === undefined ? undefined : new RedisConnection(this.resolved.redis, log)
+    this.cache = new CacheAside(this.redis)
     for (const [name, service] of this.resolved.services) {
-      const created = new HttpService(service, log, this.resolved.dispatcher, (other) => this.clientFor(name, other))
+      const created = new HttpService(service, log, this.resolved.dispatcher, (other) => this.clientFor(name, other), this.redis)
       created.registry = this
       this.services.set(name, created)
     }
@@ -159,6 +172,7 @@ export class HttpServices {
         }, telemetry)
       }
     }
+    if (!this.closeCalled) await this.redis?.open()
     for (const service of this.services.values()) service.open()
   }
 
@@ -176,6 +190,8 @@ export class HttpServices {
     try {
       await Promise.all([...this.services.values()].map(async (s) => await s.close(timeout)))
     } finally {
+      // After the services: their calls may use Redis until they end. A connection given to the library stays open.
+      await this.redis?.close()
       if (this.logging) {
         this.logging = false
         releaseLogSubscriber()

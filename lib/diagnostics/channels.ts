@@ -56,12 +56,15 @@ export const rateLimitRejected = diagnosticsChannel.channel(`${kChannelPrefix}:r
 export const hedgeFired = diagnosticsChannel.channel(`${kChannelPrefix}:hedge:fired`)
 /** A failed call was answered by its fallback (`FallbackServedMessage`). */
 export const fallbackServed = diagnosticsChannel.channel(`${kChannelPrefix}:fallback:served`)
+/** A call of a service with `cache` was answered, and what the cache made of it (`CacheMessage`). */
+export const cacheServed = diagnosticsChannel.channel(`${kChannelPrefix}:cache:served`)
 
 /** The name of every channel, the call's TracingChannel's five included, in the README's order. */
 export const kChannelNames: readonly string[] = [
   ...(['start', 'end', 'asyncStart', 'asyncEnd', 'error'] as const).map((event) => callChannel[event].name as string),
   ...[
     attemptStart, attemptHeaders, attemptEnd, attemptError, retryScheduled, retryRefused, breakerState,
-    bulkheadQueued, bulkheadAdmitted, bulkheadRejected, rateLimitDelayed, rateLimitRejected, hedgeFired, fallbackServed
+    bulkheadQueued, bulkheadAdmitted, bulkheadRejected, rateLimitDelayed, rateLimitRejected, hedgeFired, fallbackServed,
+    cacheServed
   ].map((channel) => channel.name as string)
 ]

@@ -11,11 +11,11 @@
  */
 import diagnosticsChannel from 'node:diagnostics_channel'
 import {
-  breakerState, bulkheadQueued, bulkheadRejected, fallbackServed, rateLimitDelayed, rateLimitRejected, retryRefused,
+  breakerState, bulkheadQueued, bulkheadRejected, cacheServed, fallbackServed, rateLimitDelayed, rateLimitRejected, retryRefused,
   retryScheduled
 } from './channels'
 import type {
-  BreakerStateMessage, BulkheadMessage, FallbackServedMessage, RateLimitMessage, RetryDelaySource, RetryRefusedMessage,
+  BreakerStateMessage, BulkheadMessage, CacheMessage, FallbackServedMessage, RateLimitMessage, RetryDelaySource, RetryRefusedMessage,
   RetryScheduledMessage
 } from './messages'
 
@@ -100,6 +100,15 @@ function fallbackLine (message: unknown): void {
     'call failed: serving the fallback')
 }
 
+/** `cache:served`: a stale entry served because the upstream failed, at warn; nothing for the other outcomes. */
+function cacheLine (message: unknown): void {
+  const m = message as CacheMessage
+  if (m.cache !== 'stale' || (m.error === undefined && m.upstreamStatus === undefined)) return
+  const err = (m.error as { code?: unknown } | undefined)?.code
+  m.log.warn({ method: m.call.method, path: m.call.path, age: m.age, ...(m.upstreamStatus !== undefined ? { status: m.upstreamStatus } : { err }) },
+    'served a stale cached response: the upstream failed')
+}
+
 /** `bulkhead:queued`, at debug. */
 function queuedLine (message: unknown): void {
   const m = message as BulkheadMessage
@@ -144,6 +153,7 @@ export const kLogLines: ReadonlyArray<{ name: string, line: (message: unknown) =
   { name: retryRefused.name as string, line: giveUpLine },
   { name: breakerState.name as string, line: breakerLine },
   { name: fallbackServed.name as string, line: fallbackLine },
+  { name: cacheServed.name as string, line: cacheLine },
   { name: bulkheadQueued.name as string, line: queuedLine },
   { name: bulkheadRejected.name as string, line: bulkheadRejectedLine },
   { name: rateLimitDelayed.name as string, line: delayedLine },

@@ -387,3 +387,26 @@ export class FallbackServedMessage extends CallEvent {
     this.status = status
   }
 }
+
+/**
+ * `cache:served`: a call of a service with `cache` got its response, and what the cache made of it. For `stale`
+ * because the upstream failed, `error` or `upstreamStatus` says how it failed.
+ */
+export class CacheMessage extends CallEvent {
+  /** `hit`, `revalidated`, `miss` or `stale` (see `HttpResponse.cache`). */
+  readonly cache: 'hit' | 'revalidated' | 'miss' | 'stale'
+  /** Seconds since the entry served was stored (its `Age`); `undefined` for a `miss`. */
+  readonly age: number | undefined
+  /** The upstream's failure a stale entry stands in for (`stale` under `staleIfError` / `stale-if-error`). */
+  readonly error: unknown
+  /** The upstream's 5xx a stale entry stands in for. */
+  readonly upstreamStatus: number | undefined
+
+  constructor (call: CallMessage, cache: CacheMessage['cache'], age: number | undefined, error: unknown, upstreamStatus: number | undefined) {
+    super(call)
+    this.cache = cache
+    this.age = age
+    this.error = error
+    this.upstreamStatus = upstreamStatus
+  }
+}

@@ -9,10 +9,10 @@ import type { HttpResponse } from '../response'
 import type { BreakerState, CallContext, Logger, ServiceRuntime } from '../pipeline/types'
 import {
   attemptEnd, attemptError, attemptHeaders, attemptStart, breakerState, bulkheadAdmitted, bulkheadQueued, bulkheadRejected,
-  callChannel, fallbackServed, hedgeFired, rateLimitDelayed, rateLimitRejected, retryRefused, retryScheduled
+  cacheServed, callChannel, fallbackServed, hedgeFired, rateLimitDelayed, rateLimitRejected, retryRefused, retryScheduled
 } from './channels'
 import {
-  AttemptMessage, BreakerStateMessage, BulkheadMessage, CallMessage, FallbackServedMessage, HedgeFiredMessage,
+  AttemptMessage, BreakerStateMessage, BulkheadMessage, CacheMessage, CallMessage, FallbackServedMessage, HedgeFiredMessage,
   RateLimitMessage, RetryRefusedMessage, RetryScheduledMessage, type OutgoingRequest, type RetryDelaySource, type RetryRefusal
 } from './messages'
 
@@ -204,4 +204,12 @@ export function publishHedgeFired (ctx: CallContext, attempt: number, hedges: nu
 export function publishFallbackServed (ctx: CallContext, error: unknown, status?: number): void {
   if (!fallbackServed.hasSubscribers) return
   fallbackServed.publish(new FallbackServedMessage(callMessageOf(ctx), error, status))
+}
+
+/** What the HTTP cache made of a call (`cache:served`); `error` / `upstreamStatus` for a stale entry served on failure. */
+export function publishCacheServed (
+  ctx: CallContext, cache: CacheMessage['cache'], age: number | undefined, error?: unknown, upstreamStatus?: number
+): void {
+  if (!cacheServed.hasSubscribers) return
+  cacheServed.publish(new CacheMessage(callMessageOf(ctx), cache, age, error, upstreamStatus))
 }

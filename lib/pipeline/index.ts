@@ -3,6 +3,7 @@ import type { CallContext, CallOptionName, Next, Policy, PolicyFactory, ServiceR
 import { breaker } from './breaker'
 import { bulkhead } from './bulkhead'
 import { coalesce } from './coalesce'
+import { cache } from './cache'
 import { attemptTimeout } from './attempt-timeout'
 import { auth } from './auth'
 import { deadline } from './deadline'
@@ -44,7 +45,7 @@ import { retry } from './retry'
  */
 export const policyOrder: ReadonlyArray<[name: string, factory: PolicyFactory | undefined]> = [
   ['fallback', fallback],
-  ['cache', undefined],
+  ['cache', cache],
   ['deadline', deadline],
   ['coalesce', coalesce],
   ['rateLimit', rateLimit],

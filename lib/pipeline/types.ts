@@ -4,6 +4,7 @@ import type { CallSignal } from '../call-signal'
 import type { ResolvedService } from '../config/resolved'
 import type { HttpResponse } from '../response'
 import type { CallOptions, JsonCallOptions } from '../client-types'
+import type { RedisConnection } from '../redis/connection'
 
 /** The part of pino's API this library uses; Fastify's `request.log` and `fastify.log` fit it. */
 export interface Logger {
@@ -77,6 +78,8 @@ export interface ServiceRuntime {
    * diagnostics messages carry it, so a subscriber can tell apps apart. Optional for test doubles.
    */
   readonly registry?: object
+  /** The registry's Redis connection (the `redis` option), when it has one. Optional for test doubles. */
+  readonly redis?: RedisConnection
 }
 
 /**

@@ -69,7 +69,8 @@ t.test("every default in the README's option tables is the runtime default", asy
     for (const [i, name] of path.entries()) {
       documented = types.get(type)?.keys.get(name)
       if (documented === undefined || i === path.length - 1) break
-      type = documented.groups[0] ?? `(no group under ${name})`
+      // The member of a union that is an option group (`RedisOptions` in `string | RedisOptions | RedisClient`).
+      type = documented.groups.find((g) => groups.has(groupName(g))) ?? documented.groups[0] ?? `(no group under ${name})`
     }
     if (documented === undefined) {
       t.fail(`${at}: names no option (${type} has no key ${path[path.length - 1]})`)

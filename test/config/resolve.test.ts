@@ -69,6 +69,7 @@ t.test('fills every built-in default', async (t) => {
     rateLimit: undefined,
     hedge: undefined,
     coalesce: undefined,
+    cache: undefined,
     fallback: undefined,
     deadlineHeaders: undefined,
     auth: undefined,

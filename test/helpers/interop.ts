@@ -161,3 +161,36 @@ export async function startTinyproxy (
   await runServer(t, binary, ['-d', '-c', conf], port)
   return { url: `http://127.0.0.1:${port}`, port }
 }
+
+export interface RedisServer {
+  /** `redis://127.0.0.1:<port>` */
+  url: string
+  port: number
+  /** Stops the server (SIGTERM) and waits for it to exit: Redis going away in the middle of a test. */
+  stop: () => Promise<void>
+}
+
+/**
+ * Runs redis-server (Debian's `redis-server` package) in the foreground on a free loopback port, without persistence,
+ * in a temporary directory. Teardown stops it when the test did not.
+ */
+export async function startRedis (t: Test, binary: string): Promise<RedisServer> {
+  const dir = tempDir(t, 'hs-redis-')
+  const port = await freePort()
+  const server = await runServer(t, binary, [
+    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no',
+    '--enable-debug-command', 'local'
+  ], port)
+  const exited = new Promise<void>((resolve) => {
+    if (server.child.exitCode !== null || server.child.signalCode !== null) resolve()
+    else server.child.once('exit', () => resolve())
+  })
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop: async () => {
+      if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGTERM')
+      await exited
+    }
+  }
+}

@@ -8,6 +8,7 @@ import { fn, headerName, headerValue, positiveMs } from '../values'
 import { authOption, type AuthOptions } from './auth'
 import { breakerOptions, type BreakerOptions } from './breaker'
 import { bulkheadOptions, type BulkheadOptions } from './bulkhead'
+import { cacheOptions, type CacheOptions } from './cache'
 import { deadlineHeadersOptions, type DeadlineHeadersOptions } from './deadline-headers'
 import { dnsOptions, type DnsOptions } from './dns'
 import { defineGroup, type Spec } from './group'
@@ -138,6 +139,11 @@ export interface CommonServiceOptions {
    * @default false
    */
   coalesce?: boolean | CoalesceOptions
+  /**
+   * HTTP response cache (RFC 9111) for GET calls: `true` uses the defaults of `CacheOptions`. Off by default.
+   * @default false
+   */
+  cache?: boolean | CacheOptions
   /** Runs when the breaker is open or the call finally fails; its result is the call's result. */
   fallback?: Fallback
   /**
@@ -204,6 +210,7 @@ export const commonServiceRows = {
   rateLimit: { check: falseOr(rateLimitOptions.check), default: false },
   hedge: { check: falseOr(hedgeOptions.check), default: false },
   coalesce: { check: booleanOr(coalesceOptions.check), default: false },
+  cache: { check: booleanOr(cacheOptions.check), default: false },
   fallback: { check: fn, default: undefined },
   deadlineHeaders: { check: booleanOr(deadlineHeadersOptions.check), default: false },
   auth: { check: authOption, default: false }

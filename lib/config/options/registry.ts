@@ -8,6 +8,7 @@ import { booleanOr, invalid, isPlainObject, isString, ok, record, rule } from '.
 import { headerNameOrFalse, lowerOrFalse, ms, string } from '../values'
 import { commonServiceOptions, type CommonServiceOptions } from './common'
 import { defineGroup, type Spec } from './group'
+import { redisOption, resolveRedis, type RedisClient, type RedisOptions, type ResolvedRedis } from './redis'
 import { resolveService, serviceOptions, type ResolvedService, type ServiceOptions } from './service'
 import { telemetryOptions, type ResolvedTelemetry, type TelemetryOptions } from './telemetry'
 
@@ -68,6 +69,12 @@ export interface HttpServicesOptions {
    * @default true
    */
   telemetry?: boolean | TelemetryOptions
+  /**
+   * The Redis connection for shared state (`cache: { store: 'redis' }`): a `redis://` URL (the library connects and
+   * closes it on close), an ioredis client of yours (`fastify.redis`; never closed here), or `RedisOptions` with a key
+   * prefix and a command timeout. Needs the ioredis package. Off by default.
+   */
+  redis?: string | RedisOptions | RedisClient
 }
 
 /** Options of @fastify/under-pressure, as the `underPressure` plugin option takes them. */
@@ -97,6 +104,7 @@ export const httpServicesOptions = defineGroup({
   dispatcher: { check: dispatcher, default: undefined },
   underPressure: { check: booleanOr(rule('an object of @fastify/under-pressure options', isPlainObject)), default: false },
   telemetry: { check: booleanOr(telemetryOptions.check), default: true },
+  redis: { check: redisOption, default: undefined },
   prefix: { check: ok('anything'), default: undefined },
   logLevel: { check: ok('anything'), default: undefined },
   logSerializers: { check: ok('anything'), default: undefined }
@@ -114,6 +122,8 @@ export interface ResolvedOptions {
   underPressure: UnderPressureOptions | undefined
   /** The explicit providers (`{}`: the global ones); `undefined` when `telemetry: false`. */
   telemetry: ResolvedTelemetry
+  /** The Redis connection's options; `undefined` when there is none. */
+  redis: ResolvedRedis | undefined
 }
 
 /** Validated options (the config file already merged in), resolved: `defaults` under each service, defaults filled. */
@@ -130,6 +140,12 @@ export function resolveRegistry (options: HttpServicesOptions): ResolvedOptions 
   checkTokenServices(services)
   const underPressure = options.underPressure ?? d.underPressure
   const telemetry = options.telemetry ?? d.telemetry
+  const redis = resolveRedis(options.redis)
+  if (redis === undefined) {
+    for (const [name, service] of services) {
+      if (service.cache?.store === 'redis') throw invalid(`services.${name}.cache.store`, "'redis' needs the redis option (a Redis connection)")
+    }
+  }
   return {
     services,
     closeTimeout: options.closeTimeout ?? d.closeTimeout,
@@ -138,7 +154,8 @@ export function resolveRegistry (options: HttpServicesOptions): ResolvedOptions 
     deadlineHeader: lowerOrFalse(options.deadlineHeader ?? d.deadlineHeader),
     dispatcher: options.dispatcher,
     underPressure: underPressure === true ? {} : underPressure === false ? undefined : underPressure,
-    telemetry: telemetry === true ? {} : telemetry === false ? undefined : telemetry
+    telemetry: telemetry === true ? {} : telemetry === false ? undefined : telemetry,
+    redis
   }
 }
 

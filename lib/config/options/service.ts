@@ -7,6 +7,7 @@ import { lowerKeys, string } from '../values'
 import { resolveAuth, type ResolvedAuth } from './auth'
 import { breakerOptions, type ResolvedBreaker } from './breaker'
 import { bulkheadOptions, type ResolvedBulkhead } from './bulkhead'
+import { cacheOptions, type ResolvedCache } from './cache'
 import { commonServiceRows, kAcceptEncoding, type CommonServiceOptions, type Fallback } from './common'
 import { resolveDeadlineHeaders, type ResolvedDeadlineHeaders } from './deadline-headers'
 import { dnsOptions, type ResolvedDns } from './dns'
@@ -121,6 +122,7 @@ export interface ResolvedService {
   hedge: ResolvedHedge | undefined
   /** Undefined when off. */
   coalesce: ResolvedCoalesce | undefined
+  cache: ResolvedCache | undefined
   fallback: Fallback | undefined
   deadlineHeaders: ResolvedDeadlineHeaders | undefined
   /** The credentials calls carry; `undefined` when none. With `forward`, its header is among `forwardHeaders`. */
@@ -185,6 +187,7 @@ export function resolveService (
     rateLimit: resolveRateLimit(o.rateLimit ?? d.rateLimit),
     hedge: enabled(o.hedge ?? d.hedge, hedgeOptions.defaults),
     coalesce: resolveCoalesce(o.coalesce ?? d.coalesce, requestIdHeader),
+    cache: enabled(o.cache ?? d.cache, cacheOptions.defaults),
     fallback: o.fallback,
     deadlineHeaders: resolveDeadlineHeaders(o.deadlineHeaders ?? d.deadlineHeaders),
     auth,
@@ -195,7 +198,7 @@ export function resolveService (
 }
 
 /** Object options whose keys merge one level deep between `defaults` and a service (the service's win). */
-const kMergedOneLevel = ['timeout', 'tls', 'retry', 'breaker', 'dns', 'bulkhead', 'rateLimit', 'hedge', 'coalesce', 'deadlineHeaders'] as const satisfies ReadonlyArray<keyof CommonServiceOptions>
+const kMergedOneLevel = ['timeout', 'tls', 'retry', 'breaker', 'dns', 'bulkhead', 'rateLimit', 'hedge', 'coalesce', 'cache', 'deadlineHeaders'] as const satisfies ReadonlyArray<keyof CommonServiceOptions>
 
 /**
  * `defaults` under a service. Shorthands are expanded first (`timeout: n` is `{ total: n }`, `retry: n` is

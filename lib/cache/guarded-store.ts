@@ -1,0 +1,73 @@
+/**
+ * The store a service's cache writes through: RFC 9111 §3.5 for credentials beyond undici's own check, the
+ * `staleIfError` window kept in the store, and a way for the cache policy to learn whether undici's `CacheHandler`
+ * decided to store the response it was just shown (its decision is made inside `onResponseStart`, synchronously, and
+ * shows only as a call to `createWriteStream`).
+ */
+import type { CacheKey, CacheStore, CacheValue, EntryWriter, GetResult } from './undici-cache'
+
+/**
+ * Request headers that carry credentials. undici checks `authorization` alone; cookies and API keys identify a user
+ * just as well, so a shared cache treats them the same.
+ */
+const kCredentialHeaders = ['authorization', 'proxy-authorization', 'cookie', 'x-api-key', 'api-key', 'x-auth-token']
+
+/**
+ * Marks a cache key whose request carries credentials its headers do not show at the cache's place in the pipeline:
+ * those the `auth` policy adds below it (issue 19: OAuth2 tokens, a bearer function, an API key in the query, or one
+ * in a header of its own name) and a call's `token`. `CacheHandler` hands the same key object to `createWriteStream`.
+ */
+export const kCredentials = Symbol('fastify-http-services.cache.credentials')
+
+/** A cache key, perhaps marked (see `kCredentials`). */
+export type MarkedKey = CacheKey & { [kCredentials]?: true }
+
+/** `true` when the request of `key` carries credentials: one of `kCredentialHeaders`, or the `kCredentials` mark. */
+export function carriesCredentials (key: MarkedKey): boolean {
+  if (key[kCredentials] === true) return true
+  const headers = key.headers
+  if (headers === undefined) return false
+  for (const name of kCredentialHeaders) if (Object.hasOwn(headers, name)) return true
+  return false
+}
+
+export class GuardedStore implements CacheStore {
+  private readonly inner: CacheStore
+  private readonly shared: boolean
+  private readonly staleIfError: number
+  private lastWriter: EntryWriter | undefined = undefined
+
+  constructor (inner: CacheStore, type: 'shared' | 'private', staleIfError: number) {
+    this.inner = inner
+    this.shared = type === 'shared'
+    this.staleIfError = staleIfError
+  }
+
+  get (key: CacheKey): GetResult | Promise<GetResult | undefined> | undefined {
+    return this.inner.get(key)
+  }
+
+  createWriteStream (key: CacheKey, value: CacheValue): EntryWriter | undefined {
+    this.lastWriter = undefined
+    const cc = value.cacheControlDirectives ?? {}
+    // RFC 9111 §3.5: a shared cache stores the answer to a request with credentials only when the response allows it.
+    if (this.shared && carriesCredentials(key) && cc.public !== true && cc['s-maxage'] === undefined && cc['must-revalidate'] !== true) {
+      return undefined
+    }
+    if (this.staleIfError > 0) value = { ...value, deleteAt: Math.max(value.deleteAt, value.staleAt + this.staleIfError) }
+    const writer = this.inner.createWriteStream(key, value)
+    this.lastWriter = writer
+    return writer
+  }
+
+  delete (key: CacheKey): void | Promise<void> {
+    return this.inner.delete(key)
+  }
+
+  /** The writer the last `createWriteStream` handed out, once: `undefined` when it stored nothing. */
+  takeWriter (): EntryWriter | undefined {
+    const writer = this.lastWriter
+    this.lastWriter = undefined
+    return writer
+  }
+}

@@ -1,0 +1,127 @@
+import t from 'tap'
+import Redis from 'ioredis'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { createHttpServices } from '../../index'
+import { kMaxMemoryEntries } from '../../lib/cache/cache-aside'
+import { interopBinary, startRedis } from '../helpers/interop'
+import { fakeDateClock, openRegistry } from './helpers'
+
+const redisBinary = interopBinary(t, 'redis-server', 'redis-server')
+
+/** A promise and its resolver: a fetcher the test lets finish when it wants. */
+function deferred<T> (): { promise: Promise<T>, resolve: (value: T) => void } {
+  let resolve!: (value: T) => void
+  const promise = new Promise<T>((r) => { resolve = r })
+  return { promise, resolve }
+}
+
+/** Every cache-aside behaviour, on a registry with or without Redis. */
+async function behaviours (t: Parameters<typeof openRegistry>[0], redisUrl: string | undefined): Promise<void> {
+  const clock = fakeDateClock(t)
+  const services = await openRegistry(t, redisUrl === undefined ? { services: {} } : { redis: redisUrl, services: {} })
+  const cache = services.cache
+  t.equal(cache.store, redisUrl === undefined ? 'memory' : 'redis')
+
+  let calls = 0
+  const fetcher = async (): Promise<{ n: number }> => ({ n: ++calls })
+  t.same(await cache.getOrFetch('user:1', fetcher, { ttl: 1000 }), { n: 1 })
+  t.same(await cache.getOrFetch('user:1', fetcher, { ttl: 1000 }), { n: 1 }, 'cached')
+  t.same(await cache.getOrFetch('user:1', fetcher, { ttl: 1000, forceRefresh: true }), { n: 2 }, 'forceRefresh fetches')
+  t.same(await cache.get('user:1'), { n: 2 })
+
+  // Single-flight: concurrent misses share one fetch.
+  const slow = deferred<string>()
+  let slowCalls = 0
+  const both = Promise.all([1, 2, 3].map(async () => await cache.getOrFetch('slow', async () => { slowCalls++; return await slow.promise })))
+  slow.resolve('once')
+  t.same(await both, ['once', 'once', 'once'])
+  t.equal(slowCalls, 1)
+
+  // A failing fetcher stores nothing.
+  await t.rejects(cache.getOrFetch('bad', async () => { throw new Error('upstream down') }), { message: 'upstream down' })
+  t.equal(await cache.get('bad'), undefined)
+
+  await cache.set('user:2', 'two', { tags: ['users'] })
+  await cache.set('user:3', 'three', { tags: ['users', 'vip'] })
+  await cache.set('order:1', 'o1', { tags: ['orders'] })
+  t.equal(await cache.invalidateTag('vip'), 1)
+  t.equal(await cache.get('user:3'), undefined)
+  t.equal(await cache.invalidatePattern('user:*'), 2, 'user:1 and user:2')
+  t.equal(await cache.get('user:2'), undefined)
+  t.equal(await cache.get('order:1'), 'o1')
+  await cache.invalidate('order:1')
+  t.equal(await cache.get('order:1'), undefined)
+  t.equal(await cache.invalidateTag('orders'), 0, 'an invalidated value leaves nothing behind for its tag')
+
+  if (redisUrl === undefined) {
+    await cache.set('short', 1, { ttl: 1000 })
+    clock.advance(1001)
+    t.equal(await cache.get('short'), undefined, 'expired by its ttl')
+  }
+  await t.rejects(cache.set('fn', () => 1), TypeError, 'a value JSON cannot hold is refused')
+  t.equal(await cache.getOrFetch('nothing', () => undefined), undefined, 'a fetcher may answer undefined: not stored')
+  t.equal(await cache.getOrFetch('nothing', () => 'now'), 'now')
+}
+
+t.test('cache-aside in memory', async (t) => {
+  await behaviours(t, undefined)
+})
+
+t.test('cache-aside in Redis', { skip: redisBinary.skip }, async (t) => {
+  const redis = await startRedis(t, redisBinary.path as string)
+  await behaviours(t, redis.url)
+  const look = new Redis(redis.url)
+  t.teardown(async () => { await look.quit() })
+  const services = await openRegistry(t, { redis: redis.url, services: {} })
+  await services.cache.set('k', { a: 1 }, { ttl: 5000 })
+  const ttl = await look.pttl('fhs:aside:v:k')
+  t.ok(ttl > 0 && ttl <= 5000, `a TTL in Redis (${ttl} ms)`)
+})
+
+t.test('across instances: one fetches under the lock, the other waits for its value', { skip: redisBinary.skip }, async (t) => {
+  const redis = await startRedis(t, redisBinary.path as string)
+  const one = await openRegistry(t, { redis: redis.url, services: {} })
+  const two = await openRegistry(t, { redis: redis.url, services: {} })
+  const gate = deferred<string>()
+  let fetches = 0
+  const first = one.cache.getOrFetch('report', async () => { fetches++; return await gate.promise })
+  // Let the first take the lock before the second asks.
+  const look = new Redis(redis.url)
+  t.teardown(async () => { await look.quit() })
+  for (let i = 0; i < 200 && (await look.exists('fhs:aside:l:report')) === 0; i++) await sleep(5)
+  const second = two.cache.getOrFetch('report', async () => { fetches++; return 'second' })
+  gate.resolve('first')
+  t.equal(await first, 'first')
+  t.equal(await second, 'first', 'the waiting instance got the value of the one holding the lock')
+  t.equal(fetches, 1)
+  t.equal(await look.exists('fhs:aside:l:report'), 0, 'the lock is released')
+})
+
+t.test('with Redis gone, getOrFetch calls the fetcher and invalidation does nothing', { skip: redisBinary.skip }, async (t) => {
+  const redis = await startRedis(t, redisBinary.path as string)
+  const services = await openRegistry(t, { redis: redis.url, services: {} })
+  await redis.stop()
+  let calls = 0
+  t.equal(await services.cache.getOrFetch('x', () => ++calls), 1)
+  t.equal(await services.cache.getOrFetch('x', () => ++calls), 2, 'nothing could be stored')
+  t.equal(await services.cache.invalidatePattern('*'), 0)
+  t.equal(await services.cache.invalidateTag('t'), 0)
+})
+
+t.test('fastify.httpServices.cache is the registry\'s', async (t) => {
+  const services = createHttpServices({ services: {} })
+  t.equal(services.cache.store, 'memory')
+})
+
+t.test('the memory store keeps at most 10000 values: expired ones go first, then the oldest', async (t) => {
+  const clock = fakeDateClock(t)
+  const services = createHttpServices({ services: {} })
+  await services.cache.set('expiring', 1, { ttl: 10 })
+  for (let i = 0; i < kMaxMemoryEntries - 1; i++) await services.cache.set(`k${i}`, i)
+  clock.advance(20)
+  await services.cache.set('one more', 1)
+  t.equal(await services.cache.get('k0'), 0, 'the expired value made room')
+  await services.cache.set('another', 1)
+  t.equal(await services.cache.get('k0'), undefined, 'then the oldest goes')
+  t.equal(await services.cache.get('another'), 1)
+})
