@@ -21,22 +21,24 @@ const kMethods = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'POST', 'PUT', 'PA
 export class HttpClient implements ServiceClient {
   /** The service name. */
   readonly service: string
-  private readonly downstream: HttpService
-  private readonly scope: ClientScope
-  private readonly headers: Record<string, string>
+  // Private fields (not `private`): `util.inspect(client)` shows none of them, and the scope holds the inbound request.
+  readonly #downstream: HttpService
+  readonly #scope: ClientScope
+  /** The headers each call starts from: a fixed or forwarded credential may be among them. */
+  readonly #headers: Record<string, string>
   private log: Logger | undefined = undefined
 
   /** @internal */
   constructor (downstream: HttpService, scope: ClientScope) {
     this.service = downstream.name
-    this.downstream = downstream
-    this.scope = scope
-    this.headers = scope.headersFor(downstream.requestHeaders, downstream.options.forwardHeaders)
+    this.#downstream = downstream
+    this.#scope = scope
+    this.#headers = scope.headersFor(downstream.requestHeaders, downstream.options.forwardHeaders)
   }
 
   /** The logger calls of this client log with (`reqId` of the inbound request, `service`). */
   get logger (): Logger {
-    if (this.log === undefined) this.log = this.scope.log.child({ service: this.service })
+    if (this.log === undefined) this.log = this.#scope.log.child({ service: this.service })
     return this.log
   }
 
@@ -104,7 +106,7 @@ export class HttpClient implements ServiceClient {
       return Promise.reject(refused(err, this.service, method, path))
     }
     call.bufferBody = json
-    const downstream = this.downstream
+    const downstream = this.#downstream
     const routing = downstream.perCallRouting
     const handler = (call.deadline !== Infinity && routing.deadline) || (options !== kNoOptions && passesAny(options, routing.options))
       ? downstream.perCall
@@ -117,7 +119,7 @@ export class HttpClient implements ServiceClient {
   }
 
   private prepare (method: string, path: string, options: CallOptions): Call {
-    const downstream = this.downstream
+    const downstream = this.#downstream
     const name = this.service
     if (typeof method !== 'string' || !kMethods.has(method.toUpperCase())) {
       throw new InvalidRequestError(`${name}: unsupported method ${JSON.stringify(method)}`)
@@ -125,7 +127,7 @@ export class HttpClient implements ServiceClient {
     method = method.toUpperCase()
     if (options !== kNoOptions) checkOptionNames(name, options)
     const target = buildPath(name, downstream.options.basePath, path, options)
-    let { headers, copied } = mergeHeaders(name, this.headers, options.headers)
+    let { headers, copied } = mergeHeaders(name, this.#headers, options.headers)
     let body = null
     if (options.json !== undefined || options.form !== undefined || options.body !== undefined || options.multipart !== undefined) {
       const encoded = encodeBody(name, options, headers, copied)
@@ -142,15 +144,15 @@ export class HttpClient implements ServiceClient {
       if (options.decompress) headers['accept-encoding'] ??= kAcceptEncoding
       else if (headers['accept-encoding'] === kAcceptEncoding) delete headers['accept-encoding']
     }
-    const call = new Call(downstream, method, target, path, headers, copied, body, options, this.scope.log)
+    const call = new Call(downstream, method, target, path, headers, copied, body, options, this.#scope.log)
     const t = options.timeout
     if (t !== undefined) checkCallTimeout(t)
     if (t !== undefined && typeof t === 'object') {
       if (t.headers !== undefined) call.headersTimeout = t.headers
       if (t.body !== undefined) call.bodyTimeout = t.body
     }
-    call.deadline = this.scope.deadline
-    const scopeSignal = this.scope.signal()
+    call.deadline = this.#scope.deadline
+    const scopeSignal = this.#scope.signal()
     const callerSignal = options.signal
     if (callerSignal !== undefined) {
       if (typeof callerSignal !== 'object' || callerSignal === null || typeof callerSignal.addEventListener !== 'function') {

@@ -124,7 +124,12 @@ export class HttpService implements ServiceRuntime {
    * The headers every call starts from: the service's `headers` and, for a scheme fixed at start-up, its credential
    * (`fixedAuthHeader`). Kept off `options`, which logs and stats may show.
    */
-  readonly requestHeaders: Record<string, string>
+  get requestHeaders (): Record<string, string> {
+    return this.#requestHeaders
+  }
+
+  // Private: `util.inspect(service)` must not show a credential (a fixed scheme's header is among these).
+  readonly #requestHeaders: Record<string, string>
 
   /** @internal Which calls take `perCall` instead of `handler`: the client tests it on every call with options or a deadline. */
   readonly perCallRouting: PerCallRouting
@@ -146,7 +151,7 @@ export class HttpService implements ServiceRuntime {
     this.injected = injected
     this.clientOf = clientOf
     const credential = fixedAuthHeader(options.auth)
-    this.requestHeaders = credential === undefined ? options.headers : { ...options.headers, [credential[0]]: credential[1] }
+    this.#requestHeaders = credential === undefined ? options.headers : { ...options.headers, [credential[0]]: credential[1] }
     const chain = buildChain(this, transport(this), false)
     this.handler = chain.handler
     this.policyNames = chain.names

@@ -13,6 +13,7 @@ import { wireText } from '../error-text'
 import { parseRetryAfter } from '../pipeline/retry-after'
 import type { Logger, ServiceClient } from '../pipeline/types'
 import { MemoryTokenStore, type CachedToken, type TokenStore } from './token-store'
+import { inspect } from 'node:util'
 
 /** What the token client needs of a service's resolved `auth.oauth2`. */
 export interface OAuth2Settings {
@@ -79,6 +80,11 @@ export class OAuth2TokenSource {
 
   /** The registry's injected dispatcher: token requests without `tokenService` go through it instead of a pool. */
   private readonly injected: Dispatcher | undefined
+
+  /** What `util.inspect` shows: never the settings (the client secret) or the store (the token). */
+  [inspect.custom] (): string {
+    return `OAuth2TokenSource { service: ${JSON.stringify(this.service)}, tokenUrl: ${JSON.stringify(this.settings.tokenUrl)}, requests: ${this.requests} }`
+  }
 
   constructor (service: string, settings: OAuth2Settings, log: Logger, clientOf: (name: string) => ServiceClient,
     injected?: Dispatcher, store: TokenStore = new MemoryTokenStore()) {

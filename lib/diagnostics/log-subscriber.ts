@@ -169,11 +169,16 @@ interface Subscription {
   holders: number
   /** The lines subscribed, by whichever copy subscribed them: the same functions are unsubscribed. */
   lines: typeof kLogLines | undefined
-  /** The active span's trace fields for retry, give-up and breaker lines (`setTraceFields`). */
+  /** The active span's trace fields for retry, give-up and breaker lines (`setTraceFields`), read by the lines. */
   traceFields?: (() => Record<string, string> | undefined) | undefined
+  /** Each copy's source of trace fields while it traces: `traceFields` reads them, so one copy's stop keeps the others'. */
+  traceSources?: Map<object, () => Record<string, string> | undefined>
 }
 
 const kSubscription = Symbol.for('fastify-http-services.log-subscriber')
+
+/** This copy of the package, as the key of its source of trace fields. */
+const kCopy = {}
 
 function subscription (): Subscription {
   const g = globalThis as { [kSubscription]?: Subscription }
@@ -199,8 +204,22 @@ export function releaseLogSubscriber (): void {
 
 /**
  * Where retry, give-up and breaker lines read the active span's `trace_id`, `span_id` and `trace_flags` (telemetry
- * sets it while it traces; `undefined`: none). Shared by every copy, like the lines.
+ * sets it while it traces; `undefined`: none). Shared by every copy, like the lines: each copy's source is kept until
+ * that copy stops tracing, so the last registry of one copy closing leaves another copy's fields in place.
  */
 export function setTraceFields (source: (() => Record<string, string> | undefined) | undefined): void {
-  subscription().traceFields = source
+  const s = subscription()
+  const sources = s.traceSources ??= new Map()
+  if (source === undefined) sources.delete(kCopy)
+  else sources.set(kCopy, source)
+  s.traceFields = sources.size === 0 ? undefined : sources.size === 1 ? sources.values().next().value : () => firstTraceFields(sources)
+}
+
+/** The first copy's fields that a span is active for (each copy may load its own `@opentelemetry/api`). */
+function firstTraceFields (sources: Map<object, () => Record<string, string> | undefined>): Record<string, string> | undefined {
+  for (const source of sources.values()) {
+    const fields = source()
+    if (fields !== undefined) return fields
+  }
+  return undefined
 }

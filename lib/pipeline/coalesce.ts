@@ -1,4 +1,5 @@
 import { CallSignal } from '../call-signal'
+import { copyHeaders } from '../copy-headers'
 import { HttpResponse } from '../response'
 import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
 
@@ -81,12 +82,17 @@ class Flight {
   private readonly signal = new CallSignal()
   private outcome: Outcome | undefined = undefined
   private readonly waiting: Array<(outcome: Outcome) => void> = []
+  /** Whether a caller got the outcome itself already (the others get copies of what may be changed). */
+  private answered = false
 
   constructor (first: CallContext, next: Next, private readonly leave: () => void) {
     // A view of the first call: what the policies below set (signal, attempt, headers) stays on the view.
     const view = Object.create(first) as CallContext
     view.signal = this.signal
     view.bufferBody = true
+    // Not the first caller's deadline: it would cut retries, waits and the deadline headers short for every caller.
+    // Each caller waits under its own; the request goes on while any of them does.
+    view.deadline = Infinity
     let pending: Promise<HttpResponse>
     try {
       pending = next(view)
@@ -100,14 +106,14 @@ class Flight {
 
   /** The caller's own response once the shared request answers, or its own abort reason if it leaves first. */
   join (ctx: CallContext): Promise<HttpResponse> {
-    if (this.outcome !== undefined) return answer(ctx, this.outcome)
+    if (this.outcome !== undefined) return this.answer(ctx, this.outcome)
     this.callers++
     return new Promise<HttpResponse>((resolve, reject) => {
       const signal = ctx.signal
       let onAbort: (() => void) | undefined
       const done = (outcome: Outcome): void => {
         if (onAbort !== undefined) signal?.removeListener('abort', onAbort)
-        answer(ctx, outcome).then(resolve, reject)
+        this.answer(ctx, outcome).then(resolve, reject)
       }
       if (signal !== undefined) {
         if (signal.aborted) {
@@ -140,15 +146,30 @@ class Flight {
     const waiting = this.waiting.splice(0)
     for (const done of waiting) done(outcome)
   }
+
+  /**
+   * The caller's own response (the shared status and bytes, never changed: readers copy; headers of its own) or its
+   * own error: the first caller gets the error itself, the others a copy, so one changing its error changes no other.
+   */
+  private answer (ctx: CallContext, outcome: Outcome): Promise<HttpResponse> {
+    const first = !this.answered
+    this.answered = true
+    if ('error' in outcome) return Promise.reject(first ? outcome.error : copyOf(outcome.error))
+    const shared = outcome.res
+    const res = HttpResponse.unread(shared.status, first ? shared.headers : copyHeaders(shared.headers), { ...shared.meta, method: ctx.method })
+    res.setBody(outcome.bytes)
+    res.attempts = shared.attempts
+    res.call = ctx
+    return Promise.resolve(res)
+  }
 }
 
-/** The caller's own response: the shared status, headers and bytes (never changed: readers copy), or the error. */
-function answer (ctx: CallContext, outcome: Outcome): Promise<HttpResponse> {
-  if ('error' in outcome) return Promise.reject(outcome.error)
-  const shared = outcome.res
-  const res = HttpResponse.unread(shared.status, shared.headers, { ...shared.meta, method: ctx.method })
-  res.setBody(outcome.bytes)
-  res.attempts = shared.attempts
-  res.call = ctx
-  return Promise.resolve(res)
+/** A copy of an error with every own property (message, stack, cause, code, status …) and the same class. */
+function copyOf (err: unknown): unknown {
+  if (!(err instanceof Error)) return err
+  const copy = Object.create(Object.getPrototypeOf(err)) as Error
+  for (const name of Reflect.ownKeys(err)) {
+    Object.defineProperty(copy, name, Object.getOwnPropertyDescriptor(err, name) as PropertyDescriptor)
+  }
+  return copy
 }

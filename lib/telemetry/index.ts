@@ -24,7 +24,8 @@ import { errorType, kServiceAttribute } from './attributes'
 import { globalMetricsRegistered, globalTracingRegistered, loadApi, type Api } from './load-api'
 import { createInstruments, type Instruments } from './metrics'
 import {
-  callNotSent, callSent, countRequest, endRequestSpan, failRequestSpan, requestAttributes, startRequestSpan, type SpanSettings
+  callNotSent, callSent, countRequest, endRequestSpan, failRequestSpan, injectContext, requestAttributes, startRequestSpan,
+  type SpanSettings
 } from './spans'
 
 /** @internal What a registry hands over when it opens. */
@@ -43,12 +44,17 @@ interface RegistryTelemetry {
   readonly spans: SpanSettings | undefined
   readonly instruments: Instruments | undefined
   readonly protocols: ReadonlyMap<string, string | undefined>
+  /** A failure of its telemetry was reported (once per registry). */
+  failed: boolean
 }
 
 /** What this module keeps of a request in flight. */
 interface RequestState {
-  readonly span: Span | undefined
+  /** Its span, once started: ended when the request ends, whatever failed in between. */
+  span: Span | undefined
   readonly attributes: Attributes
+  /** It was counted in `http.client.active_requests`. */
+  active: boolean
 }
 
 const kScope = 'fastify-http-services'
@@ -71,15 +77,60 @@ function telemetryOf (m: { registry: object | undefined }): RegistryTelemetry | 
   return registry === undefined ? undefined : registries.get(registry)
 }
 
+/** Failures not tied to a registry's telemetry (a message without one): reported once for the process. */
+let unattributedFailure = false
+
+/**
+ * A failure in telemetry (a throwing propagator, tracer, meter or exporter hook, or a bug of ours) never reaches the
+ * channel: diagnostics_channel would rethrow it as an uncaught exception and end the process, though the call went
+ * well. The first failure of each registry is reported, to OpenTelemetry's diagnostic logger and the call's logger.
+ */
+function reportFailure (message: unknown, error: unknown): void {
+  try {
+    const m = (message ?? {}) as { registry?: object, log?: { warn: (o: object, msg: string) => void } }
+    const t = telemetryOf({ registry: m.registry })
+    if (t === undefined ? unattributedFailure : t.failed) return
+    if (t === undefined) unattributedFailure = true
+    else t.failed = true
+    const text = 'fastify-http-services: telemetry failed and was skipped (later failures of this registry are not reported)'
+    ;(t?.api ?? loadApi())?.diag.error(text, error)
+    m.log?.warn({ err: error }, text)
+  } catch {
+    // Nothing of telemetry may throw into the channel, its report included.
+  }
+}
+
+/** A channel's handler that never throws: a failure is reported (`reportFailure`) and the call goes on. */
+function guarded (handler: (message: unknown) => void): (message: unknown) => void {
+  return (message) => {
+    try {
+      handler(message)
+    } catch (error) {
+      reportFailure(message, error)
+    }
+  }
+}
+
 function onAttemptStart (message: unknown): void {
   const m = message as AttemptMessage
   const t = telemetryOf(m)
   if (t === undefined) return
   const resends = countRequest(m.call)
   const attributes = requestAttributes(m, t.protocols.get(m.service))
-  const span = t.spans === undefined ? undefined : startRequestSpan(t.spans, m, attributes, resends)
-  if (t.instruments !== undefined) t.instruments.active.add(1, activeAttributes(attributes))
-  requests.set(m, { span, attributes })
+  const state: RequestState = { span: undefined, attributes, active: false }
+  requests.set(m, state)
+  try {
+    if (t.spans !== undefined) {
+      state.span = startRequestSpan(t.spans, m, attributes, resends)
+      // A throwing propagator leaves the span kept: it ends with the request, without the context in its headers.
+      injectContext(t.spans, m, state.span)
+    }
+  } finally {
+    if (t.instruments !== undefined) {
+      t.instruments.active.add(1, activeAttributes(attributes))
+      state.active = true
+    }
+  }
 }
 
 /** `http.client.active_requests` takes the request's method, server and scheme only. */
@@ -95,13 +146,16 @@ function onAttemptEnd (message: unknown): void {
   if (t === undefined || state === undefined) return
   requests.delete(m)
   const status = m.status as number
-  if (state.span !== undefined) endRequestSpan(t.api, state.span, status)
-  const i = t.instruments
-  if (i !== undefined) {
-    i.active.add(-1, activeAttributes(state.attributes))
-    const attributes: Attributes = { ...state.attributes, 'http.response.status_code': status }
-    if (status >= 400) attributes['error.type'] = String(status)
-    i.duration.record((m.duration ?? 0) / 1000, attributes)
+  try {
+    if (state.span !== undefined) endRequestSpan(t.api, state.span, status)
+  } finally {
+    const i = t.instruments
+    if (i !== undefined) {
+      if (state.active) i.active.add(-1, activeAttributes(state.attributes))
+      const attributes: Attributes = { ...state.attributes, 'http.response.status_code': status }
+      if (status >= 400) attributes['error.type'] = String(status)
+      i.duration.record((m.duration ?? 0) / 1000, attributes)
+    }
   }
 }
 
@@ -111,22 +165,25 @@ function onAttemptError (message: unknown): void {
   const state = requests.get(m)
   if (t === undefined || state === undefined) return
   requests.delete(m)
-  if (state.span !== undefined) failRequestSpan(t.api, state.span, m)
-  const i = t.instruments
-  if (i !== undefined) {
-    i.active.add(-1, activeAttributes(state.attributes))
-    const attributes: Attributes = { ...state.attributes, 'error.type': errorType(m.error) }
-    if (m.status !== undefined) attributes['http.response.status_code'] = m.status
-    i.duration.record((m.duration ?? 0) / 1000, attributes)
+  try {
+    if (state.span !== undefined) failRequestSpan(t.api, state.span, m)
+  } finally {
+    const i = t.instruments
+    if (i !== undefined) {
+      if (state.active) i.active.add(-1, activeAttributes(state.attributes))
+      const attributes: Attributes = { ...state.attributes, 'error.type': errorType(m.error) }
+      if (m.status !== undefined) attributes['http.response.status_code'] = m.status
+      i.duration.record((m.duration ?? 0) / 1000, attributes)
+    }
   }
 }
 
-function onCallError (message: unknown): void {
+const onCallError = guarded((message: unknown): void => {
   const m = message as CallMessage
   const t = telemetryOf(m)
   if (t === undefined || t.spans === undefined || callSent(m)) return
   callNotSent(t.api, m)
-}
+})
 
 /** A counter of the library's, by service (and `extra` attributes). */
 function count (pick: (i: Instruments) => Instruments['retries'], extra?: (m: never) => Record<string, string>) {
@@ -153,7 +210,17 @@ function traceFields (api: Api): Record<string, string> | undefined {
   return { trace_id: c.traceId, span_id: c.spanId, trace_flags: `0${c.traceFlags.toString(16)}` }
 }
 
-/** @internal The channels and their handlers. */
+/** The log lines' trace fields: a failure gives none (it is reported), never a throwing log line. */
+function safeTraceFields (api: Api): Record<string, string> | undefined {
+  try {
+    return traceFields(api)
+  } catch (error) {
+    reportFailure(undefined, error)
+    return undefined
+  }
+}
+
+/** @internal The channels and their handlers (each `guarded`: none throws into its channel). */
 export const kHandlers: ReadonlyArray<{ name: string, handler: (message: unknown) => void }> = [
   { name: attemptStart.name as string, handler: onAttemptStart },
   { name: attemptEnd.name as string, handler: onAttemptEnd },
@@ -165,7 +232,7 @@ export const kHandlers: ReadonlyArray<{ name: string, handler: (message: unknown
   { name: bulkheadRejected.name as string, handler: count((i) => i.bulkheadRejections, (m: BulkheadMessage) => ({ 'http_services.reason': m.reason ?? 'full' })) },
   { name: rateLimitRejected.name as string, handler: count((i) => i.rateLimitRejections) },
   { name: fallbackServed.name as string, handler: count((i) => i.fallbacks) }
-]
+].map(({ name, handler }) => ({ name, handler: guarded(handler) }))
 
 /**
  * The call's `error` event, for the calls stopped before the wire: subscribed only while a registry traces, as a
@@ -199,14 +266,19 @@ export function retainTelemetry (source: TelemetrySource, options: TelemetryOpti
   if (spans === undefined && instruments === undefined) return undefined
   if (registries.size === 0) {
     for (const { name, handler } of kHandlers) diagnosticsChannel.subscribe(name, handler)
-    setTraceFields(() => traceFields(api))
+    setTraceFields(() => safeTraceFields(api))
   }
-  registries.set(source.registry, { api, spans, instruments, protocols: source.protocols })
+  registries.set(source.registry, { api, spans, instruments, protocols: source.protocols, failed: false })
   if (spans !== undefined && tracing++ === 0) diagnosticsChannel.subscribe(kCallError, onCallError)
   return () => {
     if (registries.get(source.registry) === undefined) return
     registries.delete(source.registry)
-    instruments?.stop()
+    try {
+      instruments?.stop()
+    } catch (error) {
+      // A throwing meter must not keep the channels subscribed after the last registry.
+      loadApi()?.diag.error('fastify-http-services: telemetry failed to stop its metrics', error)
+    }
     if (spans !== undefined && --tracing === 0) diagnosticsChannel.unsubscribe(kCallError, onCallError)
     if (registries.size === 0) {
       for (const { name, handler } of kHandlers) diagnosticsChannel.unsubscribe(name, handler)

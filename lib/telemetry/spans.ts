@@ -60,7 +60,7 @@ export function countRequest (call: CallMessage): number {
   return before
 }
 
-/** Starts the span of a request about to be sent, and injects its context into the request's headers. */
+/** Starts the span of a request about to be sent (`injectContext` then writes its context into the headers). */
 export function startRequestSpan (s: SpanSettings, m: AttemptMessage, attributes: Attributes, resends: number): Span {
   const { api } = s
   const template = attributes['url.template'] as string | undefined
@@ -70,33 +70,49 @@ export function startRequestSpan (s: SpanSettings, m: AttemptMessage, attributes
   if (resends > 0) spanAttributes['http.request.resend_count'] = resends
   const parent: Context = api.context.active()
   const span = s.tracer.startSpan(spanName(m.method, template), { kind: api.SpanKind.CLIENT, attributes: spanAttributes }, parent)
-  const ctx = api.trace.setSpan(parent, span)
+  try {
+    ownRequest(span.spanContext().spanId)
+  } catch (error) {
+    span.end()
+    throw error
+  }
+  return span
+}
+
+/** Injects the context of the request's span into its headers, through the propagator (`traceparent` by default). */
+export function injectContext (s: SpanSettings, m: AttemptMessage, span: Span): void {
+  const { api } = s
+  const ctx = api.trace.setSpan(api.context.active(), span)
   if (s.propagator !== undefined) s.propagator.inject(ctx, m, setter)
   else api.propagation.inject(ctx, m, setter)
-  ownRequest(span.spanContext().spanId)
-  return span
 }
 
 /** The request ended with a response: its status, and an error status for >= 400 (client spans, as semconv says). */
 export function endRequestSpan (api: Api, span: Span, status: number): void {
-  ownRequestDone(span.spanContext().spanId)
-  span.setAttribute('http.response.status_code', status)
-  if (status >= 400) {
-    span.setAttribute('error.type', String(status))
-    span.setStatus({ code: api.SpanStatusCode.ERROR })
+  try {
+    ownRequestDone(span.spanContext().spanId)
+    span.setAttribute('http.response.status_code', status)
+    if (status >= 400) {
+      span.setAttribute('error.type', String(status))
+      span.setStatus({ code: api.SpanStatusCode.ERROR })
+    }
+  } finally {
+    span.end()
   }
-  span.end()
 }
 
 /** The request failed: `error.type`, the exception, and an error status. */
 export function failRequestSpan (api: Api, span: Span, m: AttemptMessage): void {
-  ownRequestDone(span.spanContext().spanId)
-  if (m.status !== undefined) span.setAttribute('http.response.status_code', m.status)
-  span.setAttribute('error.type', errorType(m.error))
-  const error = m.error
-  if (error instanceof Error) span.recordException(error)
-  span.setStatus({ code: api.SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) })
-  span.end()
+  try {
+    ownRequestDone(span.spanContext().spanId)
+    if (m.status !== undefined) span.setAttribute('http.response.status_code', m.status)
+    span.setAttribute('error.type', errorType(m.error))
+    const error = m.error
+    if (error instanceof Error) span.recordException(error)
+    span.setStatus({ code: api.SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) })
+  } finally {
+    span.end()
+  }
 }
 
 /**

@@ -77,7 +77,7 @@ export class MockHttpClient extends HttpClient {
   constructor (routes: MockClientRoutes, options: MockClientOptions = {}) {
     const name = options.service ?? 'mock'
     // HttpClient reads only the name and the header options of its service when it is built.
-    super({ name, options: { headers: {}, forwardHeaders: [] } } as unknown as HttpService, unboundScope(silentLogger))
+    super({ name, requestHeaders: {}, options: { headers: {}, forwardHeaders: [] } } as unknown as HttpService, unboundScope(silentLogger))
     this.routes = routes
     this.throwHttpErrors = options.throwHttpErrors ?? true
     this.passthroughStatus = options.passthroughStatus ?? false

@@ -150,6 +150,8 @@ t.test('no secret appears in the response of a successful authenticated call (ur
     const options = typeof raw === 'string' ? JSON.parse(raw) as CallOptions : undefined
     const res = await request.httpClient((request.params as { service: string }).service).get(request.headers['x-path'] as string | undefined ?? '/ok', options)
     seen.push(res.url, inspect(res), inspect(res, { depth: 10 }), inspect(res, { showHidden: true }), JSON.stringify(res))
+    // What console.log of the client and of the registry shows (fixed and forwarded credentials are in their headers).
+    seen.push(inspect(request.httpClient((request.params as { service: string }).service), { depth: 6 }), inspect(app.httpServices, { depth: 6 }))
     request.log.info({ res: { url: res.url, status: res.status } }, 'downstream call answered')
     return await res.json()
   })

@@ -2,8 +2,8 @@ import { setImmediate as tick } from 'node:timers/promises'
 import type { ServerResponse } from 'node:http'
 import t, { type Test } from 'tap'
 import Fastify from 'fastify'
-import httpServices, { createHttpServices, HttpStatusError, InvalidOptionsError, RequestAbortedError, type ServiceOptions } from '../../index'
-import { startServer, type SeenRequest } from '../helpers/server'
+import httpServices, { ConnectionError, createHttpServices, HttpStatusError, InvalidOptionsError, RequestAbortedError, type ServiceOptions } from '../../index'
+import { closedPort, startServer, type SeenRequest } from '../helpers/server'
 import { waitUntil } from '../helpers/wait'
 
 /**
@@ -196,4 +196,50 @@ t.test('bad coalesce options fail at registration, naming the service and the ke
     InvalidOptionsError)
   t.throws(() => createHttpServices({ services: { api: { baseUrl: 'http://127.0.0.1:1', coalesce: { ignoreHeaders: ['bad header'] } } } }),
     { message: /services\.api\.coalesce\.ignoreHeaders/ })
+})
+
+t.test('coalescing is refused with a bearer function, and credentials cannot be ignored', async (t) => {
+  const base = { baseUrl: 'http://127.0.0.1:1', coalesce: true }
+  t.throws(() => createHttpServices({ services: { api: { ...base, auth: { bearer: () => 'per-caller' } } } }),
+    { message: /services\.api\.coalesce: cannot be combined with auth\.bearer as a function/ })
+  t.throws(() => createHttpServices({ defaults: { auth: { bearer: () => 'per-caller' } }, services: { api: base } }),
+    { message: /services\.api\.coalesce/ }, 'from defaults too')
+  for (const name of ['authorization', 'Cookie', 'proxy-authorization']) {
+    t.throws(() => createHttpServices({ services: { api: { ...base, coalesce: { ignoreHeaders: [name] } } } }),
+      { message: /services\.api\.coalesce\.ignoreHeaders\[0\].*carries no credentials/ }, name)
+  }
+  t.throws(() => createHttpServices({ services: { api: { ...base, auth: { apiKey: { value: 'k', header: 'x-key' } }, coalesce: { ignoreHeaders: ['x-key'] } } } }),
+    { message: /services\.api\.coalesce\.ignoreHeaders: cannot hold x-key/ })
+  t.doesNotThrow(() => createHttpServices({ services: { api: { ...base, auth: { bearer: 'one-for-all' } } } }), 'a fixed token is fine')
+})
+
+t.test('a transport failure reaches every caller as an error of its own, of the same kind', async (t) => {
+  const port = await closedPort()
+  const { services, api } = await setup(t, `http://127.0.0.1:${port}`, { breaker: false })
+  const results = await Promise.allSettled(Array.from({ length: 3 }, async () => await api.getJson('/x')))
+  t.match(services.stats().api.coalesce, { merged: 2 }, 'the three calls shared one request')
+  const errors = results.map((r) => (r as PromiseRejectedResult).reason as Error & { code: string })
+  t.ok(errors.every((e) => e instanceof ConnectionError), 'each a ConnectionError')
+  t.same(errors.map((e) => e.code), errors.map(() => errors[0].code))
+  t.equal(new Set(errors).size, 3, 'three objects: one caller changing its error changes no other')
+  t.equal(errors[1].message, errors[0].message)
+})
+
+t.test('the shared request does not carry the first caller\'s deadline', async (t) => {
+  const up = await heldServer(t)
+  const app = Fastify()
+  await app.register(httpServices, {
+    deadlineHeader: 'x-deadline',
+    services: { api: { baseUrl: up.server.url, retry: false, coalesce: true, deadlineHeaders: true } }
+  })
+  app.get('/', async (request) => await request.httpClient('api').getJson('/shared'))
+  t.teardown(async () => await app.close())
+  await app.ready()
+  const inbound = [app.inject({ url: '/', headers: { 'x-deadline': '20000' } }), app.inject('/')]
+  await releaseWhenSent(up)
+  const replies = await Promise.all(inbound)
+  t.same(replies.map((r) => r.statusCode), [200, 200])
+  t.equal(up.server.requests.length, 1)
+  t.equal(up.server.requests[0].headers['x-request-timeout-ms'], undefined, 'no remaining time of one caller sent for all')
+  t.equal(up.server.requests[0].headers['x-attempt'], '1')
 })

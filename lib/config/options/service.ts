@@ -186,7 +186,7 @@ export function resolveService (
     bulkhead: enabled(o.bulkhead ?? d.bulkhead, bulkheadOptions.defaults),
     rateLimit: resolveRateLimit(o.rateLimit ?? d.rateLimit),
     hedge: enabled(o.hedge ?? d.hedge, hedgeOptions.defaults),
-    coalesce: resolveCoalesce(o.coalesce ?? d.coalesce, requestIdHeader),
+    coalesce: resolveCoalesce(o.coalesce ?? d.coalesce, requestIdHeader, auth, `${key}.coalesce`),
     cache: enabled(o.cache ?? d.cache, cacheOptions.defaults),
     fallback: o.fallback,
     deadlineHeaders: resolveDeadlineHeaders(o.deadlineHeaders ?? d.deadlineHeaders),

@@ -58,8 +58,8 @@ export const webhookOptions = defineGroup({
 /** A service's `webhook` option after resolution (its secrets turned into keys once). */
 export interface ResolvedWebhook {
   scheme: WebhookScheme
-  /** The secrets as given: `signWebhook` takes them. */
-  secrets: string[]
+  /** The secrets as given: `signWebhook` takes them. Not enumerable. */
+  readonly secrets: string[]
   schedule: number[]
   path: string
   header: string
@@ -74,11 +74,13 @@ export function resolveWebhook (value: WebhookOptions, key: string, hasFallback:
     throw invalid(`${key}.webhook`, 'cannot be combined with fallback (a fallback answer would count as delivered; set fallback per service, not in defaults)')
   }
   const d = webhookOptions.defaults
-  return {
+  const resolved = {
     scheme: value.scheme ?? d.scheme,
-    secrets: Array.isArray(value.secret) ? [...value.secret] : [value.secret],
     schedule: [...(value.schedule ?? d.schedule)],
     path: value.path ?? d.path,
     header: (value.header ?? d.header).toLowerCase()
   }
+  // Not enumerable, like the auth secrets: a logged, inspected or serialized option set does not show them.
+  Object.defineProperty(resolved, 'secrets', { value: Array.isArray(value.secret) ? [...value.secret] : [value.secret] })
+  return resolved as ResolvedWebhook
 }
