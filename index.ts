@@ -53,7 +53,7 @@ import type {
   SendWebhookOptions, WebhookDelivered, WebhookEvent, WebhookReceipt, WebhookSender, WebhookStats
 } from './lib/webhooks/sender'
 import {
-  MemoryIdempotencyStore, type ClaimResult, type IdempotencyStore, type MemoryIdempotencyStoreOptions
+  MemoryIdempotencyStore, type Claim, type ClaimResult, type IdempotencyStore, type MemoryIdempotencyStoreOptions
 } from './lib/webhooks/idempotency-store'
 import { isHttpServicesRequest } from './lib/telemetry/undici-instrumentation'
 
@@ -94,7 +94,7 @@ declare namespace httpServices {
   export { signWebhook, verifyWebhook, webhookReceiver, MemoryIdempotencyStore }
   export type { DeadLetter, DeadLetterStore, SendWebhookOptions, WebhookDelivered, WebhookEvent, WebhookReceipt, WebhookSender, WebhookStats }
   export type { SignWebhookOptions, VerifyWebhookOptions, WebhookHeaders, WebhookScheme }
-  export type { ClaimResult, IdempotencyStore, MemoryIdempotencyStoreOptions, WebhookMeta, WebhookReceiverOptions }
+  export type { Claim, ClaimResult, IdempotencyStore, MemoryIdempotencyStoreOptions, WebhookMeta, WebhookReceiverOptions }
   // telemetry (README, "Telemetry"): instrumentation-undici's `ignoreRequestHook`
   export { isHttpServicesRequest }
 }

@@ -3,23 +3,38 @@
  * delivery of the same id waits instead of running it too), then `done` for a TTL (so a redelivery is acknowledged
  * without running it). A handler that throws releases the lease: the sender's retry runs it again.
  *
- * The interface is what a shared store implements (a Redis one: `SET key processing NX PX lease`, then
- * `SET key done PX ttl`, `DEL key` on release, and `settled` polling or subscribing); the in-memory one below is the
- * default, per process, and forgets everything on restart.
+ * Every lease has an owner: `claim` returns a fresh token with `claimed`, and `complete` / `release` act only while
+ * that token still holds the key. A handler that outlives its lease may see another delivery take the key over; its
+ * late `release` (or `complete`) then leaves the new holder's lease alone instead of freeing the id for a third run.
+ *
+ * The interface is what a shared store implements (a Redis one: `SET key <token> NX PX lease`; `complete` and
+ * `release` as a script that compares the value with the token first, then `SET key done PX ttl` or `DEL key`; and
+ * `settled` polling or subscribing); the in-memory one below is the default, per process, and forgets everything on
+ * restart. Each method may return a value or a promise of it.
  */
+import { randomUUID } from 'node:crypto'
 
 /** What `claim` found: `claimed` (run the handler, then `complete` or `release`), `done`, or `busy` (leased by another delivery). */
 export type ClaimResult = 'claimed' | 'done' | 'busy'
 
+/**
+ * What `claim` returns: `{ result: 'claimed', token }` (this delivery holds the lease; `token` is its owner, passed
+ * to `complete` or `release`), else `{ result: 'done' }` or `{ result: 'busy' }`.
+ */
+export type Claim = { result: 'claimed', token: string } | { result: Exclude<ClaimResult, 'claimed'> }
+
 export interface IdempotencyStore {
-  /** Takes a processing lease of `lease` ms on `key` unless it is done or leased already. */
-  claim: (key: string, lease: number) => Promise<ClaimResult>
-  /** Marks `key` done for `ttl` ms (its lease ends). */
-  complete: (key: string, ttl: number) => Promise<void>
-  /** Ends `key`'s lease without marking it done (the handler failed). */
-  release: (key: string) => Promise<void>
+  /** Takes a processing lease of `lease` ms on `key`, with a fresh owner token, unless it is done or leased already. */
+  claim: (key: string, lease: number) => Claim | Promise<Claim>
+  /**
+   * Marks `key` done for `ttl` ms (its lease ends), unless another owner holds it now (`token` lost the lease to a
+   * takeover) or it is done already: then it does nothing.
+   */
+  complete: (key: string, token: string, ttl: number) => void | Promise<void>
+  /** Ends `key`'s lease without marking it done (the handler failed), only while `token` still holds it. */
+  release: (key: string, token: string) => void | Promise<void>
   /** Resolves once `key` is not leased any more (done, released or its lease expired), or after `timeout` ms. */
-  settled: (key: string, timeout: number) => Promise<void>
+  settled: (key: string, timeout: number) => void | Promise<void>
   /** Stops the store's timers; the receiver calls it on close for a store it made itself. */
   close?: () => Promise<void> | void
 }
@@ -34,6 +49,8 @@ export interface MemoryIdempotencyStoreOptions {
 
 interface Entry {
   done: boolean
+  /** The lease's owner (`undefined` once done). */
+  token: string | undefined
   expires: number
   waiters: Array<() => void> | undefined
 }
@@ -55,22 +72,28 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     return this.entries.size
   }
 
-  async claim (key: string, lease: number): Promise<ClaimResult> {
+  async claim (key: string, lease: number): Promise<Claim> {
     const entry = this.live(key)
-    if (entry !== undefined) return entry.done ? 'done' : 'busy'
-    this.entries.set(key, { done: false, expires: this.now() + lease, waiters: undefined })
-    return 'claimed'
+    if (entry !== undefined) return { result: entry.done ? 'done' : 'busy' }
+    const token = randomUUID()
+    this.entries.set(key, { done: false, token, expires: this.now() + lease, waiters: undefined })
+    return { result: 'claimed', token }
   }
 
-  async complete (key: string, ttl: number): Promise<void> {
+  /**
+   * Marks `key` done when `token` holds it, even past its lease if no one took it over (the handler did finish), or
+   * when nothing holds it any more (its expired lease was swept).
+   */
+  async complete (key: string, token: string, ttl: number): Promise<void> {
     const entry = this.entries.get(key)
-    this.entries.set(key, { done: true, expires: this.now() + ttl, waiters: undefined })
+    if (entry !== undefined && (entry.done || entry.token !== token)) return
+    this.entries.set(key, { done: true, token: undefined, expires: this.now() + ttl, waiters: undefined })
     wake(entry)
   }
 
-  async release (key: string): Promise<void> {
+  async release (key: string, token: string): Promise<void> {
     const entry = this.entries.get(key)
-    if (entry === undefined || entry.done) return
+    if (entry === undefined || entry.done || entry.token !== token) return
     this.entries.delete(key)
     wake(entry)
   }

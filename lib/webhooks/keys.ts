@@ -32,7 +32,8 @@ export function schemeOf (value: unknown, key: string): WebhookScheme {
 
 /**
  * The HMAC keys of `secrets` under `scheme`: an empty secret, a bare `whsec_` and (for `standard`) a `whsec_` secret
- * that is not base64 are refused, naming `key` (and the index of a list) but never the value.
+ * that is not base64 or decodes to fewer than 16 bytes are refused, naming `key` (and the index of a list) but never
+ * the value.
  */
 export function keysOf (scheme: WebhookScheme, secrets: unknown, key: string): Buffer[] {
   const list = Array.isArray(secrets) ? secrets : [secrets]

@@ -12,7 +12,11 @@ import type { WebhookScheme } from './scheme'
 
 /** What a receiver's handler is told besides the event. */
 export interface WebhookMeta {
-  /** The event id (`webhook-id`, else the body's `id`), when there is one. */
+  /**
+   * The event id, from signed content only: the standard scheme's `webhook-id`, else a string `id` in the body.
+   * `undefined` without one (`hmac` and `stripe` bodies with no `id`: the receiver then takes the body's SHA-256 as
+   * the event, so identical bodies run once); an unsigned `webhook-id` header is never used.
+   */
   id?: string
   /** The signed timestamp (Unix s), when the scheme carries one. */
   timestamp?: number
@@ -31,7 +35,7 @@ export interface WebhookReceiverOptions {
    * @default 'standard'
    */
   scheme?: WebhookScheme
-  /** Runs once per event id with the parsed body; its throw answers 500 so the sender retries. */
+  /** Runs once per event (per signed id, else per body) with the parsed body; its throw answers 500 so the sender retries. */
   handler: (event: unknown, request: FastifyRequest, meta: WebhookMeta) => unknown
   /**
    * How far, in ms, the signed timestamp may be from now, either way.

@@ -123,14 +123,30 @@ export class WebhookSender {
   }
 
   /**
-   * Sends the dead letter `id` again (same id, same body, a fresh schedule) and removes it from the dead letters once
-   * queued. Rejects with `InvalidRequestError` when there is no such letter, as `send` does otherwise.
+   * Sends the dead letter `id` again (same id, same body, a fresh schedule): the letter is removed from the dead
+   * letters first, then queued (put back if it cannot be). Rejects with `InvalidRequestError` when there is no such
+   * letter (or a concurrent replay took it), as `send` does otherwise.
    */
   async replay (id: string): Promise<WebhookReceipt> {
     const letter = await this.deadLetterStore.get(id)
-    if (letter === undefined) throw new InvalidRequestError(`webhooks: no dead letter ${JSON.stringify(String(id)).slice(0, 80)}`)
-    const delivery = this.enqueue(letter.service, letter.path, letter.id, letter.type, letter.body, letter.createdAt)
-    await this.deadLetterStore.remove(id)
+    if (letter === undefined) throw noLetter(id)
+    // What would refuse the enqueue, checked before the store is touched (closed, disabled, unknown, already queued).
+    this.configOf(letter.service)
+    if (this.disabledServices.has(letter.service)) throw disabled(letter.service, letter.id, [])
+    if (this.queue.has(letter.id)) throw new InvalidRequestError(`webhooks: ${letter.service}: event ${letter.id} is already queued`)
+    // Removed before it is queued: with a store whose calls overlap, a `remove` landing after the new attempt failed
+    // would delete the letter that failure just added.
+    if (!await this.deadLetterStore.remove(id)) throw noLetter(id)
+    let delivery: Delivery
+    try {
+      delivery = this.enqueue(letter.service, letter.path, letter.id, letter.type, letter.body, letter.createdAt)
+    } catch (err) {
+      // Closed (or disabled) while the store removed it: the letter goes back rather than vanishing.
+      await this.deadLetterStore.add(letter).catch((e: unknown) => {
+        this.registry.get(letter.service).log.error({ err: e, webhookId: letter.id }, 'webhook dead-letter store failed to take back a letter not replayed: the event is lost')
+      })
+      throw err
+    }
     return { id: delivery.id, service: delivery.service }
   }
 
@@ -154,13 +170,16 @@ export class WebhookSender {
   }
 
   /**
-   * Stops the queue: timers cleared, no attempt starts any more, `sendAndWait` callers still waiting are rejected
-   * (`reason: 'closed'`). Events not delivered stay listable with `pending()` (a shutdown hook may save them).
-   * The registry's `close()` calls it.
+   * Stops the queue: timers cleared, no attempt starts any more, `sendAndWait` callers waiting for a next attempt are
+   * rejected (`reason: 'closed'`). An attempt in flight settles with its own outcome (a 2xx that lands after `close()`
+   * is delivered; the client closing under it ends it as `closed`). Events not delivered stay listable with
+   * `pending()` (a shutdown hook may save them). The registry's `close()` calls it.
    */
   close (): void {
     this.closed = true
     for (const d of this.queue.values()) {
+      // No timer: its attempt is in flight (it settles when it ends).
+      if (d.timer === undefined) continue
       clearTimeout(d.timer)
       d.timer = undefined
       this.settle(d, 'closed')
@@ -232,7 +251,8 @@ export class WebhookSender {
     d.attempts.push(outcome)
     this.countersOf(d.service).attempts++
     const signed = signWebhook(d.body, { secret: config.secrets, scheme: config.scheme, id: d.id, header: config.header })
-    // Every scheme's receiver may tell deliveries apart by webhook-id; the standard scheme already signs it.
+    // The standard scheme signs webhook-id; the others carry the id in the signed body (what a receiver must key on)
+    // and send the header besides, unsigned, for receivers that log or route by it.
     const headers = config.scheme === 'standard' ? { ...kJson, ...signed } : { ...kJson, ...signed, 'webhook-id': d.id }
     let retryAfter: number | undefined
     try {
@@ -341,6 +361,10 @@ function deliveryError (d: Delivery, reason: WebhookDeliveryFailure): WebhookDel
   err.attempts = d.attempts.length
   if (reason === 'closed') err.statusCode = 503
   return err
+}
+
+function noLetter (id: string): InvalidRequestError {
+  return new InvalidRequestError(`webhooks: no dead letter ${JSON.stringify(String(id)).slice(0, 80)}`)
 }
 
 function disabled (service: string, id: string, attempts: WebhookAttempt[]): WebhookDeliveryError {

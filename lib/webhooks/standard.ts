@@ -7,6 +7,11 @@ import { checkTimestamp, hmac, rejected, sameBytes, type Scheme } from './scheme
 
 const kPrefix = 'whsec_'
 const kBase64 = /^[A-Za-z0-9+/]+={0,2}$/
+/**
+ * The shortest key taken, in decoded bytes: the specification's secrets are 24 to 64 bytes; below 16 (128 bits) a key
+ * is guessable, so a typo such as `whsec_YQ==` (one byte) is refused rather than signed with.
+ */
+export const kMinStandardKeyBytes = 16
 
 export const standardScheme: Scheme = {
   keyOf (secret) {
@@ -14,7 +19,9 @@ export const standardScheme: Scheme = {
     const encoded = secret.startsWith(kPrefix) ? secret.slice(kPrefix.length) : secret
     if (encoded === '') throw new Error('a whsec_ secret needs its base64 part')
     if (!kBase64.test(encoded) || encoded.length % 4 === 1) throw new Error('a whsec_ secret is base64 after its prefix')
-    return Buffer.from(encoded, 'base64')
+    const key = Buffer.from(encoded, 'base64')
+    if (key.length < kMinStandardKeyBytes) throw new Error(`a whsec_ secret must decode to at least ${kMinStandardKeyBytes} bytes (the specification's are 24 to 64)`)
+    return key
   },
 
   sign ({ body, keys, id, timestamp }) {

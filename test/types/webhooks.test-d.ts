@@ -7,7 +7,7 @@ import httpServices, {
 } from '../../index'
 
 // sign and verify
-expectType<Record<string, string>>(signWebhook('{}', { secret: 'whsec_abc=' }))
+expectType<Record<string, string>>(signWebhook('{}', { secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' }))
 expectType<Record<string, string>>(signWebhook(Buffer.from('{}'), { secret: ['whsec_a=', 'whsec_b='], id: 'msg_1', timestamp: 1, scheme: 'stripe' }))
 expectType<Record<string, string>>(signWebhook('{}', { secret: 's', scheme: 'hmac', header: 'x-hub-signature-256', prefix: 'sha256=' }))
 expectError(signWebhook('{}', {}))
@@ -36,6 +36,16 @@ app.register(webhookReceiver, {
 app.register(webhookReceiver, { path: '/s', secrets: ['a'], scheme: 'stripe', handler: () => {}, store: new MemoryIdempotencyStore(), ttl: 1000, lease: 1000, bodyLimit: 1024, tolerance: 1000 })
 expectError(app.register(webhookReceiver, { path: '/hooks', secret: 's' }))
 expectAssignable<IdempotencyStore>(new MemoryIdempotencyStore({ now: () => 0 }))
+// claim answers an owner token with `claimed`; complete and release take it back; plain values or promises
+type ClaimAnswer = Awaited<ReturnType<IdempotencyStore['claim']>>
+expectAssignable<ClaimAnswer>({ result: 'claimed', token: 't' })
+expectAssignable<ClaimAnswer>({ result: 'busy' })
+expectError<ClaimAnswer>({ result: 'claimed' })
+expectError<ClaimAnswer>('claimed')
+expectAssignable<IdempotencyStore>({ claim: () => ({ result: 'done' as const }), complete: (_k: string, _t: string, _ttl: number) => {}, release: (_k: string, _t: string) => {}, settled: () => {} })
+expectAssignable<IdempotencyStore>({ claim: async () => ({ result: 'claimed' as const, token: 't' }), complete: async () => {}, release: async () => {}, settled: async () => {} })
+expectError<IdempotencyStore>({ claim: async () => 'claimed' as const, complete: async () => {}, release: async () => {}, settled: async () => {} })
+expectType<Promise<void>>(new MemoryIdempotencyStore().release('k', 't'))
 
 // the sender
 expectAssignable<ServiceOptions>({ baseUrl: 'http://x', webhook: { secret: 'whsec_a=', scheme: 'standard', schedule: [0, 1000], path: '/in' } })

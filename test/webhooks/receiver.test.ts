@@ -1,7 +1,7 @@
 import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { waitUntil } from '../helpers/wait'
-import { MemoryIdempotencyStore, signWebhook, webhookReceiver, type WebhookReceiverOptions } from '../../index'
+import { MemoryIdempotencyStore, signWebhook, webhookReceiver, type IdempotencyStore, type WebhookMeta, type WebhookReceiverOptions } from '../../index'
 
 const secret = 'whsec_' + Buffer.from('a receiver secret of 32 bytes!!!').toString('base64')
 
@@ -153,7 +153,8 @@ t.test('bad options fail registration naming the key, never the secret', async (
   const cases: Array<[Record<string, unknown>, RegExp]> = [
     [{ path: '/h', secret: '', handler: () => {} }, /^webhookReceiver\.secret: expected a non-empty string/],
     [{ path: '/h', secret: 'whsec_', handler: () => {} }, /^webhookReceiver\.secret: expected a secret, got a bare "whsec_" prefix/],
-    [{ path: '/h', secrets: ['whsec_ok0=', 'whsec_'], handler: () => {} }, /^webhookReceiver\.secrets\[1\]/],
+    [{ path: '/h', secrets: [secret, 'whsec_'], handler: () => {} }, /^webhookReceiver\.secrets\[1\]/],
+    [{ path: '/h', secret: 'whsec_YQ==', handler: () => {} }, /^webhookReceiver\.secret: expected a secret for the standard scheme: .*at least 16 bytes/],
     [{ path: '/h', handler: () => {} }, /^webhookReceiver\.secret: give either secret or secrets/],
     [{ path: 'h', secret, handler: () => {} }, /^webhookReceiver\.path: expected a path starting with "\/"/],
     [{ path: '/h', secret }, /^webhookReceiver\.handler: expected a function/],
@@ -164,6 +165,128 @@ t.test('bad options fail registration naming the key, never the secret', async (
     const app = Fastify()
     const err = await app.register(webhookReceiver, options as unknown as WebhookReceiverOptions).ready().then(() => undefined, (e: Error) => e)
     t.match(err, { code: 'HTTP_SERVICES_ERR_INVALID_OPTIONS', message }, String(message))
+    t.notMatch(String(err?.message), /YQ==/, 'never the value')
     await app.close()
   }
+})
+
+/** Calls to the handler, and a way to hold each one until the test lets it end (or throw). */
+function gatedHandler (): { calls: () => number, finish: (n: number, err?: Error) => void, handler: () => Promise<void> } {
+  const gates: Array<{ promise: Promise<void>, resolve: () => void, reject: (err: Error) => void }> = []
+  const gate = (n: number): (typeof gates)[number] => {
+    while (gates.length <= n) {
+      let resolve!: () => void
+      let reject!: (err: Error) => void
+      const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+      gates.push({ promise, resolve, reject })
+    }
+    return gates[n]
+  }
+  let calls = 0
+  return {
+    calls: () => calls,
+    finish: (n, err) => {
+      if (err === undefined) gate(n).resolve()
+      else gate(n).reject(err)
+    },
+    handler: async () => { await gate(calls++).promise }
+  }
+}
+
+t.test('hmac: a captured delivery resent with a new (unsigned) webhook-id header is a duplicate', async (t) => {
+  const metas: WebhookMeta[] = []
+  const { app } = await setup(t, { secret: 'plain', scheme: 'hmac', handler: (_e, _r, meta) => { metas.push(meta) } })
+  const body = JSON.stringify({ type: 'invoice.paid', data: { amount: 100 } })
+  const headers = { 'content-type': 'application/json', ...signWebhook(body, { secret: 'plain', scheme: 'hmac' }) }
+  const answers = []
+  for (const id of ['evt_1', 'evt_2', 'evt_3', '']) {
+    answers.push((await app.inject({ method: 'POST', url: '/hooks', payload: body, headers: { ...headers, 'webhook-id': id } })).json())
+  }
+  t.same(answers, [{ received: true }, { received: true, duplicate: true }, { received: true, duplicate: true }, { received: true, duplicate: true }])
+  t.same(metas, [{ id: undefined, timestamp: undefined }], 'the handler ran once, and an unsigned header is not its id')
+  const other = JSON.stringify({ type: 'invoice.paid', data: { amount: 101 } })
+  await app.inject({ method: 'POST', url: '/hooks', payload: other, headers: { 'content-type': 'application/json', ...signWebhook(other, { secret: 'plain', scheme: 'hmac' }) } })
+  t.equal(metas.length, 2, 'another body is another event')
+})
+
+t.test('stripe without an id in the body: keyed on the body, whatever the webhook-id header or the signed t', async (t) => {
+  const stripeSecret = 'whsec_stripe'
+  const { app, events } = await setup(t, { secret: stripeSecret, scheme: 'stripe' })
+  const body = '{"type":"charge.succeeded"}'
+  const now = Math.floor(Date.now() / 1000)
+  const at = (timestamp: number, id: string): Record<string, string> => ({ 'content-type': 'application/json', 'webhook-id': id, ...signWebhook(body, { secret: stripeSecret, scheme: 'stripe', timestamp }) })
+  t.same((await app.inject({ method: 'POST', url: '/hooks', payload: body, headers: at(now, 'a') })).json(), { received: true })
+  t.same((await app.inject({ method: 'POST', url: '/hooks', payload: body, headers: at(now, 'b') })).json(), { received: true, duplicate: true }, 'a replay with a new header')
+  t.same((await app.inject({ method: 'POST', url: '/hooks', payload: body, headers: at(now - 10, 'c') })).json(), { received: true, duplicate: true }, 're-signed with another t')
+  t.equal(events.length, 1)
+})
+
+t.test('standard: the signed webhook-id is the key, so one body under two ids is two events', async (t) => {
+  const { app, events } = await setup(t)
+  await app.inject({ method: 'POST', url: '/hooks', ...delivery('{"same":1}', 'msg_a') })
+  await app.inject({ method: 'POST', url: '/hooks', ...delivery('{"same":1}', 'msg_b') })
+  t.equal(events.length, 2)
+})
+
+t.test('a lease has an owner: a handler outliving it and then throwing does not free the id its successor holds', async (t) => {
+  let at = 1_000_000
+  const store = new MemoryIdempotencyStore({ now: () => at })
+  t.teardown(() => store.close())
+  let waiting = 0
+  const settled = store.settled.bind(store)
+  store.settled = async (key, timeout) => { waiting++; await settled(key, timeout) }
+  const h = gatedHandler()
+  const { app } = await setup(t, { store, lease: 1000, handler: h.handler })
+  const first = app.inject({ method: 'POST', url: '/hooks', ...delivery('{}', 'msg_slow') })
+  await waitUntil('the first delivery runs', () => h.calls() === 1)
+  at += 1001 // its lease lapses on the fake clock: a redelivery takes the id over
+  const second = app.inject({ method: 'POST', url: '/hooks', ...delivery('{}', 'msg_slow') })
+  await waitUntil('the redelivery took the id over', () => h.calls() === 2)
+  h.finish(0, new Error('late failure'))
+  t.equal((await first).statusCode, 500)
+  const third = app.inject({ method: 'POST', url: '/hooks', ...delivery('{}', 'msg_slow') })
+  await waitUntil('the third delivery waits (or runs)', () => waiting === 1 || h.calls() === 3)
+  t.equal(h.calls(), 2, 'the late release did not free the id: the third delivery waits instead of running')
+  h.finish(1)
+  h.finish(2) // (ends a third run, were there one, rather than hang)
+  t.same((await second).json(), { received: true })
+  t.same((await third).json(), { received: true, duplicate: true })
+})
+
+t.test('a custom store answering plain values (no promises) works, and one throwing at once runs the handler unguarded', async (t) => {
+  const held = new Map<string, string>()
+  const calls: string[] = []
+  const store: IdempotencyStore = {
+    claim (key) {
+      calls.push('claim')
+      const value = held.get(key)
+      if (value === 'done') return { result: 'done' }
+      if (value !== undefined) return { result: 'busy' }
+      const token = `t${calls.length}`
+      held.set(key, token)
+      return { result: 'claimed', token }
+    },
+    complete (key, token) {
+      calls.push('complete')
+      if (held.get(key) === token) held.set(key, 'done')
+    },
+    release (key, token) {
+      calls.push('release')
+      if (held.get(key) === token) held.delete(key)
+    },
+    settled () { calls.push('settled') }
+  }
+  let n = 0
+  const { app } = await setup(t, { store, handler: () => { if (++n === 1) throw new Error('first fails') } })
+  t.equal((await app.inject({ method: 'POST', url: '/hooks', ...delivery('{}', 'msg_plain') })).statusCode, 500)
+  t.same((await app.inject({ method: 'POST', url: '/hooks', ...delivery('{}', 'msg_plain') })).json(), { received: true })
+  t.same((await app.inject({ method: 'POST', url: '/hooks', ...delivery('{}', 'msg_plain') })).json(), { received: true, duplicate: true })
+  t.same(calls, ['claim', 'release', 'claim', 'complete', 'claim'])
+  t.same([...held.values()], ['done'])
+  store.claim = () => { throw new Error('store down') }
+  t.same((await app.inject({ method: 'POST', url: '/hooks', ...delivery('{}', 'msg_plain') })).json(), { received: true })
+  t.equal(n, 3, 'unguarded: at least once')
+  store.claim = () => 'claimed' as never
+  t.same((await app.inject({ method: 'POST', url: '/hooks', ...delivery('{}', 'msg_plain') })).json(), { received: true }, 'a claim without a token is a failed store')
+  t.equal(n, 4)
 })

@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net'
 import {
   createHttpServices, webhookReceiver, WebhookDeliveryError, type HttpServices, type WebhookOptions
 } from '../../index'
-import { nextWait } from '../../lib/webhooks/sender'
+import { MemoryDeadLetterStore, type DeadLetter, type DeadLetterStore } from '../../lib/webhooks/dead-letters'
+import { nextWait, WebhookSender, type SenderRegistry } from '../../lib/webhooks/sender'
 import { closedPort } from '../helpers/server'
 import { waitUntil } from '../helpers/wait'
 
@@ -124,7 +125,7 @@ t.test('network errors are retried on the schedule, and the service retries stay
   t.equal(services.stats().partner.attempts, 2, 'one request per scheduled attempt')
 })
 
-t.test('the stripe scheme signs for a stripe receiver and sends webhook-id for its idempotency', async (t) => {
+t.test('the stripe scheme signs for a stripe receiver, the id in the signed body (and a webhook-id header besides)', async (t) => {
   const receiver = await receiverApp(t, [], 'stripe')
   const services = await sender(t, receiver.url, { scheme: 'stripe' })
   const delivered = await services.webhooks.sendAndWait('partner', { type: 'x' })
@@ -217,4 +218,85 @@ t.test('Retry-After lengthens the next wait within the schedule, never shortens 
   t.equal(nextWait(schedule, 1, 60_000), 60_000, 'longer than scheduled: honoured')
   t.equal(nextWait(schedule, 1, 1000), 5000, 'shorter than scheduled: the schedule')
   t.equal(nextWait(schedule, 1, 10_000_000), 300_000, 'capped at the longest step')
+})
+
+t.test('an attempt in flight at close() that the receiver then accepts resolves sendAndWait as delivered', async (t) => {
+  let answer: () => void = () => {}
+  const slow = Fastify()
+  slow.post('/hooks', async () => { await new Promise<void>((resolve) => { answer = resolve }); return { received: true } })
+  await slow.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(async () => { await slow.close() })
+  const services = createHttpServices({ services: { partner: { baseUrl: `http://127.0.0.1:${(slow.server.address() as AddressInfo).port}`, webhook: { secret, path: '/hooks' } } } })
+  await services.open()
+  let outcome = 'pending'
+  const waiting = services.webhooks.sendAndWait('partner', { type: 'x' }).then((d) => { outcome = 'delivered'; return d }, (e: unknown) => { outcome = 'rejected'; throw e })
+  await waitUntil('the attempt is in flight', () => services.stats().partner.inFlight === 1)
+  const closing = services.close()
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(outcome, 'pending', 'close() does not settle a delivery whose attempt is in flight')
+  answer() // the receiver answers 200 after close() was called
+  await closing
+  const delivered = await waiting
+  t.same(delivered.attempts.map((a) => a.status), [200])
+  t.match(services.stats().partner.webhooks, { queued: 0, delivered: 1, deadLettered: 0 })
+  t.same(services.webhooks.pending(), [])
+})
+
+/** A sender on a fake registry: one service, `partner`, whose endpoint answers `status`; no network. */
+function fakeSender (store: DeadLetterStore, status: number): { sender: WebhookSender, requests: () => number } {
+  let requests = 0
+  const log = { info () {}, warn () {}, error () {}, debug () {}, trace () {}, fatal () {}, child () { return log } }
+  const service = { name: 'partner', log, options: { webhook: { scheme: 'standard', secrets: [secret], schedule: [0], path: '/hooks', header: 'x-webhook-signature' } } }
+  const registry = {
+    get: () => service,
+    client: () => ({ request: async () => { requests++; return { status, headers: {}, dump: async () => {} } } })
+  } as unknown as SenderRegistry
+  return { sender: new WebhookSender(registry, [], store), requests: () => requests }
+}
+
+t.test('replaying a dead letter to an endpoint that refuses again keeps it, with an asynchronous store', async (t) => {
+  const memory = new MemoryDeadLetterStore()
+  let adds = 0
+  // Calls that overlap as a remote store's would: remove answers later than add.
+  const store: DeadLetterStore = {
+    add: async (letter: DeadLetter) => { adds++; await memory.add(letter) },
+    list: async (service) => await memory.list(service),
+    get: async (id) => await memory.get(id),
+    remove: async (id) => { await new Promise((resolve) => setTimeout(resolve, 30)); return await memory.remove(id) }
+  }
+  const { sender, requests } = fakeSender(store, 422)
+  t.teardown(() => sender.close())
+  await t.rejects(sender.sendAndWait('partner', { type: 'x' }, { id: 'msg_refused' }), { reason: 'rejected', message: /refused/ })
+  t.equal(adds, 1)
+  await sender.replay('msg_refused')
+  await waitUntil('the replay was refused and dead-lettered again', () => adds === 2)
+  await new Promise((resolve) => setTimeout(resolve, 60)) // any remove still under way lands
+  t.equal(requests(), 2)
+  t.match(await sender.deadLetters(), [{ id: 'msg_refused', reason: 'rejected', attempts: [{ status: 422 }] }], 'the letter of the refused replay is kept')
+})
+
+t.test('a replay that cannot be queued leaves the letter in place', async (t) => {
+  const store = new MemoryDeadLetterStore()
+  const { sender } = fakeSender(store, 422)
+  await t.rejects(sender.sendAndWait('partner', { type: 'x' }, { id: 'msg_kept' }), { reason: 'rejected', message: /refused/ })
+  sender.close()
+  await t.rejects(sender.replay('msg_kept'), { code: 'HTTP_SERVICES_ERR_CLIENT_CLOSED' })
+  t.match(await sender.deadLetters(), [{ id: 'msg_kept' }])
+  await t.rejects(sender.replay('msg_none'), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', message: /no dead letter/ })
+})
+
+t.test('two concurrent replays of one letter queue it once', async (t) => {
+  const memory = new MemoryDeadLetterStore()
+  const store: DeadLetterStore = {
+    add: async (letter) => { await memory.add(letter) },
+    list: async (service) => await memory.list(service),
+    get: async (id) => await memory.get(id),
+    remove: async (id) => { await new Promise((resolve) => setImmediate(resolve)); return await memory.remove(id) }
+  }
+  const { sender } = fakeSender(store, 422)
+  t.teardown(() => sender.close())
+  await t.rejects(sender.sendAndWait('partner', { type: 'x' }, { id: 'msg_twice' }), { reason: 'rejected', message: /refused/ })
+  const [a, b] = await Promise.allSettled([sender.replay('msg_twice'), sender.replay('msg_twice')])
+  t.same([a.status, b.status].sort(), ['fulfilled', 'rejected'])
+  t.match(a.status === 'rejected' ? a.reason : (b as PromiseRejectedResult).reason, { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST' })
 })
