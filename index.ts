@@ -55,6 +55,7 @@ import type {
 import {
   MemoryIdempotencyStore, type Claim, type ClaimResult, type IdempotencyStore, type MemoryIdempotencyStoreOptions
 } from './lib/webhooks/idempotency-store'
+import { RedisIdempotencyStore, type RedisIdempotencyStoreOptions } from './lib/webhooks/redis-idempotency-store'
 import { isHttpServicesRequest } from './lib/telemetry/undici-instrumentation'
 
 /** The Fastify plugin: `fastify.register(httpServices, { services, defaults, configFile })`. */
@@ -91,10 +92,10 @@ declare namespace httpServices {
   }
   export type { CallTarget, HttpServicesErrorClass, TimeoutPhase, WebhookAttempt, WebhookDeliveryFailure, WebhookFailure }
   // webhooks (README, "Webhooks")
-  export { signWebhook, verifyWebhook, webhookReceiver, MemoryIdempotencyStore }
+  export { signWebhook, verifyWebhook, webhookReceiver, MemoryIdempotencyStore, RedisIdempotencyStore }
   export type { DeadLetter, DeadLetterStore, SendWebhookOptions, WebhookDelivered, WebhookEvent, WebhookReceipt, WebhookSender, WebhookStats }
   export type { SignWebhookOptions, VerifyWebhookOptions, WebhookHeaders, WebhookScheme }
-  export type { Claim, ClaimResult, IdempotencyStore, MemoryIdempotencyStoreOptions, WebhookMeta, WebhookReceiverOptions }
+  export type { Claim, ClaimResult, IdempotencyStore, MemoryIdempotencyStoreOptions, RedisIdempotencyStoreOptions, WebhookMeta, WebhookReceiverOptions }
   // telemetry (README, "Telemetry"): instrumentation-undici's `ignoreRequestHook`
   export { isHttpServicesRequest }
 }
@@ -135,6 +136,7 @@ module.exports.signWebhook = signWebhook
 module.exports.verifyWebhook = verifyWebhook
 module.exports.webhookReceiver = webhookReceiver
 module.exports.MemoryIdempotencyStore = MemoryIdempotencyStore
+module.exports.RedisIdempotencyStore = RedisIdempotencyStore
 module.exports.isHttpServicesRequest = isHttpServicesRequest
 
 export = httpServices

@@ -53,8 +53,10 @@ export interface WebhookReceiverOptions {
    */
   header?: string
   /**
-   * Where handled ids are kept: an in-memory store (per process) when not given.
-   * @default new MemoryIdempotencyStore()
+   * Where handled ids are kept. When not given: a `RedisIdempotencyStore` in the registry's Redis when
+   * `fastify.httpServices` has the `redis` option (shared by every instance on that Redis), else an in-memory store
+   * (per process).
+   * @default new MemoryIdempotencyStore(), or a RedisIdempotencyStore with the registry's `redis`
    */
   store?: IdempotencyStore
   /**

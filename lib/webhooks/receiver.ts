@@ -12,7 +12,9 @@ import { createHash } from 'node:crypto'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { WebhookHandlerError } from '../errors'
+import { RedisConnection } from '../redis/connection'
 import { MemoryIdempotencyStore, type Claim, type IdempotencyStore } from './idempotency-store'
+import { RedisIdempotencyStore } from './redis-idempotency-store'
 import { resolveReceiverOptions, type WebhookMeta, type WebhookReceiverOptions } from './receiver-options'
 import { createVerifier } from './verify'
 
@@ -57,8 +59,15 @@ function isClaim (value: unknown): value is Claim {
 const receiver: FastifyPluginAsync<WebhookReceiverOptions> = async function webhookReceiver (fastify, options) {
   const o = resolveReceiverOptions(options)
   const verify = createVerifier({ secret: o.secret, secrets: o.secrets, scheme: o.scheme, tolerance: o.tolerance, header: o.header }, 'webhookReceiver')
-  const store: IdempotencyStore = o.store ?? new MemoryIdempotencyStore()
-  if (o.store === undefined) fastify.addHook('onClose', async () => { await store.close?.() })
+  // Without a `store`: a Redis one when `fastify.httpServices` has a `redis` connection, else one in memory. Chosen
+  // when the app is ready (or at the first delivery), so the httpServices plugin may be registered before or after
+  // this one, as long as its decorator reaches this plugin (the same or a parent context).
+  let own: IdempotencyStore | undefined
+  const storeOf = (): IdempotencyStore => o.store ?? (own ??= defaultStore(fastify))
+  if (o.store === undefined) {
+    fastify.addHook('onReady', async function chooseIdempotencyStore () { storeOf() })
+    fastify.addHook('onClose', async () => { await own?.close?.() })
+  }
   const { handler, lease, ttl, path } = o
 
   // Encapsulated (see the export): these parsers serve this plugin's route only.
@@ -70,6 +79,7 @@ const receiver: FastifyPluginAsync<WebhookReceiverOptions> = async function webh
     const verified = verify(body, request.headers)
     const meta: WebhookMeta = { id: eventId(verified.id, verified.payload), timestamp: verified.timestamp }
     const key = idempotencyKey(path, meta.id, body)
+    const store = storeOf()
     for (let round = 0; ; round++) {
       let claim: Claim | 'unguarded'
       try {
@@ -119,6 +129,12 @@ const receiver: FastifyPluginAsync<WebhookReceiverOptions> = async function webh
       throw err
     }
   }
+}
+
+/** The store a receiver makes itself: in the registry's Redis when it has one, else in memory. */
+function defaultStore (fastify: object): IdempotencyStore {
+  const redis = (fastify as { httpServices?: { redis?: unknown } }).httpServices?.redis
+  return redis instanceof RedisConnection ? new RedisIdempotencyStore(redis) : new MemoryIdempotencyStore()
 }
 
 /**

@@ -1,7 +1,8 @@
 import { expectAssignable, expectError, expectType } from 'tsd'
+import Redis from 'ioredis'
 import Fastify, { type FastifyRequest } from 'fastify'
 import httpServices, {
-  createHttpServices, signWebhook, verifyWebhook, webhookReceiver, MemoryIdempotencyStore, WebhookDeliveryError,
+  createHttpServices, signWebhook, verifyWebhook, webhookReceiver, MemoryIdempotencyStore, RedisIdempotencyStore, WebhookDeliveryError,
   WebhookVerificationError, type DeadLetter, type IdempotencyStore, type ServiceOptions, type WebhookAttempt,
   type WebhookDelivered, type WebhookFailure, type WebhookMeta, type WebhookReceipt
 } from '../../index'
@@ -36,6 +37,8 @@ app.register(webhookReceiver, {
 app.register(webhookReceiver, { path: '/s', secrets: ['a'], scheme: 'stripe', handler: () => {}, store: new MemoryIdempotencyStore(), ttl: 1000, lease: 1000, bodyLimit: 1024, tolerance: 1000 })
 expectError(app.register(webhookReceiver, { path: '/hooks', secret: 's' }))
 expectAssignable<IdempotencyStore>(new MemoryIdempotencyStore({ now: () => 0 }))
+expectAssignable<IdempotencyStore>(new RedisIdempotencyStore({ client: new Redis({ lazyConnect: true }), keyPrefix: 'app:', timeout: 100 }))
+expectError(new RedisIdempotencyStore({ keyPrefix: 'app:' }))
 // claim answers an owner token with `claimed`; complete and release take it back; plain values or promises
 type ClaimAnswer = Awaited<ReturnType<IdempotencyStore['claim']>>
 expectAssignable<ClaimAnswer>({ result: 'claimed', token: 't' })
