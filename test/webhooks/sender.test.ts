@@ -221,7 +221,7 @@ t.test('Retry-After lengthens the next wait within the schedule, never shortens 
 })
 
 t.test('an attempt in flight at close() that the receiver then accepts resolves sendAndWait as delivered', async (t) => {
-  let answer: () => void = () => {}
+  let answer: (() => void) | undefined
   const slow = Fastify()
   slow.post('/hooks', async () => { await new Promise<void>((resolve) => { answer = resolve }); return { received: true } })
   await slow.listen({ port: 0, host: '127.0.0.1' })
@@ -230,11 +230,12 @@ t.test('an attempt in flight at close() that the receiver then accepts resolves 
   await services.open()
   let outcome = 'pending'
   const waiting = services.webhooks.sendAndWait('partner', { type: 'x' }).then((d) => { outcome = 'delivered'; return d }, (e: unknown) => { outcome = 'rejected'; throw e })
-  await waitUntil('the attempt is in flight', () => services.stats().partner.inFlight === 1)
+  // Held by the receiver's handler, not only sent: answering before the handler runs would answer nothing.
+  await waitUntil('the receiver holds the attempt', () => answer !== undefined && services.stats().partner.inFlight === 1)
   const closing = services.close()
   await new Promise((resolve) => setImmediate(resolve))
   t.equal(outcome, 'pending', 'close() does not settle a delivery whose attempt is in flight')
-  answer() // the receiver answers 200 after close() was called
+  answer?.() // the receiver answers 200 after close() was called
   await closing
   const delivered = await waiting
   t.same(delivered.attempts.map((a) => a.status), [200])
