@@ -7,27 +7,13 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool, type Dispatcher } from 'undici'
-import type { OAuth2Method } from '../config/options/auth'
+import type { ResolvedOAuth2 } from '../config/options/auth'
 import { AuthError, TlsError, TransportError } from '../errors'
 import { wireText } from '../error-text'
 import { parseRetryAfter } from '../pipeline/retry-after'
 import type { Logger, ServiceClient } from '../pipeline/types'
 import { MemoryTokenStore, type CachedToken, type TokenStore } from './token-store'
 import { inspect } from 'node:util'
-
-/** What the token client needs of a service's resolved `auth.oauth2`. */
-export interface OAuth2Settings {
-  readonly tokenUrl: string
-  readonly clientId: string
-  readonly clientSecret: string
-  readonly scope: string | undefined
-  readonly audience: string | undefined
-  readonly resource: string | undefined
-  readonly authMethod: OAuth2Method
-  readonly refreshBefore: number
-  readonly tokenService: string | undefined
-  readonly extraParams: Record<string, string>
-}
 
 /** Token requests that failed in a way worth another try (5xx, 429, network) are tried this many times in all. */
 const kTokenAttempts = 3
@@ -61,7 +47,7 @@ class Retryable extends Error {
 /** The client-credentials token source of one service. */
 export class OAuth2TokenSource {
   private readonly service: string
-  private readonly settings: OAuth2Settings
+  private readonly settings: ResolvedOAuth2
   private readonly log: Logger
   private readonly store: TokenStore
   private readonly key: string
@@ -86,7 +72,7 @@ export class OAuth2TokenSource {
     return `OAuth2TokenSource { service: ${JSON.stringify(this.service)}, tokenUrl: ${JSON.stringify(this.settings.tokenUrl)}, requests: ${this.requests} }`
   }
 
-  constructor (service: string, settings: OAuth2Settings, log: Logger, clientOf: (name: string) => ServiceClient,
+  constructor (service: string, settings: ResolvedOAuth2, log: Logger, clientOf: (name: string) => ServiceClient,
     injected?: Dispatcher, store: TokenStore = new MemoryTokenStore()) {
     this.service = service
     this.injected = injected
