@@ -80,8 +80,10 @@ t.test('cache-aside in Redis', { skip: redisBinary.skip }, async (t) => {
 
 t.test('across instances: one fetches under the lock, the other waits for its value', { skip: redisBinary.skip }, async (t) => {
   const redis = await startRedis(t, redisBinary.path as string)
-  const one = await openRegistry(t, { redis: redis.url, services: {} })
-  const two = await openRegistry(t, { redis: redis.url, services: {} })
+  // A command timeout well above a loaded machine's latency: this test is about the lock, and a lock command past
+  // the default 50 ms is bypassed by design (the caller fetches itself), which would make it a race.
+  const one = await openRegistry(t, { redis: { url: redis.url, timeout: 1000 }, services: {} })
+  const two = await openRegistry(t, { redis: { url: redis.url, timeout: 1000 }, services: {} })
   const gate = deferred<string>()
   let fetches = 0
   const first = one.cache.getOrFetch('report', async () => { fetches++; return await gate.promise })
