@@ -4,13 +4,8 @@
  * decided to store the response it was just shown (its decision is made inside `onResponseStart`, synchronously, and
  * shows only as a call to `createWriteStream`).
  */
+import { kCredentialHeaders } from '../credential-headers'
 import type { CacheKey, CacheStore, CacheValue, EntryWriter, GetResult } from './undici-cache'
-
-/**
- * Request headers that carry credentials. undici checks `authorization` alone; cookies and API keys identify a user
- * just as well, so a shared cache treats them the same.
- */
-const kCredentialHeaders = ['authorization', 'proxy-authorization', 'cookie', 'x-api-key', 'api-key', 'x-auth-token']
 
 /**
  * Marks a cache key whose request carries credentials its headers do not show at the cache's place in the pipeline:

@@ -17,8 +17,8 @@ export interface Checker {
 // Keys whose values are secrets, or hold them: never echoed in a message (a trailing newline from a secret file is
 // a common way to get a header value refused).
 // `auth` and its scheme objects hold secrets too: a secret given where the object belongs (`auth: "tok"`,
-// `basic: "u:p"`) must not be echoed either.
-const kSecretKey = /(^|\.)(headers\.[^.]+|passphrase|key|cert|token|password|secret|clientSecret|bearer|apiKey\.value|extraParams\.[^.]+|auth|auth\.(apiKey|basic|oauth2))$/i
+// `basic: "u:p"`) must not be echoed either. An item of a list of secrets (`secret[1]`) is one too.
+const kSecretKey = /(^|\.)(headers\.[^.]+|passphrase|key|cert|token|password|secrets?|clientSecret|bearer|apiKey\.value|extraParams\.[^.]+|auth|auth\.(apiKey|basic|oauth2))(\[\d+\])*$/i
 
 /**
  * Throws `InvalidOptionsError` with the message `<key>: expected <what>, got <value>`. At a secret key a string shows

@@ -204,7 +204,7 @@ t.test('coalescing is refused with a bearer function, and credentials cannot be 
     { message: /services\.api\.coalesce: cannot be combined with auth\.bearer as a function/ })
   t.throws(() => createHttpServices({ defaults: { auth: { bearer: () => 'per-caller' } }, services: { api: base } }),
     { message: /services\.api\.coalesce/ }, 'from defaults too')
-  for (const name of ['authorization', 'Cookie', 'proxy-authorization']) {
+  for (const name of ['authorization', 'Cookie', 'proxy-authorization', 'X-Api-Key', 'api-key', 'x-auth-token']) {
     t.throws(() => createHttpServices({ services: { api: { ...base, coalesce: { ignoreHeaders: [name] } } } }),
       { message: /services\.api\.coalesce\.ignoreHeaders\[0\].*carries no credentials/ }, name)
   }

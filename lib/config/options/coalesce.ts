@@ -1,3 +1,4 @@
+import { kCredentialHeaders } from '../../credential-headers'
 import { arrayOf, fail, invalid, type Checker } from '../checkers'
 import { headerName } from '../values'
 import type { ResolvedAuth } from './auth'
@@ -8,15 +9,12 @@ export interface CoalesceOptions {
   /**
    * Request headers that name the inbound request without changing the answer (a correlation or trace id): calls
    * that differ only in these still share one request. The registry's `requestIdHeader` is always one of them.
-   * Credentials (`authorization`, `proxy-authorization`, `cookie`, the service's API key or forwarded header) cannot
-   * be: calls with different credentials are never merged.
+   * Credentials (`authorization`, `proxy-authorization`, `cookie`, `x-api-key`, `api-key`, `x-auth-token`, the
+   * service's API key or forwarded header) cannot be: calls with different credentials are never merged.
    * @default []
    */
   ignoreHeaders?: string[]
 }
-
-/** Headers that carry credentials whatever the service: leaving one out of a call's identity would share answers. */
-const kCredentialHeaders = new Set(['authorization', 'proxy-authorization', 'cookie'])
 
 const ignorableHeader: Checker = Object.assign((value: unknown, key: string) => {
   headerName(value, key)
