@@ -18,7 +18,7 @@ function deferred<T> (): { promise: Promise<T>, resolve: (value: T) => void } {
 /** Every cache-aside behaviour, on a registry with or without Redis. */
 async function behaviours (t: Parameters<typeof openRegistry>[0], redisUrl: string | undefined): Promise<void> {
   const clock = fakeDateClock(t)
-  const services = await openRegistry(t, redisUrl === undefined ? { services: {} } : { redis: redisUrl, services: {} })
+  const services = await openRegistry(t, redisUrl === undefined ? { services: {} } : { redis: { url: redisUrl, timeout: 1000 }, services: {} })
   const cache = services.cache
   t.equal(cache.store, redisUrl === undefined ? 'memory' : 'redis')
 
@@ -72,7 +72,7 @@ t.test('cache-aside in Redis', { skip: redisBinary.skip }, async (t) => {
   await behaviours(t, redis.url)
   const look = new Redis(redis.url)
   t.teardown(async () => { await look.quit() })
-  const services = await openRegistry(t, { redis: redis.url, services: {} })
+  const services = await openRegistry(t, { redis: { url: redis.url, timeout: 1000 }, services: {} })
   await services.cache.set('k', { a: 1 }, { ttl: 5000 })
   const ttl = await look.pttl('fhs:aside:v:k')
   t.ok(ttl > 0 && ttl <= 5000, `a TTL in Redis (${ttl} ms)`)

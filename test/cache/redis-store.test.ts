@@ -7,6 +7,11 @@ import { startServer } from '../helpers/server'
 import { fakeDateClock, openRegistry, recordingLogger } from './helpers'
 
 const redisBinary = interopBinary(t, 'redis-server', 'redis-server')
+/**
+ * The command timeout of the tests that are not about it: on a loaded CI machine a read can pass the 50 ms default
+ * and be bypassed (the designed fallback, a miss), which would make a test about hits fail.
+ */
+const kTimeout = 1000
 
 /** A client of the test's own, to look at what the library wrote. Closed in teardown. */
 function inspector (t: Parameters<typeof openRegistry>[0], url: string): Redis {
@@ -33,7 +38,7 @@ t.test('two registries sharing one Redis: what one stored is a hit for the other
     res.end(JSON.stringify({ served: upstream.requests.length }))
   })
   t.teardown(upstream.close)
-  const options = { redis: { url: redis.url, keyPrefix: 'app1:' }, services: { users: { baseUrl: upstream.url, cache: { store: 'redis' as const } } } }
+  const options = { redis: { url: redis.url, keyPrefix: 'app1:', timeout: kTimeout }, services: { users: { baseUrl: upstream.url, cache: { store: 'redis' as const } } } }
   const one = await openRegistry(t, options)
   const two = await openRegistry(t, options)
   const look = inspector(t, redis.url)
@@ -105,7 +110,7 @@ t.test('entries over maxEntrySize are not stored in Redis', { skip: redisBinary.
     res.end(req.url === '/big' ? 'x'.repeat(2000) : 'small')
   })
   t.teardown(upstream.close)
-  const services = await openRegistry(t, { redis: redis.url, services: { s: { baseUrl: upstream.url, cache: { store: 'redis', maxEntrySize: 1000 } } } })
+  const services = await openRegistry(t, { redis: { url: redis.url, timeout: kTimeout }, services: { s: { baseUrl: upstream.url, cache: { store: 'redis', maxEntrySize: 1000 } } } })
   const look = inspector(t, redis.url)
   const client = services.client('s')
   t.equal((await (await client.get('/big')).text()).length, 2000)
@@ -153,7 +158,7 @@ t.test('Redis store: a 304 refreshes the shared entry, and a POST on one instanc
     res.end(`body v${version}`)
   })
   t.teardown(upstream.close)
-  const options = { redis: redis.url, services: { s: { baseUrl: upstream.url, cache: { store: 'redis' as const } } } }
+  const options = { redis: { url: redis.url, timeout: kTimeout }, services: { s: { baseUrl: upstream.url, cache: { store: 'redis' as const } } } }
   const one = await openRegistry(t, options)
   const two = await openRegistry(t, options)
   const look = inspector(t, redis.url)
