@@ -1,0 +1,24 @@
+import type { HttpServices } from '../services'
+import { bounded, codeOf, stepOf } from './step'
+import type { CheckStep } from './types'
+
+/**
+ * GETs the service's `healthPath` through a client of the library (its auth, proxy, TLS, headers and pool), with
+ * retries and the breaker off (the probe registry has them off) and every wait bounded by `timeout`. Below 500 is
+ * healthy: a 401 or 404 proves the service answers, which is what a deploy needs to know.
+ */
+export async function probeHealth (registry: HttpServices, service: string, path: string, target: string, timeout: number): Promise<CheckStep> {
+  const start = performance.now()
+  try {
+    const res = await bounded(timeout + 100, `GET ${target}`, async () =>
+      await registry.client(service).request('GET', path, { throwHttpErrors: false, timeout }))
+    await res.dump().catch(() => {})
+    const status = res.status
+    const ok = status < 500
+    return stepOf('health', target, ok ? 'ok' : 'fail', `GET answered ${status}${ok ? '' : ' (500 or above)'}`, start, { httpStatus: status })
+  } catch (err) {
+    // The library's messages hold no secret and no downstream text (DESIGN.md, "Errors carry").
+    const code = codeOf((err as { errno?: unknown }).errno === undefined ? err : { code: (err as { errno: unknown }).errno })
+    return stepOf('health', target, 'fail', (err as Error).message, start, { code })
+  }
+}
