@@ -82,8 +82,8 @@ function judge (to: TlsTarget, cert: PeerCertificate, protocol: string, alpn: st
   let problem: string | undefined
   let code: string | undefined
   if (Number.isFinite(notAfter) && notAfter < now) {
-    const ago = Math.ceil((now - notAfter) / kDay)
-    problem = `certificate expired ${ago} day${ago === 1 ? '' : 's'} ago (${isoDay(notAfter)})`
+    const ago = Math.floor((now - notAfter) / kDay)
+    problem = `certificate expired ${ago === 0 ? 'less than a day' : `${ago} day${ago === 1 ? '' : 's'}`} ago (${isoDay(notAfter)})`
     code = 'CERT_HAS_EXPIRED'
   } else if (Number.isFinite(notBefore) && notBefore > now) {
     problem = `certificate is not valid before ${new Date(notBefore).toISOString()}`
