@@ -40,18 +40,19 @@ export async function checkServices (config: HttpServicesOptions, options: Check
   const merged = loadMerged(config)
   const resolved = resolveOptions(merged)
   const registries: HttpServices[] = []
-  const probeRegistry = (only?: [name: string, baseUrl: string]): HttpServices => {
+  const probeRegistry = async (only?: [name: string, baseUrl: string]): Promise<HttpServices> => {
     const r = createHttpServices(probeOptions(merged, timeout, only))
     registries.push(r)
+    await r.open()
     return r
   }
-  const main = probeRegistry()
   try {
+    const main = await probeRegistry()
     const services = await Promise.all([...resolved.services.values()].map(async (s) => {
       // A service with several upstreams gets a registry per upstream, so each health GET goes to the one named.
       const raw = (merged.services as Record<string, ServiceOptions>)[s.name].baseUrl
       const urls = Array.isArray(raw) ? raw : [raw]
-      const perUrl = urls.length > 1 ? urls.map((u) => probeRegistry([s.name, u])) : [main]
+      const perUrl = urls.length > 1 ? await Promise.all(urls.map(async (u) => await probeRegistry([s.name, u]))) : [main]
       return await checkService(s, urls.map((u) => new URL(u)), main, perUrl, timeout)
     }))
     return { status: worst(services.map((s) => s.status)), timeout, services }
