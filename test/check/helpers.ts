@@ -5,6 +5,7 @@
  */
 import { execFile, execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createSecureServer, type Http2Session } from 'node:http2'
 import { createServer as createHttpsServer } from 'node:https'
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -81,11 +82,26 @@ export async function httpServer (t: Test, handler: Handler): Promise<TestServer
   return server
 }
 
-/** An https server on 127.0.0.1 with `leaf` (HTTP/1.1 only unless `h2`), closed at teardown. */
-export async function httpsServer (t: Test, leaf: Leaf, handler: Handler, h2 = false): Promise<TestServer> {
-  const server = await startServer(handler, createHttpsServer({ cert: leaf.cert, key: leaf.key, ALPNProtocols: h2 ? ['h2', 'http/1.1'] : ['http/1.1'] }))
-  t.teardown(server.close)
-  return server
+/** An https server on 127.0.0.1 with `leaf`: HTTP/1.1 only, or with `h2` node:http2's (HTTP/1.1 allowed too). Closed at teardown. */
+export async function httpsServer (t: Test, leaf: Leaf, handler: Handler, h2 = false): Promise<{ port: number, url: string }> {
+  if (!h2) {
+    const server = await startServer(handler, createHttpsServer({ cert: leaf.cert, key: leaf.key, ALPNProtocols: ['http/1.1'] }))
+    t.teardown(server.close)
+    return server
+  }
+  const server = createSecureServer({ cert: leaf.cert, key: leaf.key, allowHTTP1: true }, (req, res) => {
+    req.resume()
+    req.on('end', () => { void handler(req as never, res as never, { method: req.method, url: req.url, headers: req.headers, body: '' }) })
+  })
+  const sessions = new Set<Http2Session>()
+  server.on('session', (s) => { sessions.add(s); s.on('close', () => sessions.delete(s)) })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    for (const s of sessions) s.destroy()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  const port = (server.address() as AddressInfo).port
+  return { port, url: `https://127.0.0.1:${port}` }
 }
 
 /** A TCP server that accepts connections and never says a word: a TLS handshake with it never completes. */
@@ -125,6 +141,7 @@ export interface CliRun { code: number | null, stdout: string, stderr: string }
 export async function runCli (args: string[], env: NodeJS.ProcessEnv = {}, limit = 60_000): Promise<CliRun> {
   const childEnv: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: '', ...env }
   delete childEnv.NODE_V8_COVERAGE
+  for (const [k, v] of Object.entries(childEnv)) if (v === undefined) delete childEnv[k]
   return await new Promise((resolve) => {
     execFile(process.execPath, ['--import', 'tsx', join(root, 'cli.ts'), ...args], { cwd: root, env: childEnv, timeout: limit },
       (err, stdout, stderr) => {
