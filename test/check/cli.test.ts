@@ -23,7 +23,8 @@ t.test('a config with failing services: exit 2, a table with a cause per failure
   const file = configFile(t, {
     services: {
       plain: { baseUrl: ok.url, healthPath: '/health' },
-      secure: { baseUrl: `https://localhost:${secure.port}`, tls, allowH2: true, healthPath: '/health' },
+      // 127.0.0.1, not localhost: where localhost also resolves to ::1 (unused here) that address would be a warning.
+      secure: { baseUrl: `https://127.0.0.1:${secure.port}`, tls: { ...tls, servername: 'localhost' }, allowH2: true, healthPath: '/health' },
       refused: { baseUrl: `http://127.0.0.1:${refused}` },
       expired: { baseUrl: `https://localhost:${expired.port}`, tls },
       wrongName: { baseUrl: `https://localhost:${wrong.port}`, tls },
