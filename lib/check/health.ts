@@ -10,6 +10,7 @@ import type { CheckStep } from './types'
 export async function probeHealth (registry: HttpServices, service: string, path: string, target: string, timeout: number): Promise<CheckStep> {
   const start = performance.now()
   try {
+    // The call's own total timeout ends it first, with the library's typed error; this bound only backs it up.
     const res = await bounded(timeout + 100, `GET ${target}`, async () =>
       await registry.client(service).request('GET', path, { throwHttpErrors: false, timeout }))
     await res.dump().catch(() => {})
@@ -18,7 +19,8 @@ export async function probeHealth (registry: HttpServices, service: string, path
     return stepOf('health', target, ok ? 'ok' : 'fail', `GET answered ${status}${ok ? '' : ' (500 or above)'}`, start, { httpStatus: status })
   } catch (err) {
     // The library's messages hold no secret and no downstream text (DESIGN.md, "Errors carry").
-    const code = codeOf((err as { errno?: unknown }).errno === undefined ? err : { code: (err as { errno: unknown }).errno })
+    const errno = (err as { errno?: unknown }).errno
+    const code = typeof errno === 'string' ? errno : codeOf(err)
     return stepOf('health', target, 'fail', (err as Error).message, start, { code })
   }
 }
