@@ -134,6 +134,7 @@ async function probeUpstream (s: ResolvedService, url: URL, timeout: number): Pr
   const connected = tcp.filter((x) => x.status === 'ok').length
   // Clients try the next address of a name when one fails: a dead address among live ones slows, it does not break.
   if (connected > 0) for (const x of tcp) if (x.status === 'fail') x.status = 'warn'
+  if (proxy !== undefined) for (const x of tcp) if (x.status !== 'ok') x.result += ' (the proxy)'
   steps.push(...tcp)
   if (connected === 0 || !https) return done()
   if (proxy !== undefined && s.proxy !== undefined) {

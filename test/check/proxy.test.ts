@@ -4,6 +4,7 @@ import type { ServiceOptions } from '../../lib/config/types'
 import { proxyUrl } from '../../lib/check/proxy-tunnel'
 import { resolveProxy } from '../../lib/config/options/proxy'
 import { startProxy } from '../helpers/proxy'
+import { closedPort } from '../helpers/server'
 import { testCerts } from '../helpers/certs'
 import { within } from '../helpers/wait'
 import { checkCerts, httpsServer } from './helpers'
@@ -60,4 +61,14 @@ t.test('an https proxy: its own tls options apply to the connection to it', asyn
     JSON.stringify(report.services[0].steps))
   const refused = report.services[1].steps.find((s) => s.step === 'proxy')
   t.match(refused, { status: 'fail', result: `UNABLE_TO_VERIFY_LEAF_SIGNATURE: proxy 127.0.0.1:${proxy.port}` })
+})
+
+t.test('a proxy that cannot be reached fails the tcp step, which says it was the proxy', async (t) => {
+  const port = await closedPort()
+  const report = await checkServices({ services: { api: { baseUrl: 'https://api.test', proxy: `http://127.0.0.1:${port}`, healthPath: '/h' } } }, { timeout: 3000 })
+  t.same(report.services[0].steps.map((s) => [s.step, s.status, s.result]), [
+    ['dns', 'ok', '127.0.0.1 (an IP address)'],
+    ['tcp', 'fail', `ECONNREFUSED 127.0.0.1:${port} (the proxy)`],
+    ['health', 'skip', 'not probed: the upstream could not be reached']
+  ])
 })
