@@ -33,7 +33,7 @@ t.test('a config with failing services: exit 2, a table with a cause per failure
     }
   })
 
-  const table = await runCli(['check', file, '--timeout', '1500'])
+  const table = await runCli(['check', file, '--timeout', '2500'])
   t.equal(table.code, 2, 'exit 2: some service failed', { stderr: table.stderr })
   const lines = table.stdout.split('\n')
   t.match(lines[0], /^SERVICE\s+STEP\s+STATUS\s+TARGET\s+RESULT\s+TIME$/)
@@ -45,14 +45,14 @@ t.test('a config with failing services: exit 2, a table with a cause per failure
   t.match(row('expired', 'tls'), /\sFAIL\s+.*certificate expired 3 days ago/)
   t.match(row('wrongName', 'tls'), /\sFAIL\s+.*name mismatch: certificate is for other\.test, not localhost/)
   t.match(row('down', 'health'), /\sFAIL\s+.*GET answered 503 \(500 or above\)/)
-  t.match(row('mute', 'tls'), new RegExp(`\\sFAIL\\s+.*TLS handshake with 127\\.0\\.0\\.1:${mute} timed out after 1500 ms`))
+  t.match(row('mute', 'tls'), new RegExp(`\\sFAIL\\s+.*TLS handshake with 127\\.0\\.0\\.1:${mute} timed out after 2500 ms`))
   t.equal(lines.at(-2), '7 services: 2 ok, 0 with warnings, 5 failed')
 
-  const json = await runCli(['check', file, '--json', '--timeout', '1500'])
+  const json = await runCli(['check', file, '--json', '--timeout', '2500'])
   t.equal(json.code, 2)
   const report = JSON.parse(json.stdout) as CheckReport
   t.equal(report.status, 'fail')
-  t.equal(report.timeout, 1500)
+  t.equal(report.timeout, 2500)
   t.same(report.services.map((s) => [s.service, s.status]), [
     ['plain', 'ok'], ['secure', 'ok'], ['refused', 'fail'], ['expired', 'fail'], ['wrongName', 'fail'], ['down', 'fail'], ['mute', 'fail']
   ])
