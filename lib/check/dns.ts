@@ -1,3 +1,4 @@
+/** The `dns` step: Node's resolver, bounded (a `dns.lookup` takes no timeout of its own). */
 import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
 import { bounded, codeOf, stepOf } from './step'

@@ -1,3 +1,4 @@
+/** The `health` step: the service's `healthPath` through the library's own client. */
 import type { HttpServices } from '../services'
 import { bounded, codeOf, stepOf } from './step'
 import type { CheckStep } from './types'

@@ -1,3 +1,4 @@
+/** The `oauth2` step: one token request through the library's own token source. */
 import { OAuth2TokenSource } from '../auth/oauth2'
 import type { ResolvedOAuth2 } from '../config/options/auth'
 import type { HttpServices } from '../services'

@@ -1,3 +1,4 @@
+/** The `tcp` step: a bare connect per address, bounded (`net.connect` has only an idle timeout, not a connect one). */
 import { connect, type Socket } from 'node:net'
 import { bounded, codeOf, hostPort, stepOf } from './step'
 import type { CheckStep } from './types'
