@@ -57,6 +57,8 @@ import {
 } from './lib/webhooks/idempotency-store'
 import { RedisIdempotencyStore, type RedisIdempotencyStoreOptions } from './lib/webhooks/redis-idempotency-store'
 import { isHttpServicesRequest } from './lib/telemetry/undici-instrumentation'
+import { checkServices } from './lib/check/run'
+import type { CheckOptions, CheckReport, CheckStatus, CheckStep, CheckStepName, ServiceCheck } from './lib/check/types'
 
 /** The Fastify plugin: `fastify.register(httpServices, { services, defaults, configFile })`. */
 function httpServices (fastify: FastifyInstance, options: HttpServicesOptions): Promise<void> {
@@ -98,6 +100,9 @@ declare namespace httpServices {
   export type { Claim, ClaimResult, IdempotencyStore, MemoryIdempotencyStoreOptions, RedisIdempotencyStoreOptions, WebhookMeta, WebhookReceiverOptions }
   // telemetry (README, "Telemetry"): instrumentation-undici's `ignoreRequestHook`
   export { isHttpServicesRequest }
+  // the check command's API (README, "Checking a config before deploy")
+  export { checkServices }
+  export type { CheckOptions, CheckReport, CheckStatus, CheckStep, CheckStepName, ServiceCheck }
 }
 
 module.exports = httpServices
@@ -138,5 +143,6 @@ module.exports.webhookReceiver = webhookReceiver
 module.exports.MemoryIdempotencyStore = MemoryIdempotencyStore
 module.exports.RedisIdempotencyStore = RedisIdempotencyStore
 module.exports.isHttpServicesRequest = isHttpServicesRequest
+module.exports.checkServices = checkServices
 
 export = httpServices

@@ -218,7 +218,7 @@ export const commonServiceRows = {
 
 /** `defaults`: the service options every service inherits. */
 export const commonServiceOptions = defineGroup(commonServiceRows, {
-  hints: { baseUrl: perServiceOnly, critical: perServiceOnly, socketPath: perServiceOnly, webhook: perServiceOnly }
+  hints: { baseUrl: perServiceOnly, critical: perServiceOnly, socketPath: perServiceOnly, webhook: perServiceOnly, healthPath: perServiceOnly }
 })
 
 /** What a decoding service asks for when its headers do not say (the encodings `decompress` decodes). */

@@ -2,7 +2,7 @@
  * One service: the options only a service sets (`baseUrl`, `socketPath`, `critical`), its resolved form, and how
  * `defaults` and the service's own options become it. Each group resolves itself; this file calls each once.
  */
-import { boolean, fail, invalid, isPlainObject, isString, show, variants } from '../checkers'
+import { boolean, fail, invalid, isPlainObject, isString, rule, show, variants } from '../checkers'
 import { lowerKeys, string } from '../values'
 import { resolveAuth, type ResolvedAuth } from './auth'
 import { breakerOptions, type ResolvedBreaker } from './breaker'
@@ -44,6 +44,12 @@ export interface ServiceOptions extends CommonServiceOptions {
    * retries them (see the README "Webhooks").
    */
   webhook?: WebhookOptions
+  /**
+   * A path on the service (starting with `/`, under its base path, without query or fragment) that answers a GET
+   * below 500 when it is healthy. Only the `check` command (README "Checking a config before deploy") calls it;
+   * calls made by the app never do.
+   */
+  healthPath?: string
 }
 
 /** A `baseUrl`: http(s), without credentials (logs would show them: send them with headers or auth), query or fragment. */
@@ -81,12 +87,17 @@ const httpUrlList = Object.assign((value: unknown, key: string) => {
   }
 }, { expected: 'a non-empty list of http(s) URLs' })
 
+/** `healthPath`: a path the check command GETs; a query could carry a secret into its output, so none is taken. */
+const healthPath = rule('a path starting with "/" (not "//"), without query or fragment',
+  (v) => isString(v) && v.startsWith('/') && !v.startsWith('//') && !/[?#\s]/.test(v))
+
 export const serviceOptions = defineGroup({
   baseUrl: { check: variants([isString, httpUrl], [Array.isArray, httpUrlList]), default: undefined },
   socketPath: { check: string, default: undefined },
   ...commonServiceRows,
   critical: { check: boolean, default: false },
-  webhook: { check: webhookOptions.check, default: undefined }
+  webhook: { check: webhookOptions.check, default: undefined },
+  healthPath: { check: healthPath, default: undefined }
 } satisfies Spec<ServiceOptions>, { required: ['baseUrl'] })
 
 /** Options of one service after validation, merging with `defaults` and filling built-in defaults. */
@@ -134,6 +145,8 @@ export interface ResolvedService {
   proxy?: ResolvedProxy
   /** Present when the service is reached over a Unix domain socket (or named pipe). */
   socketPath?: string
+  /** The path the `check` command GETs, when set. */
+  healthPath?: string
 }
 
 // Every service option is resolved: a key of ServiceOptions that ResolvedService lacks fails to compile here, named
@@ -193,6 +206,7 @@ export function resolveService (
     auth,
     critical: o.critical ?? d.critical,
     ...(service.webhook === undefined ? {} : { webhook: resolveWebhook(service.webhook, key, o.fallback !== undefined) }),
+    ...(service.healthPath === undefined ? {} : { healthPath: service.healthPath }),
     ...resolveRoute(o, key, files)
   }
 }
