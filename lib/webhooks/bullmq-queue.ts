@@ -19,7 +19,7 @@ import type { Job, Queue, QueueEvents, Worker } from 'bullmq'
 import { invalid } from '../config/checkers'
 import type { ResolvedWebhook } from '../config/options/webhook'
 import { ClientClosedError, HttpServicesError, InvalidRequestError, type WebhookAttempt, type WebhookDeliveryFailure } from '../errors'
-import { loadIoredis, type RedisConnection } from '../redis/connection'
+import { kBackgroundTimeout, loadIoredis, type RedisConnection } from '../redis/connection'
 import type { DeadLetter } from './dead-letters'
 import { attemptOnce, deliveryError, disabledError, letterOf, nextWait, type Prepared, type SenderRegistry } from './delivery'
 import { noLetter } from './memory-queue'
@@ -33,6 +33,10 @@ const kRedisWait = 5000
 const kPollEvery = 1000
 /** Completed jobs are kept this long (s), so the same id sent again within it is recognized as delivered. */
 const kKeepDelivered = 24 * 3600
+/** How long the queue's events wait on Redis per read, in ms. */
+const kEventsBlock = 2000
+/** Longest wait for each step of `close()` past the attempts in flight, in ms. */
+const kCloseStep = 1000
 /** How long a job this process cannot attempt (a service it does not know) waits before another try, in ms. */
 const kUnknownServiceWait = 60_000
 
@@ -44,6 +48,7 @@ interface JobData extends Prepared {
 type Bullmq = typeof import('bullmq')
 
 interface OwnConnection {
+  readonly status: string
   on: (event: string, fn: (err: Error) => void) => unknown
   get: (key: string) => Promise<string | null>
   set: (key: string, value: string) => Promise<unknown>
@@ -191,29 +196,29 @@ export class BullmqWebhookQueue implements WebhookQueue {
     if (this.closing) return
     this.closing = true
     clearInterval(this.poll)
+    // The worker stops taking jobs and waits for the attempts in flight, which the services' close bounds. With Redis
+    // away nothing can finish: the connections are cut at once (a job a worker still holds is taken up again, after
+    // its lock expires, by another instance). Every step is bounded: BullMQ's own close waits for Redis.
+    const up = this.conn?.status === 'ready'
+    if (!up) this.disconnectAll()
+    if (this.worker !== undefined) await settleWithin(this.worker.close(!up), up ? this.closeTimeout + kCloseStep : kCloseStep)
+    // A delivery the worker finished while closing settles its callers as delivered; the others are told `closed`.
+    if (up) await settleWithin(Promise.all([...this.waiters.keys()].map(async (id) => { await this.look(id) })), kCloseStep)
     for (const [id, set] of this.waiters) {
       for (const w of set) w.reject(deliveryError(w.service, id, 'closed', []))
     }
     this.waiters.clear()
-    // The worker stops taking jobs and waits for the attempts in flight, which the services' close bounds; past
-    // twice that, its connection is cut (a job it still holds is taken up again by another instance).
-    const worker = this.worker
-    if (worker !== undefined) {
-      let timer: NodeJS.Timeout | undefined
-      const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, 2 * this.closeTimeout + 1000) })
-      await Promise.race([worker.close().catch(() => {}), late])
-      clearTimeout(timer)
-    }
-    await this.events?.close().catch(() => {})
-    await this.queue?.close().catch(() => {})
+    await settleWithin(Promise.all([this.events?.close(), this.queue?.close()]), kCloseStep)
     await Promise.all([this.conn, this.eventsConn].map(async (c) => {
-      if (c === undefined) return
-      try {
-        await c.quit()
-      } catch {
-        c.disconnect()
-      }
+      // Cut already (Redis away): a second disconnect would only arm ioredis's 2 s timer on the dead socket.
+      if (c === undefined || c.status === 'end' || !up) return
+      if (!await settleWithin(c.quit(), kCloseStep)) c.disconnect()
     }))
+  }
+
+  private disconnectAll (): void {
+    this.conn?.disconnect()
+    this.eventsConn?.disconnect()
   }
 
   /** The queue and its events, made on first use (a send before `open()` is queued; only `open()` attempts). */
@@ -223,7 +228,8 @@ export class BullmqWebhookQueue implements WebhookQueue {
     this.queue = new Queue('webhooks', { connection: this.connection() as never, prefix: this.prefix })
     this.queue.on('error', (err) => { this.redis.warn('webhooks queue', err) })
     this.eventsConn = this.newConnection()
-    this.events = new QueueEvents('webhooks', { connection: this.eventsConn as never, prefix: this.prefix })
+    // A short block: with Redis gone, BullMQ's watchdog on a read (the block + 1 s) is what outlives close().
+    this.events = new QueueEvents('webhooks', { connection: this.eventsConn as never, prefix: this.prefix, blockingTimeout: kEventsBlock })
     this.events.on('error', (err) => { this.redis.warn('webhooks events', err) })
     const ended = ({ jobId }: { jobId: string }): void => {
       this.mine.delete(jobId)
@@ -326,7 +332,10 @@ export class BullmqWebhookQueue implements WebhookQueue {
 
   /** The wait before the next attempt: `attemptsMade` attempts were made, so it is `schedule[attemptsMade]`. */
   private backoff (attemptsMade: number, err: Error | undefined, data: JobData | undefined): number {
-    const schedule = this.registry.get(data?.service ?? '').options.webhook?.schedule ?? [0]
+    let schedule = [kUnknownServiceWait]
+    try {
+      schedule = this.registry.get(data?.service ?? '').options.webhook?.schedule ?? schedule
+    } catch {}
     const index = Math.min(attemptsMade, schedule.length - 1)
     return nextWait(schedule, index, (err as RetryableAttempt | undefined)?.retryAfter)
   }
@@ -365,7 +374,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
 
   /** Reads the shared 410 flag (and remembers it for `isDisabled`); Redis trouble reads as not disabled. */
   private async isDisabledNow (name: string): Promise<boolean> {
-    const value = await this.redis.bounded('webhook disabled', async () => await this.connection().get(this.disabledKey(name)), kRedisWait)
+    const value = await this.redis.bounded('webhook disabled', async () => await this.connection().get(this.disabledKey(name)), kBackgroundTimeout)
     if (value === undefined) return this.disabled.has(name)
     if (value === null) this.disabled.delete(name)
     else this.disabled.add(name)
@@ -403,5 +412,16 @@ export class BullmqWebhookQueue implements WebhookQueue {
     } finally {
       clearTimeout(timer)
     }
+  }
+}
+
+/** Whether `promise` settled (either way) within `ms`; its outcome is dropped. */
+async function settleWithin (promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms) })
+  try {
+    return await Promise.race([promise.then(() => true, () => true), late])
+  } finally {
+    clearTimeout(timer)
   }
 }
