@@ -21,8 +21,7 @@ import type { ResolvedWebhook } from '../config/options/webhook'
 import { ClientClosedError, HttpServicesError, InvalidRequestError, type WebhookAttempt, type WebhookDeliveryFailure } from '../errors'
 import { kBackgroundTimeout, loadIoredis, type RedisConnection } from '../redis/connection'
 import type { DeadLetter } from './dead-letters'
-import { attemptOnce, deliveryError, disabledError, letterOf, nextWait, type Prepared, type SenderRegistry } from './delivery'
-import { noLetter } from './memory-queue'
+import { attemptOnce, deliveryError, disabledError, letterOf, nextWait, noLetter, type Prepared, type SenderRegistry } from './delivery'
 import type { PendingWebhook, WebhookDelivered, WebhookQueue, WebhookReceipt, WebhookStats } from './queue'
 
 /** Attempts this process's worker makes at once (each is one HTTP request; the service's pool bounds them too). */

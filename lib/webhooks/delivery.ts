@@ -3,7 +3,7 @@
  * the wait before the next one, and the errors `sendAndWait` and `send` reject with. A queue decides only where an
  * event waits between attempts and where it ends.
  */
-import { WebhookDeliveryError, type WebhookAttempt, type WebhookDeliveryFailure } from '../errors'
+import { InvalidRequestError, WebhookDeliveryError, type WebhookAttempt, type WebhookDeliveryFailure } from '../errors'
 import type { ResolvedWebhook } from '../config/options/webhook'
 import { parseRetryAfter } from '../pipeline/retry-after'
 import type { HttpResponse } from '../response'
@@ -116,4 +116,9 @@ export function disabledError (service: string, id: string, attempts: WebhookAtt
 /** The dead letter of `d`, ended for `reason` after `attempts`. */
 export function letterOf (d: Prepared, reason: WebhookDeliveryFailure, attempts: WebhookAttempt[], failedAt = Date.now()): DeadLetter {
   return { id: d.id, service: d.service, path: d.path, type: d.type, body: d.body, reason, attempts: [...attempts], createdAt: d.createdAt, failedAt }
+}
+
+/** What `replay` rejects with when there is no dead letter `id` (or a concurrent replay took it). */
+export function noLetter (id: string): InvalidRequestError {
+  return new InvalidRequestError(`webhooks: no dead letter ${JSON.stringify(String(id)).slice(0, 80)}`)
 }

@@ -8,7 +8,7 @@ import { kMaxTimerMs } from '../config/validate'
 import type { ResolvedWebhook } from '../config/options/webhook'
 import type { Logger } from '../pipeline/types'
 import { MemoryDeadLetterStore, type DeadLetter, type DeadLetterStore } from './dead-letters'
-import { attemptOnce, deliveryError, disabledError, letterOf, nextWait, type Prepared, type SenderRegistry } from './delivery'
+import { attemptOnce, deliveryError, disabledError, letterOf, nextWait, noLetter, type Prepared, type SenderRegistry } from './delivery'
 import type { PendingWebhook, WebhookDelivered, WebhookQueue, WebhookReceipt, WebhookStats } from './queue'
 
 interface Delivery extends Prepared {
@@ -200,8 +200,4 @@ export class MemoryWebhookQueue implements WebhookQueue {
     }
     return c
   }
-}
-
-export function noLetter (id: string): InvalidRequestError {
-  return new InvalidRequestError(`webhooks: no dead letter ${JSON.stringify(String(id)).slice(0, 80)}`)
 }
