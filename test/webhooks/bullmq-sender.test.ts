@@ -209,4 +209,60 @@ t.test('on Redis', { skip: redisBinary.skip }, async (t) => {
       t.notOk(dump.includes(secret.slice(6)) || dump.includes(receiver.seen[0].signature ?? '\0'), `${key} holds neither the secret nor a signature`)
     }
   })
+  t.test('an event queued for an endpoint a 410 then disabled ends as a disabled dead letter at its turn', async (t) => {
+    const receiver = await startReceiver(t, secret, [503, 410])
+    const services = await sender(t, receiver.url, { schedule: [0, 500] })
+    await services.webhooks.send('partner', { type: 'x' }, { id: 'msg_waits' })
+    await waitUntil('its first attempt failed', () => receiver.seen.length === 1, kSettle)
+    await t.rejects(within('the 410', services.webhooks.sendAndWait('partner', { type: 'x' }, { id: 'msg_gone' }), kSettle), { reason: 'gone', message: /410/ })
+    await within('the waiting event ends', (async () => {
+      while (!(await services.webhooks.deadLetters('partner')).some((l) => l.id === 'msg_waits')) await new Promise((resolve) => setTimeout(resolve, 50))
+    })(), kSettle)
+    const letters = await services.webhooks.deadLetters('partner')
+    t.match(letters.find((l) => l.id === 'msg_waits'), { reason: 'disabled', attempts: [{ attempt: 1, status: 503 }] })
+    t.equal(receiver.seen.length, 2, 'no attempt to a disabled endpoint')
+    await t.rejects(services.webhooks.replay('msg_waits'), { reason: 'disabled', message: /disabled/ }, 'replay refused while disabled')
+  })
+
+  t.test('a job for a service this instance does not know is left delayed for one that does', async (t) => {
+    const receiver = await startReceiver(t, secret)
+    const keyPrefix = `t${++prefixes}:`
+    const knows = await sender(t, receiver.url, {}, keyPrefix, false)
+    const other = createHttpServices({ redis: { url: await redisUrl(), keyPrefix }, services: { elsewhere: { baseUrl: receiver.url, webhook: { secret } } } })
+    await other.open()
+    t.teardown(async () => { await other.close() })
+    await knows.webhooks.send('partner', { type: 'x' }, { id: 'msg_foreign' })
+    const client = ownClient(t, await redisUrl())
+    let score: string | null = null
+    await within('the other instance puts it back', (async () => {
+      while ((score = await client.zscore(`${keyPrefix}webhooks:delayed`, 'msg_foreign')) === null || Number(score) / 4096 < Date.now() + 1000) await new Promise((resolve) => setTimeout(resolve, 20))
+    })(), kSettle)
+    t.ok(Number(score) / 4096 > Date.now() + 30_000, 'delayed by about a minute')
+    t.equal(await client.hget(`${keyPrefix}webhooks:msg_foreign`, 'atm'), null, 'no attempt counted')
+    t.equal(receiver.seen.length, 0)
+  })
+
+  t.test('sendAndWait on a job removed from Redis rejects instead of waiting forever', async (t) => {
+    const receiver = await startReceiver(t, secret)
+    const keyPrefix = `t${++prefixes}:`
+    const services = await sender(t, receiver.url, { schedule: [60_000] }, keyPrefix)
+    const waiting = services.webhooks.sendAndWait('partner', { type: 'x' }, { id: 'msg_removed' }).then(() => undefined, (e: unknown) => e)
+    const { Queue } = await import('bullmq')
+    const queue = new Queue('webhooks', { connection: { host: '127.0.0.1', port: server?.port }, prefix: keyPrefix.slice(0, -1) })
+    t.teardown(async () => { await queue.close() })
+    await within('the job is there', (async () => { while (await queue.getJob('msg_removed') === undefined) await new Promise((resolve) => setTimeout(resolve, 20)) })(), kSettle)
+    await queue.remove('msg_removed')
+    t.match(await within('the rejection', waiting, kSettle), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', message: /removed from the queue/ })
+  })
+  t.test('with an ioredis client of yours: BullMQ gets duplicates of it, and yours stays open after close', async (t) => {
+    const receiver = await startReceiver(t, secret, [503])
+    const client = ownClient(t, await redisUrl())
+    const services = createHttpServices({ redis: { client, keyPrefix: `t${++prefixes}:` }, services: { partner: { baseUrl: receiver.url, webhook: { secret, path: '/hooks', schedule: [0, 1] } } } })
+    await services.open()
+    const delivered = await within('the delivery', services.webhooks.sendAndWait('partner', { type: 'x' }), kSettle)
+    t.same(delivered.attempts.map((a) => a.status), [503, 200])
+    await services.close()
+    t.equal(client.status, 'ready', 'the given client is not closed')
+    t.equal(await client.ping(), 'PONG')
+  })
 })
