@@ -294,6 +294,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
     const attempts = (d.attempts ?? []).slice(0, job.attemptsMade)
     const end = async (reason: WebhookDeliveryFailure): Promise<never> => {
       await job.updateData({ ...d, attempts, reason })
+      this.mine.delete(d.id)
       this.count(d.service, 'deadLettered')
       log.error({ webhookId: d.id, type: d.type, reason, attempts }, 'webhook not delivered: moved to the dead letters')
       throw new UnrecoverableError(reason)
@@ -311,6 +312,8 @@ export class BullmqWebhookQueue implements WebhookQueue {
     attempts.push(outcome)
     if (verdict === 'delivered') {
       await job.updateData({ ...d, attempts })
+      // Also through the queue's events; here too, for an end they missed (they only see what follows their start).
+      this.mine.delete(d.id)
       this.count(d.service, 'delivered')
       log.info({ webhookId: d.id, type: d.type, attempts: attempts.length, status: outcome.status }, 'webhook delivered')
       return { attempts }

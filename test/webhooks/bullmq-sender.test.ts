@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
 import Redis from 'ioredis'
-import { createHttpServices, WebhookDeliveryError, type HttpServices, type WebhookOptions } from '../../index'
+import Fastify from 'fastify'
+import httpServices, { createHttpServices, WebhookDeliveryError, type HttpServices, type WebhookOptions } from '../../index'
 import { loadBullmq } from '../../lib/webhooks/bullmq-queue'
 import { interopBinary, startRedis, type RedisServer } from '../helpers/interop'
 import { closedPort } from '../helpers/server'
@@ -193,6 +194,7 @@ t.test('on Redis', { skip: redisBinary.skip }, async (t) => {
     await t.rejects(services.webhooks.send('partner', { type: 'x' }), { code: 'HTTP_SERVICES_ERR_CLIENT_CLOSED' })
     await t.rejects(services.webhooks.replay('msg_kept'), { code: 'HTTP_SERVICES_ERR_CLIENT_CLOSED' })
     t.match(JSON.parse(await client.hget(`${keyPrefix}webhooks:msg_kept`, 'data') ?? '{}'), { id: 'msg_kept', attempts: [{ attempt: 1, status: 503 }] }, 'the job and its first outcome stay in Redis')
+    t.equal(await client.hget(`${keyPrefix}webhooks:msg_kept`, 'atm'), '1', 'BullMQ counted the attempt (its attemptsMade field)')
   })
 
   t.test('no secret in Redis: the job holds the body, signed at each attempt from the config', async (t) => {
@@ -264,5 +266,17 @@ t.test('on Redis', { skip: redisBinary.skip }, async (t) => {
     await services.close()
     t.equal(client.status, 'ready', 'the given client is not closed')
     t.equal(await client.ping(), 'PONG')
+  })
+  t.test('through the Fastify plugin: the worker starts on ready and stops on close', async (t) => {
+    const receiver = await startReceiver(t, secret)
+    const app = Fastify()
+    await app.register(httpServices, { redis: { url: await redisUrl(), keyPrefix: `t${++prefixes}:` }, services: { partner: { baseUrl: receiver.url, webhook: { secret, path: '/hooks' } } } })
+    app.post('/orders', async () => await app.httpServices.webhooks.sendAndWait('partner', { type: 'order.created' }))
+    t.teardown(async () => { await app.close() })
+    await app.ready()
+    const res = await within('the route', app.inject({ method: 'POST', url: '/orders' }), kSettle)
+    t.equal(res.statusCode, 200)
+    t.match(res.json(), { service: 'partner', attempts: [{ attempt: 1, status: 200 }] })
+    t.equal(receiver.events.length, 1)
   })
 })
