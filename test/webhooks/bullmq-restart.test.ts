@@ -48,7 +48,7 @@ t.test('an event waiting for its retry survives the sending process being killed
 
   const first = await startApp(t, { ...env, EVENT_ID: id })
   await waitUntil('the first attempt reached the receiver', () => receiver.seen.length === 1, kSettle)
-  // Killed while the event waits for its second attempt (1.5 s later): a delayed job in Redis, held by nobody.
+  // Killed while the event waits for its second attempt (3 s later: room for a loaded machine): a delayed job in Redis, held by nobody.
   await within('the retry is scheduled', (async () => {
     while (await client.zscore('restart:webhooks:delayed', id) === null) await sleep(10)
   })(), kSettle)
