@@ -93,8 +93,9 @@ export class BullmqWebhookQueue implements WebhookQueue {
   private worker: Worker | undefined
   private readonly disabled = new Set<string>()
   private readonly counters = new Map<string, Omit<WebhookStats, 'queued' | 'disabled'>>()
-  /** Events this process queued and has not seen end: `stats().queued`. */
+  /** Events this process queued and has not seen end (id -> service), and how many per service: `stats().queued`. */
   private readonly mine = new Map<string, string>()
+  private readonly queuedBy = new Map<string, number>()
   private readonly waiters = new Map<string, Set<Waiter>>()
   private poll: NodeJS.Timeout | undefined
   private closing = false
@@ -152,7 +153,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
       if (err instanceof HttpServicesError) throw err
       throw noLetter(id)
     }
-    this.mine.set(data.id, data.service)
+    this.queued(data.id, data.service)
     return { id: data.id, service: data.service }
   }
 
@@ -172,9 +173,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
   }
 
   stats (name: string): WebhookStats {
-    let queued = 0
-    for (const service of this.mine.values()) if (service === name) queued++
-    return { queued, ...(this.counters.get(name) ?? { delivered: 0, deadLettered: 0, attempts: 0 }), disabled: this.disabled.has(name) }
+    return { queued: this.queuedBy.get(name) ?? 0, ...(this.counters.get(name) ?? { delivered: 0, deadLettered: 0, attempts: 0 }), disabled: this.disabled.has(name) }
   }
 
   async open (): Promise<void> {
@@ -231,7 +230,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
     this.events = new QueueEvents('webhooks', { connection: this.eventsConn as never, prefix: this.prefix, blockingTimeout: kEventsBlock })
     this.events.on('error', (err) => { this.redis.warn('webhooks events', err) })
     const ended = ({ jobId }: { jobId: string }): void => {
-      this.mine.delete(jobId)
+      this.ended(jobId)
       if (this.waiters.has(jobId)) void this.look(jobId)
     }
     this.events.on('completed', ended)
@@ -272,7 +271,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
       removeOnComplete: { age: kKeepDelivered },
       removeOnFail: false
     }))
-    this.mine.set(p.id, p.service)
+    this.queued(p.id, p.service)
   }
 
   /** One attempt of `job`, in this process's worker: resolves when delivered, throws for BullMQ to retry or fail it. */
@@ -294,7 +293,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
     const attempts = (d.attempts ?? []).slice(0, job.attemptsMade)
     const end = async (reason: WebhookDeliveryFailure): Promise<never> => {
       await job.updateData({ ...d, attempts, reason })
-      this.mine.delete(d.id)
+      this.ended(d.id)
       this.count(d.service, 'deadLettered')
       log.error({ webhookId: d.id, type: d.type, reason, attempts }, 'webhook not delivered: moved to the dead letters')
       throw new UnrecoverableError(reason)
@@ -313,7 +312,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
     if (verdict === 'delivered') {
       await job.updateData({ ...d, attempts })
       // Also through the queue's events; here too, for an end they missed (they only see what follows their start).
-      this.mine.delete(d.id)
+      this.ended(d.id)
       this.count(d.service, 'delivered')
       log.info({ webhookId: d.id, type: d.type, attempts: attempts.length, status: outcome.status }, 'webhook delivered')
       return { attempts }
@@ -358,7 +357,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
     if (set === undefined) return
     if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return
     this.waiters.delete(id)
-    this.mine.delete(id)
+    this.ended(id)
     if (this.waiters.size === 0) {
       clearInterval(this.poll)
       this.poll = undefined
@@ -391,6 +390,19 @@ export class BullmqWebhookQueue implements WebhookQueue {
     const config = this.registry.get(name).options.webhook
     if (config === undefined) throw new InvalidRequestError(`webhooks: service ${name} has no webhook option (secret, scheme, schedule)`)
     return config
+  }
+
+  private queued (id: string, service: string): void {
+    if (this.mine.has(id)) return
+    this.mine.set(id, service)
+    this.queuedBy.set(service, (this.queuedBy.get(service) ?? 0) + 1)
+  }
+
+  private ended (id: string): void {
+    const service = this.mine.get(id)
+    if (service === undefined) return
+    this.mine.delete(id)
+    this.queuedBy.set(service, (this.queuedBy.get(service) ?? 1) - 1)
   }
 
   private count (name: string, what: 'delivered' | 'deadLettered' | 'attempts'): void {
