@@ -50,7 +50,7 @@ import { webhookReceiver } from './lib/webhooks/receiver'
 import type { WebhookMeta, WebhookReceiverOptions } from './lib/webhooks/receiver-options'
 import type { DeadLetter, DeadLetterStore } from './lib/webhooks/dead-letters'
 import type {
-  SendWebhookOptions, WebhookDelivered, WebhookEvent, WebhookReceipt, WebhookSender, WebhookStats
+  PendingWebhook, SendWebhookOptions, WebhookDelivered, WebhookEvent, WebhookReceipt, WebhookSender, WebhookStats
 } from './lib/webhooks/sender'
 import {
   MemoryIdempotencyStore, type Claim, type ClaimResult, type IdempotencyStore, type MemoryIdempotencyStoreOptions
@@ -95,7 +95,7 @@ declare namespace httpServices {
   export type { CallTarget, HttpServicesErrorClass, TimeoutPhase, WebhookAttempt, WebhookDeliveryFailure, WebhookFailure }
   // webhooks (README, "Webhooks")
   export { signWebhook, verifyWebhook, webhookReceiver, MemoryIdempotencyStore, RedisIdempotencyStore }
-  export type { DeadLetter, DeadLetterStore, SendWebhookOptions, WebhookDelivered, WebhookEvent, WebhookReceipt, WebhookSender, WebhookStats }
+  export type { DeadLetter, DeadLetterStore, PendingWebhook, SendWebhookOptions, WebhookDelivered, WebhookEvent, WebhookReceipt, WebhookSender, WebhookStats }
   export type { SignWebhookOptions, VerifyWebhookOptions, WebhookHeaders, WebhookScheme }
   export type { Claim, ClaimResult, IdempotencyStore, MemoryIdempotencyStoreOptions, RedisIdempotencyStoreOptions, WebhookMeta, WebhookReceiverOptions }
   // telemetry (README, "Telemetry"): instrumentation-undici's `ignoreRequestHook`

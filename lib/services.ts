@@ -122,18 +122,24 @@ export class HttpServices {
 
   /**
    * Webhooks to services configured with `webhook`: `send`, `sendAndWait`, `deadLetters`, `replay`, `enable`
-   * (README "Webhooks"). In memory: events still queued are lost when the process ends.
+   * (README "Webhooks"). With `redis`, deliveries are BullMQ jobs there (durable); in memory otherwise (events still
+   * queued are lost when the process ends).
    */
   get webhooks (): WebhookSender {
     if (this.sender === undefined) {
       this.sender = this.makeSender()
-      if (this.closeCalled) this.sender.close()
+      if (this.closeCalled) void this.sender.close()
     }
     return this.sender
   }
 
   private makeSender (): WebhookSender {
-    return new WebhookSender({ get: (name) => this.get(name as ServiceName), client: (name) => this.client(name as ServiceName) }, [...this.services.values()])
+    const services = [...this.services.values()]
+    // Durable (BullMQ jobs in Redis) when the registry has redis and a service is a webhook endpoint.
+    const durable = this.redis !== undefined && services.some((s) => s.options.webhook !== undefined)
+      ? { redis: this.redis, url: this.resolved.redis?.url, closeTimeout: this.resolved.closeTimeout }
+      : undefined
+    return new WebhookSender({ get: (name) => this.get(name as ServiceName), client: (name) => this.client(name as ServiceName) }, services, undefined, durable)
   }
 
   /** @internal A client bound to an inbound request's scope. */
@@ -174,6 +180,8 @@ export class HttpServices {
     }
     if (!this.closeCalled) await this.redis?.open()
     for (const service of this.services.values()) service.open()
+    // After the services: the worker's first attempt may start at once.
+    if (!this.closeCalled) await this.sender?.open()
   }
 
   /** `true` once `close()` was called. */
@@ -184,11 +192,11 @@ export class HttpServices {
   /** Closes every service: calls in flight may finish for up to `closeTimeout`, then are aborted. */
   async close (): Promise<void> {
     this.closeCalled = true
-    // The queue first: no attempt starts while the services drain the ones in flight.
-    this.sender?.close()
+    // The queue first: no attempt starts while the services drain the ones in flight (which its close waits for).
+    const sending = this.sender?.close()
     const timeout = this.resolved.closeTimeout
     try {
-      await Promise.all([...this.services.values()].map(async (s) => await s.close(timeout)))
+      await Promise.all([sending, ...[...this.services.values()].map(async (s) => await s.close(timeout))])
     } finally {
       // After the services: their calls may use Redis until they end. A connection given to the library stays open.
       await this.redis?.close()

@@ -87,6 +87,8 @@ export class RedisConnection {
   async close (): Promise<void> {
     if (!this.owned) return
     const client = this.client as unknown as { quit: () => Promise<unknown>, disconnect: () => void, status: string }
+    // Closed already (a second close): ioredis's disconnect would arm a 2 s timer on the ended socket that nothing clears.
+    if (client.status === 'end') return
     if (client.status === 'ready') {
       try {
         await client.quit()

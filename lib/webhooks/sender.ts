@@ -4,19 +4,23 @@
  * the only retrier. Each event keeps its `webhook-id` and body across attempts; its timestamp and signature are made
  * fresh for each one.
  *
- * This is the in-memory queue: one timer per event waiting for its next attempt, cleared by `close()`; every event
- * still queued is lost when the process ends. A Redis-backed queue (durable deliveries) takes its place when the
- * registry is given one; the dead letters and the disabled endpoints then live there too.
+ * This file checks an event and builds its body; where deliveries wait and end is a `WebhookQueue`: BullMQ jobs in
+ * Redis when the registry has `redis` (bullmq-queue.ts: durable, shared by every instance), else timers in this
+ * process (memory-queue.ts: lost on restart). Chosen when the sender is made, so a missing bullmq fails registration.
  */
-import { ClientClosedError, InvalidRequestError, WebhookDeliveryError, type WebhookAttempt, type WebhookDeliveryFailure } from '../errors'
-import { kMaxTimerMs } from '../config/validate'
+import { ClientClosedError, InvalidRequestError } from '../errors'
 import type { ResolvedWebhook } from '../config/options/webhook'
-import { parseRetryAfter } from '../pipeline/retry-after'
-import type { Logger } from '../pipeline/types'
-import type { HttpResponse } from '../response'
+import type { RedisConnection } from '../redis/connection'
 import type { HttpService } from '../service'
-import { MemoryDeadLetterStore, type DeadLetter, type DeadLetterStore } from './dead-letters'
-import { checkWebhookId, newWebhookId, signWebhook } from './sign'
+import { BullmqWebhookQueue } from './bullmq-queue'
+import type { DeadLetter, DeadLetterStore } from './dead-letters'
+import type { Prepared, SenderRegistry } from './delivery'
+import { MemoryWebhookQueue } from './memory-queue'
+import type { PendingWebhook, WebhookDelivered, WebhookQueue, WebhookReceipt, WebhookStats } from './queue'
+import { checkWebhookId, newWebhookId } from './sign'
+
+export { nextWait, type SenderRegistry } from './delivery'
+export type { PendingWebhook, WebhookDelivered, WebhookReceipt, WebhookStats } from './queue'
 
 /** An event to send: its `type` (`invoice.paid`) and its `data`, sent as `{ type, timestamp, data }`. */
 export interface WebhookEvent {
@@ -32,80 +36,46 @@ export interface SendWebhookOptions {
   id?: string
 }
 
-/** What `send` resolves with once the event is queued. */
-export interface WebhookReceipt {
-  id: string
-  service: string
+/** @internal Where the sender's durable queue lives: the registry's Redis connection and its close timeout. */
+export interface SenderDurability {
+  redis: RedisConnection
+  /** The `redis` URL when the library opened the connection (BullMQ's are new ones from it), else `undefined`. */
+  url: string | undefined
+  closeTimeout: number
 }
-
-/** What `sendAndWait` resolves with once the event is delivered. */
-export interface WebhookDelivered extends WebhookReceipt {
-  /** Every attempt, the successful one last. */
-  attempts: WebhookAttempt[]
-}
-
-/** A service's webhook counters, under `stats()[name].webhooks`. */
-export interface WebhookStats {
-  /** Events waiting for an attempt or in one now. */
-  queued: number
-  delivered: number
-  /** Events that ended in the dead letters. */
-  deadLettered: number
-  /** Attempts made (every try of every event). */
-  attempts: number
-  /** Whether a 410 disabled the endpoint (`enable(name)` turns it back on). */
-  disabled: boolean
-}
-
-/** The registry as the sender uses it (`HttpServices`). */
-export interface SenderRegistry {
-  get: (name: string) => HttpService
-  client: (name: string) => { request: (method: string, path: string, options: object) => Promise<HttpResponse> }
-}
-
-interface Delivery {
-  id: string
-  service: string
-  path: string
-  type: string
-  body: string
-  createdAt: number
-  attempts: WebhookAttempt[]
-  timer: NodeJS.Timeout | undefined
-  waiters: Array<{ resolve: (value: WebhookDelivered) => void, reject: (err: unknown) => void }>
-}
-
-type Counts = Omit<WebhookStats, 'disabled'>
-
-const kJson = { 'content-type': 'application/json' }
 
 export class WebhookSender {
   private readonly registry: SenderRegistry
-  private readonly deadLetterStore: DeadLetterStore
-  private readonly queue = new Map<string, Delivery>()
-  private readonly disabledServices = new Set<string>()
-  private readonly counters = new Map<string, Counts>()
+  private readonly queue: WebhookQueue
   private closed = false
 
-  /** @internal The registry makes it; services with a `webhook` option get `stats().webhooks`. */
-  constructor (registry: SenderRegistry, services: HttpService[], deadLetters: DeadLetterStore = new MemoryDeadLetterStore()) {
+  /**
+   * @internal The registry makes it; services with a `webhook` option get `stats().webhooks`. With `durable` (the
+   * registry has `redis` and a service is a webhook endpoint), deliveries are BullMQ jobs; `deadLetters` is the
+   * in-memory queue's store.
+   */
+  constructor (registry: SenderRegistry, services: HttpService[], deadLetters?: DeadLetterStore, durable?: SenderDurability) {
     this.registry = registry
-    this.deadLetterStore = deadLetters
+    this.queue = durable === undefined
+      ? new MemoryWebhookQueue(registry, deadLetters)
+      : new BullmqWebhookQueue(registry, services.filter((s) => s.options.webhook !== undefined).map((s) => s.name), durable.redis, durable.url, durable.closeTimeout)
     for (const service of services) {
       if (service.options.webhook === undefined) continue
       const name = service.name
-      service.addStats('webhooks', () => ({ ...this.countersOf(name), disabled: this.disabledServices.has(name) }))
+      service.addStats('webhooks', () => this.queue.stats(name))
     }
   }
 
   /**
    * Queues `event` for service `name` and resolves once it is accepted, not delivered. Rejects with
    * `WebhookDeliveryError` (`reason: 'disabled'`) while a 410 keeps the endpoint disabled, `ClientClosedError` after
-   * `close()`, `InvalidRequestError` for a bad event or an id already queued, `UnknownServiceError`.
+   * `close()`, `InvalidRequestError` for a bad event or (in memory) an id already queued, `UnknownServiceError`.
+   * With Redis, an id already queued or delivered is the same delivery: `send` resolves and nothing more is sent.
    */
   async send (name: string, event: WebhookEvent, options: SendWebhookOptions = {}): Promise<WebhookReceipt> {
-    const delivery = this.accept(name, event, options)
-    return { id: delivery.id, service: delivery.service }
+    const p = this.prepare(name, event, options)
+    await this.queue.send(p)
+    return { id: p.id, service: p.service }
   }
 
   /**
@@ -113,13 +83,12 @@ export class WebhookSender {
    * when the schedule stops: `rejected` (3xx or a 4xx not retried), `gone` (410), `exhausted`, `closed`.
    */
   async sendAndWait (name: string, event: WebhookEvent, options: SendWebhookOptions = {}): Promise<WebhookDelivered> {
-    const delivery = this.accept(name, event, options)
-    return await new Promise((resolve, reject) => { delivery.waiters.push({ resolve, reject }) })
+    return await this.queue.sendAndWait(this.prepare(name, event, options))
   }
 
   /** The dead letters of service `name` (all when `undefined`), oldest first. */
   async deadLetters (name?: string): Promise<DeadLetter[]> {
-    return await this.deadLetterStore.list(name)
+    return await this.queue.deadLetters(name)
   }
 
   /**
@@ -128,65 +97,44 @@ export class WebhookSender {
    * letter (or a concurrent replay took it), as `send` does otherwise.
    */
   async replay (id: string): Promise<WebhookReceipt> {
-    const letter = await this.deadLetterStore.get(id)
-    if (letter === undefined) throw noLetter(id)
-    // What would refuse the enqueue, checked before the store is touched (closed, disabled, unknown, already queued).
-    this.configOf(letter.service)
-    if (this.disabledServices.has(letter.service)) throw disabled(letter.service, letter.id, [])
-    if (this.queue.has(letter.id)) throw new InvalidRequestError(`webhooks: ${letter.service}: event ${letter.id} is already queued`)
-    // Removed before it is queued: with a store whose calls overlap, a `remove` landing after the new attempt failed
-    // would delete the letter that failure just added.
-    if (!await this.deadLetterStore.remove(id)) throw noLetter(id)
-    let delivery: Delivery
-    try {
-      delivery = this.enqueue(letter.service, letter.path, letter.id, letter.type, letter.body, letter.createdAt)
-    } catch (err) {
-      // Closed (or disabled) while the store removed it: the letter goes back rather than vanishing.
-      await this.deadLetterStore.add(letter).catch((e: unknown) => {
-        this.registry.get(letter.service).log.error({ err: e, webhookId: letter.id }, 'webhook dead-letter store failed to take back a letter not replayed: the event is lost')
-      })
-      throw err
-    }
-    return { id: delivery.id, service: delivery.service }
-  }
-
-  /** Events queued now (waiting for an attempt or in one), for service `name` or all: after `close()`, those not sent. */
-  pending (name?: string): Array<{ id: string, service: string, path: string, type: string, body: string, attempts: WebhookAttempt[] }> {
-    const out = []
-    for (const d of this.queue.values()) {
-      if (name === undefined || d.service === name) out.push({ id: d.id, service: d.service, path: d.path, type: d.type, body: d.body, attempts: [...d.attempts] })
-    }
-    return out
-  }
-
-  /** Whether a 410 disabled service `name`'s endpoint. */
-  isDisabled (name: string): boolean {
-    return this.disabledServices.has(name)
-  }
-
-  /** Turns service `name`'s endpoint back on after a 410. */
-  enable (name: string): void {
-    this.disabledServices.delete(name)
+    return await this.queue.replay(id)
   }
 
   /**
-   * Stops the queue: timers cleared, no attempt starts any more, `sendAndWait` callers waiting for a next attempt are
-   * rejected (`reason: 'closed'`). An attempt in flight settles with its own outcome (a 2xx that lands after `close()`
-   * is delivered; the client closing under it ends it as `closed`). Events not delivered stay listable with
-   * `pending()` (a shutdown hook may save them). The registry's `close()` calls it.
+   * Events queued now in this process (waiting for an attempt or in one), for service `name` or all: after `close()`,
+   * those not sent. Always empty with Redis: undelivered events stay there for the next instance.
    */
-  close (): void {
-    this.closed = true
-    for (const d of this.queue.values()) {
-      // No timer: its attempt is in flight (it settles when it ends).
-      if (d.timer === undefined) continue
-      clearTimeout(d.timer)
-      d.timer = undefined
-      this.settle(d, 'closed')
-    }
+  pending (name?: string): PendingWebhook[] {
+    return this.queue.pending(name)
   }
 
-  private accept (name: string, event: WebhookEvent, options: SendWebhookOptions): Delivery {
+  /** Whether a 410 disabled service `name`'s endpoint (with Redis: as this process last saw the shared flag). */
+  isDisabled (name: string): boolean {
+    return this.queue.isDisabled(name)
+  }
+
+  /** Turns service `name`'s endpoint back on after a 410 (with Redis: for every instance). */
+  async enable (name: string): Promise<void> {
+    await this.queue.enable(name)
+  }
+
+  /** @internal Starts the queue (the registry's `open()`): with Redis, this process's worker starts taking jobs. */
+  async open (): Promise<void> {
+    if (!this.closed) await this.queue.open()
+  }
+
+  /**
+   * Stops the queue: no attempt starts any more, `sendAndWait` callers waiting for a next attempt are rejected
+   * (`reason: 'closed'`). An attempt in flight settles with its own outcome, bounded by the registry's `closeTimeout`.
+   * In memory, events not delivered stay listable with `pending()`; with Redis they stay in Redis. The registry's
+   * `close()` calls it.
+   */
+  async close (): Promise<void> {
+    this.closed = true
+    await this.queue.close()
+  }
+
+  private prepare (name: string, event: WebhookEvent, options: SendWebhookOptions): Prepared {
     const config = this.configOf(name)
     if (typeof event !== 'object' || event === null || typeof event.type !== 'string' || event.type === '') {
       throw new InvalidRequestError(`webhooks: ${name}: an event needs a non-empty string type`)
@@ -211,18 +159,7 @@ export class WebhookSender {
     } catch (err) {
       throw new InvalidRequestError(`webhooks: ${name}: the event's data cannot be sent as JSON`, { cause: err })
     }
-    return this.enqueue(name, path, id, event.type, body, createdAt)
-  }
-
-  private enqueue (name: string, path: string, id: string, type: string, body: string, createdAt: number): Delivery {
-    const config = this.configOf(name)
-    if (this.disabledServices.has(name)) throw disabled(name, id, [])
-    if (this.queue.has(id)) throw new InvalidRequestError(`webhooks: ${name}: event ${id} is already queued`)
-    const delivery: Delivery = { id, service: name, path, type, body, createdAt, attempts: [], timer: undefined, waiters: [] }
-    this.queue.set(id, delivery)
-    this.countersOf(name).queued++
-    this.wait(delivery, config.schedule[0])
-    return delivery
+    return { id, service: name, path, type: event.type, body, createdAt }
   }
 
   private configOf (name: string): ResolvedWebhook {
@@ -231,149 +168,4 @@ export class WebhookSender {
     if (config === undefined) throw new InvalidRequestError(`webhooks: service ${name} has no webhook option (secret, scheme, schedule)`)
     return config
   }
-
-  private wait (d: Delivery, ms: number): void {
-    d.timer = setTimeout(() => {
-      d.timer = undefined
-      this.attempt(d).catch((err: unknown) => {
-        // Not expected (options were checked at registration): the event must not vanish silently.
-        this.registry.get(d.service).log.error({ err, webhookId: d.id }, 'webhook attempt failed unexpectedly')
-        void this.fail(d, 'exhausted', this.registry.get(d.service).log)
-      })
-    }, Math.min(ms, kMaxTimerMs))
-  }
-
-  private async attempt (d: Delivery): Promise<void> {
-    const service = this.registry.get(d.service)
-    const config = service.options.webhook as ResolvedWebhook
-    if (this.disabledServices.has(d.service)) return await this.fail(d, 'disabled', service.log)
-    const outcome: WebhookAttempt = { attempt: d.attempts.length + 1, at: Date.now() }
-    d.attempts.push(outcome)
-    this.countersOf(d.service).attempts++
-    const signed = signWebhook(d.body, { secret: config.secrets, scheme: config.scheme, id: d.id, header: config.header })
-    // The standard scheme signs webhook-id; the others carry the id in the signed body (what a receiver must key on)
-    // and send the header besides, unsigned, for receivers that log or route by it.
-    const headers = config.scheme === 'standard' ? { ...kJson, ...signed } : { ...kJson, ...signed, 'webhook-id': d.id }
-    let retryAfter: number | undefined
-    try {
-      const res = await this.registry.client(d.service).request('POST', d.path, { body: d.body, headers, retry: false, throwHttpErrors: false })
-      outcome.status = res.status
-      retryAfter = parseRetryAfter(res.headers['retry-after'])
-      await res.dump().catch(() => {})
-    } catch (err) {
-      outcome.error = String((err as { code?: unknown }).code ?? (err as Error).name ?? 'Error')
-      // A ClientClosedError before the registry closed is a service not open yet (a send before `ready`): retried.
-      if (this.closed) {
-        service.log.warn({ webhookId: d.id, type: d.type, attempt: outcome.attempt, error: outcome.error }, 'webhook attempt stopped: the registry is closing')
-        return this.settle(d, 'closed')
-      }
-    }
-    const status = outcome.status
-    if (status !== undefined && status >= 200 && status < 300) return this.delivered(d, service.log)
-    if (status === 410) {
-      this.disabledServices.add(d.service)
-      service.log.warn({ webhookId: d.id, status }, 'webhook endpoint answered 410 Gone: disabled until enable() is called')
-      return await this.fail(d, 'gone', service.log)
-    }
-    const retried = status === undefined || status === 408 || status === 429 || status >= 500
-    if (!retried) return await this.fail(d, 'rejected', service.log)
-    if (d.attempts.length >= config.schedule.length) return await this.fail(d, 'exhausted', service.log)
-    if (this.closed) return this.settle(d, 'closed')
-    const next = nextWait(config.schedule, d.attempts.length, retryAfter)
-    service.log.warn({ webhookId: d.id, type: d.type, attempt: outcome.attempt, status, error: outcome.error, nextAttemptIn: next }, 'webhook attempt failed')
-    this.wait(d, next)
-  }
-
-  private delivered (d: Delivery, log: Logger): void {
-    this.queue.delete(d.id)
-    const c = this.countersOf(d.service)
-    c.queued--
-    c.delivered++
-    log.info({ webhookId: d.id, type: d.type, attempts: d.attempts.length, status: d.attempts[d.attempts.length - 1].status }, 'webhook delivered')
-    for (const w of d.waiters) w.resolve({ id: d.id, service: d.service, attempts: [...d.attempts] })
-    d.waiters = []
-  }
-
-  private async fail (d: Delivery, reason: WebhookDeliveryFailure, log: Logger): Promise<void> {
-    this.queue.delete(d.id)
-    const c = this.countersOf(d.service)
-    c.queued--
-    c.deadLettered++
-    const letter: DeadLetter = {
-      id: d.id, service: d.service, path: d.path, type: d.type, body: d.body, reason,
-      attempts: [...d.attempts], createdAt: d.createdAt, failedAt: Date.now()
-    }
-    log.error({ webhookId: d.id, type: d.type, reason, attempts: d.attempts }, 'webhook not delivered: moved to the dead letters')
-    try {
-      await this.deadLetterStore.add(letter)
-    } catch (err) {
-      // The in-memory store cannot fail; a shared one that does loses the letter, and says so loudly.
-      log.error({ err, webhookId: d.id, type: d.type, reason }, 'webhook dead-letter store failed: the event is lost')
-    }
-    this.settle(d, reason)
-  }
-
-  /** Rejects the callers waiting on `d` (`sendAndWait`) with why it ended. */
-  private settle (d: Delivery, reason: WebhookDeliveryFailure): void {
-    if (d.waiters.length === 0) return
-    const err = reason === 'disabled' ? disabled(d.service, d.id, d.attempts) : deliveryError(d, reason)
-    for (const w of d.waiters) w.reject(err)
-    d.waiters = []
-  }
-
-  private countersOf (name: string): Counts {
-    let c = this.counters.get(name)
-    if (c === undefined) {
-      c = { queued: 0, delivered: 0, deadLettered: 0, attempts: 0 }
-      this.counters.set(name, c)
-    }
-    return c
-  }
-}
-
-/**
- * The wait before attempt `index` (0-based): the schedule's, or a `Retry-After` the receiver sent, kept within the
- * schedule's bounds: never shorter than the scheduled wait (the schedule is the floor a receiver cannot undercut) nor
- * longer than its longest step.
- */
-export function nextWait (schedule: number[], index: number, retryAfter: number | undefined): number {
-  const scheduled = schedule[index]
-  if (retryAfter === undefined) return scheduled
-  return Math.min(Math.max(retryAfter, scheduled), Math.max(...schedule))
-}
-
-const kWhy: Record<WebhookDeliveryFailure, string> = {
-  rejected: 'the endpoint refused it (a status that is not retried)',
-  gone: 'the endpoint answered 410 Gone and is now disabled',
-  exhausted: 'every attempt of its schedule failed',
-  disabled: 'the endpoint is disabled (it answered 410 Gone; enable() turns it back on)',
-  closed: 'the registry closed before it was delivered'
-}
-
-function deliveryError (d: Delivery, reason: WebhookDeliveryFailure): WebhookDeliveryError {
-  const last = d.attempts[d.attempts.length - 1]
-  const what = last === undefined ? '' : last.status !== undefined ? `, last answer ${last.status}` : `, last error ${last.error ?? ''}`
-  const err = new WebhookDeliveryError(`webhook ${d.id} to ${d.service}: not delivered: ${kWhy[reason]} (${d.attempts.length} attempt${d.attempts.length === 1 ? '' : 's'}${what})`)
-  err.webhookId = d.id
-  err.reason = reason
-  err.outcomes = [...d.attempts]
-  err.service = d.service
-  err.attempts = d.attempts.length
-  if (reason === 'closed') err.statusCode = 503
-  return err
-}
-
-function noLetter (id: string): InvalidRequestError {
-  return new InvalidRequestError(`webhooks: no dead letter ${JSON.stringify(String(id)).slice(0, 80)}`)
-}
-
-function disabled (service: string, id: string, attempts: WebhookAttempt[]): WebhookDeliveryError {
-  const err = new WebhookDeliveryError(`webhook ${id} to ${service}: ${kWhy.disabled}`)
-  err.webhookId = id
-  err.reason = 'disabled'
-  err.outcomes = [...attempts]
-  err.service = service
-  err.attempts = attempts.length
-  err.statusCode = 503
-  return err
 }

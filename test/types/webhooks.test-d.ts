@@ -4,7 +4,7 @@ import Fastify, { type FastifyRequest } from 'fastify'
 import httpServices, {
   createHttpServices, signWebhook, verifyWebhook, webhookReceiver, MemoryIdempotencyStore, RedisIdempotencyStore, WebhookDeliveryError,
   WebhookVerificationError, type DeadLetter, type IdempotencyStore, type ServiceOptions, type WebhookAttempt,
-  type WebhookDelivered, type WebhookFailure, type WebhookMeta, type WebhookReceipt
+  type PendingWebhook, type WebhookDelivered, type WebhookFailure, type WebhookMeta, type WebhookReceipt
 } from '../../index'
 
 // sign and verify
@@ -63,7 +63,12 @@ const services = createHttpServices({ services: {} })
 expectType<Promise<DeadLetter[]>>(services.webhooks.deadLetters('partner'))
 expectType<Promise<WebhookReceipt>>(services.webhooks.replay('msg_1'))
 expectType<boolean>(services.webhooks.isDisabled('partner'))
-expectType<void>(services.webhooks.enable('partner'))
+expectType<Promise<void>>(services.webhooks.enable('partner'))
+expectType<PendingWebhook[]>(services.webhooks.pending('partner'))
+expectType<string>(services.webhooks.pending()[0].body)
+// durable deliveries: the same calls with the redis option
+const durable = createHttpServices({ redis: 'redis://127.0.0.1:6379', services: { partner: { baseUrl: 'http://x', webhook: { secret: 'whsec_a=' } } } })
+expectType<Promise<WebhookReceipt>>(durable.webhooks.send('partner', { type: 'a' }))
 const delivery = new WebhookDeliveryError('x')
 expectType<WebhookAttempt[]>(delivery.outcomes)
 expectType<'rejected' | 'gone' | 'exhausted' | 'disabled' | 'closed'>(delivery.reason)
