@@ -117,9 +117,10 @@ const kScript = String.raw`
   function spark (series, keys, title) {
     var svg = document.createElementNS(SVG, 'svg');
     svg.setAttribute('class', 'spark');
-    svg.setAttribute('width', '120');
+    svg.setAttribute('width', '100');
     svg.setAttribute('height', '24');
     svg.setAttribute('viewBox', '0 0 120 24');
+    svg.setAttribute('preserveAspectRatio', 'none');
     var label = document.createElementNS(SVG, 'title');
     label.textContent = title;
     svg.appendChild(label);
