@@ -50,7 +50,10 @@ export function registerStatusPage (fastify: FastifyInstance, registry: HttpServ
     })
     streams.add(res)
     const send = (): void => {
-      if (!res.writableEnded && !res.destroyed) res.write(`data: ${snapshot()}\n\n`)
+      // A client that does not read (a stalled tab, a stuck proxy) skips snapshots rather than piling them up here:
+      // the next one it can take says everything the skipped ones did.
+      if (res.writableEnded || res.destroyed || res.writableNeedDrain) return
+      res.write(`data: ${snapshot()}\n\n`)
     }
     const unwatch = aggregator.watch(send)
     res.write('retry: 2000\n\n')
