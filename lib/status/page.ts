@@ -5,6 +5,9 @@
  * 'self'` for the events and the JSON. The script builds the table with `textContent` and SVG attributes only (no
  * `innerHTML`, no `style` attributes), and finds its JSON and events next to the page's own URL, so one document
  * serves any `path` (and a prefix or proxy in front).
+ *
+ * Written by hand, in plain ES5-style JS and CSS: a UI framework or chart package would need a bundler or a CDN, both
+ * of which the page must do without; a table and two SVG polylines per row do not need one.
  */
 import { createHash } from 'node:crypto'
 
