@@ -15,6 +15,14 @@ import { buildSnapshot } from './snapshot'
 
 const kNoStore = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }
 
+/**
+ * Writes an event to a stream. A client that does not read (a stalled tab, a stuck proxy) skips events rather than
+ * have them pile up here: the next one it can take says everything the skipped ones did.
+ */
+function send (res: ServerResponse, data: string): void {
+  if (!res.writableEnded && !res.destroyed && !res.writableNeedDrain) res.write(data)
+}
+
 /** Registers the page's three routes on `fastify` for `registry`. */
 export function registerStatusPage (fastify: FastifyInstance, registry: HttpServices, options: ResolvedStatusPage): void {
   const aggregator = new StatusAggregator(registry)
@@ -22,6 +30,11 @@ export function registerStatusPage (fastify: FastifyInstance, registry: HttpServ
   const snapshot = (): string => JSON.stringify(buildSnapshot(registry.stats(), aggregator, aggregator.now()))
   const routeOpts = options.routeOpts as Partial<RouteOptions>
   const route = (url: string, handler: RouteOptions['handler']): RouteOptions => ({ ...routeOpts, method: 'GET', url, handler })
+  let unwatch: (() => void) | undefined
+  const broadcast = (): void => {
+    const data = `data: ${snapshot()}\n\n`
+    for (const res of streams) send(res, data)
+  }
 
   fastify.route(route(options.path, async function httpServicesStatusPage (_request, reply) {
     // Counting starts with the page, so its first events already have the calls since it was opened.
@@ -49,18 +62,14 @@ export function registerStatusPage (fastify: FastifyInstance, registry: HttpServ
       'x-accel-buffering': 'no'
     })
     streams.add(res)
-    const send = (): void => {
-      // A client that does not read (a stalled tab, a stuck proxy) skips snapshots rather than piling them up here:
-      // the next one it can take says everything the skipped ones did.
-      if (res.writableEnded || res.destroyed || res.writableNeedDrain) return
-      res.write(`data: ${snapshot()}\n\n`)
-    }
-    const unwatch = aggregator.watch(send)
+    // One watch for every stream: a tick makes one snapshot, however many pages are open.
+    unwatch ??= aggregator.watch(broadcast)
     res.write('retry: 2000\n\n')
-    send()
+    send(res, `data: ${snapshot()}\n\n`)
     const done = (): void => {
-      streams.delete(res)
-      unwatch()
+      if (!streams.delete(res) || streams.size > 0) return
+      unwatch?.()
+      unwatch = undefined
     }
     res.on('close', done)
     res.on('error', done)
@@ -70,6 +79,7 @@ export function registerStatusPage (fastify: FastifyInstance, registry: HttpServ
   fastify.addHook('preClose', function endStatusPageStreams (done) {
     for (const res of streams) res.end()
     streams.clear()
+    unwatch = undefined
     aggregator.close()
     done()
   })
