@@ -58,6 +58,12 @@ t.test('off by default: no routes, nothing subscribed', async (t) => {
   t.notOk(callChannel.asyncEnd.hasSubscribers)
 })
 
+t.test('keys left undefined take their defaults', async (t) => {
+  const { app } = await setup(t, { path: undefined, routeOpts: undefined })
+  t.equal((await app.inject({ url: '/_services' })).statusCode, 200)
+  t.equal((await app.inject({ url: '/_services.json' })).statusCode, 200)
+})
+
 t.test('routeOpts reach all three routes: an onRequest hook guards the page, the JSON and the events', async (t) => {
   const { app } = await setup(t, { path: '/ops/services', routeOpts: guard })
   for (const url of ['/ops/services', '/ops/services.json', '/ops/services/events']) {

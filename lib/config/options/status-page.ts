@@ -4,7 +4,7 @@
  */
 import type { RouteShorthandOptions } from 'fastify'
 import { invalid, isPlainObject, isString, rule } from '../checkers'
-import { defineGroup, enabled, type Spec } from './group'
+import { defineGroup, definedOnly, enabled, type Spec } from './group'
 
 /** Options of the live services page (`statusPage`). */
 export interface StatusPageOptions {
@@ -46,5 +46,6 @@ export type ResolvedStatusPage = Required<StatusPageOptions>
 
 /** `statusPage` resolved: `undefined` when off, else its path and route options. */
 export function resolveStatusPage (value: boolean | StatusPageOptions | undefined): ResolvedStatusPage | undefined {
-  return enabled(value, statusPageOptions.defaults) as ResolvedStatusPage | undefined
+  // `{ path: undefined }` (a value left unset in code) keeps the default path.
+  return enabled(typeof value === 'object' ? definedOnly(value) : value, statusPageOptions.defaults) as ResolvedStatusPage | undefined
 }
