@@ -96,7 +96,7 @@ export class StatusAggregator {
     return Math.min(60, Math.max(1, (now - this.startedAt) / 1000))
   }
 
-  /** The window of service `name` (made on first use, kept for the aggregator's life). */
+  /** The window of service `name`: made when the aggregator first subscribes, then kept (and cleared on each new subscription). */
   window (name: string): RollingWindow | undefined {
     return this.windows.get(name)
   }
