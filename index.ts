@@ -28,8 +28,9 @@ import type {
   AdaptiveRateOptions, ApiKeyOptions, AuthOptions, BasicAuthOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions,
   DeadlineHeadersOptions, DnsOptions, Fallback, HedgeOptions, HttpServicesOptions, OAuth2Options, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
   ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions, WebhookOptions, CoalesceOptions, TelemetryOptions,
-  CacheOptions, RedisClient, RedisOptions
+  CacheOptions, RedisClient, RedisOptions, StatusPageOptions
 } from './lib/config/types'
+import type { ServiceStatus, StatusSnapshot, UpstreamBreakerStatus } from './lib/status/snapshot'
 import type { CallContext, Logger, Next, Policy } from './lib/pipeline/types'
 import type {
   AttemptMessage, BreakerStateMessage, BulkheadMessage, CacheMessage, CallEvent, CallMessage, FallbackServedMessage,
@@ -76,8 +77,10 @@ declare namespace httpServices {
     AdaptiveRateOptions, ApiKeyOptions, AuthOptions, BasicAuthOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions,
     DeadlineHeadersOptions, DnsOptions, Fallback, HedgeOptions, HttpServicesOptions, OAuth2Options, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
     ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions, WebhookOptions, CoalesceOptions, TelemetryOptions,
-    CacheOptions, RedisClient, RedisOptions
+    CacheOptions, RedisClient, RedisOptions, StatusPageOptions
   }
+  // the status page's JSON (README, "Status page")
+  export type { ServiceStatus, StatusSnapshot, UpstreamBreakerStatus }
   export type { CallContext, Logger, Next, Policy }
   // the messages of the diagnostics channels (README, "Diagnostics channels")
   export type {

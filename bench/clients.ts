@@ -1,7 +1,7 @@
 import diagnosticsChannel from 'node:diagnostics_channel'
 import http from 'node:http'
 import { Pool, request as undiciRequest, Agent } from 'undici'
-import { createHttpServices, kChannelNames } from './lib'
+import { buildSnapshot, createHttpServices, kChannelNames, StatusAggregator } from './lib'
 import { apiNoSdk, undiciInstrumentable, undiciInstrumented, withSdk } from './telemetry'
 
 /** One client under test: `call()` makes one GET of the small JSON body and reads it. */
@@ -87,6 +87,31 @@ function withNoopSubscribers (factory: ClientFactory): ClientFactory {
 }
 
 /**
+ * The default client while its status page is open: the page's aggregator subscribed (a watcher, as an SSE client
+ * is) while the row is measured, and only then, so its counting and a snapshot a second are in the figures.
+ */
+const withStatusPage: ClientFactory = async (origin) => {
+  const services = createHttpServices({ services: { up: { baseUrl: origin, connections } } })
+  await services.open()
+  const client = services.client('up')
+  return {
+    call: async () => await client.getJson('/'),
+    close: async () => { await services.close() },
+    measuring: async (run) => {
+      // Its own aggregator each time, closed after: a released one would stay subscribed for a minute, into other rows.
+      const aggregator = new StatusAggregator(services)
+      // What the events route does each second for its clients: one snapshot, serialized.
+      aggregator.watch(() => { JSON.stringify(buildSnapshot(services.stats(), aggregator, aggregator.now())) })
+      try {
+        return await run()
+      } finally {
+        aggregator.close()
+      }
+    }
+  }
+}
+
+/**
  * The default client with OAuth2 client credentials: a token endpoint in this process answers once, so every measured
  * call takes the cached token (issue 19: within 0.97x of the default row).
  */
@@ -160,6 +185,7 @@ export const clients: Array<[name: string, factory: ClientFactory]> = [
   ['undici Pool.request + body.json()', rawPool],
   ['fastify-http-services, default', library({})],
   ['fastify-http-services, default + no-op subscribers', withNoopSubscribers(library({}))],
+  ['fastify-http-services, default + status page open', withStatusPage],
   ['fastify-http-services, default without breaker', library({ breaker: false })],
   ['fastify-http-services, default + bearer (fixed)', library({ auth: { bearer: 'bench-token' } })],
   ['fastify-http-services, default + oauth2 (cached token)', withOAuth2()],

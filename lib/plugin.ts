@@ -12,6 +12,7 @@ import { sendResponseOnSend, sendResponseUnserialized } from './reply'
 import type { Logger } from './pipeline/types'
 import { HttpServices, type ServiceName } from './services'
 import { copyHeaders } from './copy-headers'
+import { registerStatusPage } from './status/routes'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -165,6 +166,7 @@ export const httpServicesPlugin: FastifyPluginAsync<HttpServicesOptions> = async
 
   fastify.decorate('httpServices', registry)
   if (registry.resolved.underPressure !== undefined) await registerUnderPressure(fastify, registry, registry.resolved.underPressure)
+  if (registry.resolved.statusPage !== undefined) registerStatusPage(fastify, registry, registry.resolved.statusPage)
   fastify.decorateRequest(kClients as unknown as string, null)
   fastify.decorateRequest('httpClient', function httpClient (this: FastifyRequest, name: ServiceName): HttpClient {
     const request = this as ScopedRequest

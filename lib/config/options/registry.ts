@@ -11,6 +11,7 @@ import { defineGroup, type Spec } from './group'
 import { redisOption, resolveRedis, type RedisClient, type RedisOptions, type ResolvedRedis } from './redis'
 import { resolveService, serviceOptions, type ResolvedService, type ServiceOptions } from './service'
 import { telemetryOptions, type ResolvedTelemetry, type TelemetryOptions } from './telemetry'
+import { resolveStatusPage, statusPageOptions, type ResolvedStatusPage, type StatusPageOptions } from './status-page'
 
 /** The service-independent part of the options. */
 export interface HttpServicesOptions {
@@ -75,6 +76,13 @@ export interface HttpServicesOptions {
    * prefix and a command timeout. Needs the ioredis package. Off by default.
    */
   redis?: string | RedisOptions | RedisClient
+  /**
+   * The live services page (plugin only; README "Status page"): `{path}` (HTML), `{path}.json` and `{path}/events`
+   * (server-sent events) with each service's breakers, rates, latencies and limits. `true` serves it at
+   * `/_services`; an object sets `path` and `routeOpts` (guard it with an `onRequest` hook there). Off by default.
+   * @default false
+   */
+  statusPage?: boolean | StatusPageOptions
 }
 
 /** Options of @fastify/under-pressure, as the `underPressure` plugin option takes them. */
@@ -105,6 +113,7 @@ export const httpServicesOptions = defineGroup({
   underPressure: { check: booleanOr(rule('an object of @fastify/under-pressure options', isPlainObject)), default: false },
   telemetry: { check: booleanOr(telemetryOptions.check), default: true },
   redis: { check: redisOption, default: undefined },
+  statusPage: { check: booleanOr(statusPageOptions.check), default: false },
   prefix: { check: ok('anything'), default: undefined },
   logLevel: { check: ok('anything'), default: undefined },
   logSerializers: { check: ok('anything'), default: undefined }
@@ -124,6 +133,8 @@ export interface ResolvedOptions {
   telemetry: ResolvedTelemetry
   /** The Redis connection's options; `undefined` when there is none. */
   redis: ResolvedRedis | undefined
+  /** The status page's path and route options; `undefined` when it is off. */
+  statusPage: ResolvedStatusPage | undefined
 }
 
 /** Validated options (the config file already merged in), resolved: `defaults` under each service, defaults filled. */
@@ -155,7 +166,8 @@ export function resolveRegistry (options: HttpServicesOptions): ResolvedOptions 
     dispatcher: options.dispatcher,
     underPressure: underPressure === true ? {} : underPressure === false ? undefined : underPressure,
     telemetry: telemetry === true ? {} : telemetry === false ? undefined : telemetry,
-    redis
+    redis,
+    statusPage: resolveStatusPage(options.statusPage ?? d.statusPage)
   }
 }
 
