@@ -81,3 +81,14 @@ t.test('against the fake downstreams, the export is streamed through intact', as
   for (let i = 0; i < 50000; i++) expected.update(`${i},product-${i},${(i % 100) + 0.99}\n`)
   t.equal(createHash('sha256').update(res.body).digest('hex'), expected.digest('hex'))
 })
+
+t.test('serves the live services page and its JSON, a row per service', async (t) => {
+  const { app } = await withMocks(t)
+  const page = await app.inject('/_services')
+  t.equal(page.statusCode, 200)
+  t.match(page.headers['content-type'], /text\/html/)
+  t.match(page.headers['content-security-policy'], /default-src 'none'/)
+  const res = await app.inject('/_services.json')
+  t.equal(res.statusCode, 200)
+  t.same(res.json().services.map((s: { name: string }) => s.name).sort(), ['catalog', 'inventory'])
+})

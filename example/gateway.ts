@@ -34,6 +34,8 @@ export async function buildGateway (o: GatewayOptions): Promise<FastifyInstance>
       }
     },
     underPressure: { exposeStatusRoute: '/status' },
+    // The live services page at /_services (JSON at /_services.json). Guard it in production: see the README.
+    statusPage: true,
     ...o.plugin
   })
 

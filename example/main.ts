@@ -6,6 +6,7 @@
 import { startCatalog, startInventory, type InventoryControls } from './downstreams'
 import type { FastifyInstance } from 'fastify'
 import { buildGateway } from './gateway'
+import type { StatusSnapshot } from '../index'
 import { SpanKind } from '@opentelemetry/api'
 import { spanTree, startTracing, type Tracing } from './tracing'
 
@@ -34,7 +35,8 @@ async function main (): Promise<void> {
   console.log(`  curl ${address}/stock/unknown-1        # a downstream 404 mapped to a clean reply`)
   console.log(`  curl -o /dev/null ${address}/export.csv # a streamed download`)
   console.log(`  curl -X POST '${address}/demo/outage?on=true'   # take inventory down: the breaker opens`)
-  console.log(`  curl ${address}/status                 # health, breaker states and per-service stats\n`)
+  console.log(`  curl ${address}/status                 # health, breaker states and per-service stats`)
+  console.log(`  open ${address}/_services              # the live services page (JSON: /_services.json)\n`)
 
   if (tracing !== undefined) await traceOne(address, tracing)
   await demo(address, app)
@@ -63,7 +65,18 @@ async function traceOne (address: string, tracing: Tracing): Promise<void> {
   console.log()
 }
 
+/** One line per service from the status page's JSON: what an operator's script would read. */
+async function printServices (address: string): Promise<void> {
+  const snapshot = await (await fetch(`${address}/_services.json`)).json() as StatusSnapshot
+  for (const s of snapshot.services) {
+    console.log(`  ${s.name.padEnd(10)} breaker ${String(s.breaker?.state).padEnd(8)} ${s.requestsPerSecond} req/s, ` +
+      `errors ${(s.errorRate * 100).toFixed(0)} %, p99 ${s.latency.p99 ?? '-'} ms, retries ${s.retries}`)
+  }
+}
+
 async function demo (address: string, app: FastifyInstance): Promise<void> {
+  // The page's figures are gathered only while someone looks: this first read starts them.
+  await fetch(`${address}/_services.json`)
   console.log('--- demo: 6 aggregate calls; the flaky inventory is retried (warn lines above are the retries) ---')
   for (let i = 1; i <= 6; i++) {
     const res = await fetch(`${address}/products/sku-${i}`)
@@ -78,6 +91,8 @@ async function demo (address: string, app: FastifyInstance): Promise<void> {
   }
   const res = await fetch(`${address}/status`)
   console.log(`\nGET /status -> ${res.status} (inventory is critical and its breaker is open) ${await res.text()}`)
+  console.log('GET /_services.json (the status page\'s data: what an operator\'s script reads):')
+  await printServices(address)
   const { inventory: stats } = app.httpServices.stats()
   console.log('fastify.httpServices.stats().inventory:')
   console.log(JSON.stringify({ breaker: stats.breaker, retry: stats.retry, requests: stats.requests, attempts: stats.attempts, failures: stats.failures, failuresBy: stats.failuresBy, fallback: stats.fallback }, null, 2))
