@@ -8,6 +8,7 @@ import { UnknownServiceError } from './errors'
 import { retainTelemetry } from './telemetry'
 import type { Logger } from './pipeline/types'
 import { RedisConnection } from './redis/connection'
+import { SharedBreakers } from './redis/shared-breakers'
 import { CacheAside } from './cache/cache-aside'
 import { HttpService, type ServiceStats } from './service'
 import { WebhookSender } from './webhooks/sender'
@@ -68,6 +69,8 @@ export class HttpServices {
    */
   readonly cache: CacheAside
   private closeCalled = false
+  /** Breaker openings shared through Redis (`breaker.shared`); `undefined` when no service shares its breaker. */
+  private readonly sharedBreakers: SharedBreakers | undefined
   /** Holds the log lines' subscription (`./diagnostics/log-subscriber`) from `open()` to `close()`. */
   private logging = false
   private sender: WebhookSender | undefined = undefined
@@ -86,6 +89,19 @@ export class HttpServices {
       const created = new HttpService(service, log, this.resolved.dispatcher, (other) => this.clientFor(name, other), this.redis)
       created.registry = this
       this.services.set(name, created)
+    }
+    const redis = this.redis
+    const sharing = [...this.services.values()].filter((s) => s.options.breaker?.shared === true)
+    this.sharedBreakers = redis === undefined || sharing.length === 0 ? undefined : new SharedBreakers(redis, sharing, this)
+    if (redis !== undefined) {
+      for (const service of this.services.values()) {
+        const o = service.options
+        if (o.cache?.store !== 'redis' && o.rateLimit?.shared === undefined && o.breaker?.shared !== true) continue
+        const breakers = o.breaker?.shared === true ? this.sharedBreakers : undefined
+        service.addStats('redis', breakers === undefined
+          ? () => ({ connection: redis.state })
+          : () => ({ connection: redis.state, breaker: breakers.state }))
+      }
     }
     // Made now only when a service is a webhook endpoint (its stats then show `webhooks`); else on first use.
     if ([...this.resolved.services.values()].some((s) => s.webhook !== undefined)) this.sender = this.makeSender()
@@ -172,7 +188,10 @@ export class HttpServices {
         }, telemetry)
       }
     }
-    if (!this.closeCalled) await this.redis?.open()
+    if (!this.closeCalled) {
+      await this.redis?.open()
+      this.sharedBreakers?.open()
+    }
     for (const service of this.services.values()) service.open()
   }
 
@@ -190,7 +209,9 @@ export class HttpServices {
     try {
       await Promise.all([...this.services.values()].map(async (s) => await s.close(timeout)))
     } finally {
-      // After the services: their calls may use Redis until they end. A connection given to the library stays open.
+      // After the services: their calls may use Redis until they end. A connection given to the library stays open
+      // (the subscriber made from it is closed).
+      this.sharedBreakers?.close()
       await this.redis?.close()
       if (this.logging) {
         this.logging = false

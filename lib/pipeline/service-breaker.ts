@@ -230,6 +230,19 @@ export class ServiceBreaker {
     }
   }
 
+  /**
+   * Opens a closed breaker because something outside this process saw the upstream fail (`breaker.shared`: another
+   * instance's breaker opened); `reason` is the log line's `lastFailure`. From there it is this breaker's own: it
+   * half-opens after `resetAfter` and probes. `upstream` is the breaker's (`undefined` for a service's only one).
+   * Returns `false`, doing nothing, when it is another's, not closed, or shut down.
+   */
+  trip (upstream: string | undefined, reason: string): boolean {
+    if (upstream !== this.upstream || !this.closed || this.shutDown) return false
+    this.lastFailure = reason
+    this.machine().open()
+    return true
+  }
+
   /** `closed` also once shut down (the service is closed: nothing is open upstream), as opossum says of itself. */
   get state (): BreakerState {
     return this.closed || this.shutDown ? 'closed' : this.halfOpen ? 'halfOpen' : 'open'
