@@ -201,3 +201,29 @@ t.test('breaker.shared needs the redis option', async (t) => {
   t.throws(() => createHttpServices({ redis: 'redis://127.0.0.1:1', services: { api: { baseUrl: 'http://127.0.0.1:1', breaker: { shared: 1 as never } } } }),
     { message: /services\.api\.breaker\.shared: expected a boolean/ })
 })
+
+t.test('a client without duplicate(): openings are not received (logged), the breaker works locally', async (t) => {
+  const upstream = await failing(t)
+  const warnings: Array<Record<string, unknown>> = []
+  const noop = (): void => {}
+  const logger = { debug: noop, info: noop, error: noop, warn: (obj: object) => { warnings.push(obj as Record<string, unknown>) }, child: () => logger }
+  const published: string[] = []
+  // An ioredis look-alike (a class: a plain object is taken for options), connected, without duplicate().
+  class Client {
+    status = 'ready'
+    async getBuffer (): Promise<null> { return null }
+    async set (): Promise<string> { return 'OK' }
+    async get (): Promise<null> { return null }
+    async del (): Promise<number> { return 1 }
+    async publish (_channel: string, text: string): Promise<number> { published.push(text); return 0 }
+    async quit (): Promise<string> { return 'OK' }
+  }
+  const client = new Client()
+  const services = await openRegistry(t, { logger, redis: { client, timeout: 2000 }, services: { api: { baseUrl: upstream.url, retry: false, throwHttpErrors: false, breaker: kBreaker } } })
+  t.match(warnings.find((w) => w.redis === 'breaker subscribe'), { err: /no duplicate\(\)/ })
+  t.same(redisStats(services), { connection: 'connected', breaker: 'unsubscribed' })
+  await trip(services)
+  t.equal(state(services), 'open')
+  await waitUntil('the opening is published', () => published.length === 1)
+  t.match(JSON.parse(published[0]), { service: 'api', state: 'open' })
+})

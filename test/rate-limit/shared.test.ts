@@ -245,3 +245,24 @@ t.test('shared needs the redis option, and a token bucket', async (t) => {
   t.equal(services.get('api').options.rateLimit?.shared, undefined, 'false: each instance limits on its own')
   await services.close()
 })
+
+t.test('reset() refills the shared bucket: its key in Redis is deleted', { skip }, async (t) => {
+  const redis = await startRedis(t, redisBinary.path as string)
+  const upstream = await counting(t)
+  const services = await openRegistry(t, {
+    redis: { url: redis.url, timeout: 2000 },
+    services: { api: { baseUrl: upstream.url, rateLimit: { rate: 1, interval: 60_000, shared: true } } }
+  })
+  const look = inspector(t, redis.url)
+  t.equal((await services.client('api').get('/')).status, 200)
+  await t.rejects(services.client('api').get('/'), RateLimitedError)
+  services.reset()
+  let gone = false
+  for (let i = 0; i < 300 && !gone; i++) {
+    gone = (await look.exists('fhs:rl:api')) === 0
+    if (!gone) await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  t.ok(gone, 'the bucket is gone from Redis')
+  t.match(services.stats().api.rateLimit, { available: 1, rejected: 0 })
+  t.equal((await services.client('api').get('/')).status, 200, 'a permit again')
+})
