@@ -92,6 +92,8 @@ export class ServiceBreaker {
   private resetting = false
   /** Set while a failed probe opens the breaker again: its log line says so. */
   private reopening = false
+  /** Set while `trip()` opens the breaker: its message says the opening came from elsewhere. */
+  private tripping = false
   /** The reason of the failure that opens the breaker, for the log line. */
   private lastFailure = 'unknown'
 
@@ -155,7 +157,8 @@ export class ServiceBreaker {
       this.opens++
       // A re-opening follows one probe: the window's counts are from before the first opening, so none are given.
       const { calls, failures } = this.reopening ? { calls: undefined, failures: undefined } : this.counts.totals()
-      publishBreakerState(this.service, this.log, this.upstream, 'open', failures, calls, this.lastFailure, this.resetAfter, this.reopening)
+      publishBreakerState(this.service, this.log, this.upstream, 'open', failures, calls, this.lastFailure, this.resetAfter, this.reopening,
+        undefined, this.tripping)
     })
     breaker.on('halfOpen', () => {
       this.probing = false
@@ -239,7 +242,12 @@ export class ServiceBreaker {
   trip (upstream: string | undefined, reason: string): boolean {
     if (upstream !== this.upstream || !this.closed || this.shutDown) return false
     this.lastFailure = reason
-    this.machine().open()
+    this.tripping = true
+    try {
+      this.machine().open()
+    } finally {
+      this.tripping = false
+    }
     return true
   }
 

@@ -14,7 +14,8 @@
  *
  * The seam is the `breaker:state` diagnostics channel, where every breaker already says when it changes: nothing on
  * the call path changes. An opening received is applied through the breaker's `trip()` (opossum's `open()`); its own
- * half-open probing takes over from there, and it is not published again. Redis away: breakers are local.
+ * half-open probing takes over from there, and it is not published again (its message says `remote`). Redis away:
+ * breakers are local.
  */
 import { randomUUID } from 'node:crypto'
 import diagnosticsChannel from 'node:diagnostics_channel'
@@ -64,8 +65,6 @@ export class SharedBreakers {
   private readonly channel: string
   private subscriber: Subscriber | undefined = undefined
   private subscribed = false
-  /** Set while an opening received is applied: the breaker's own `open` message is not published again. */
-  private applying = false
   private opened = false
   private readonly onState = (message: unknown): void => { this.published(message as BreakerStateMessage) }
   private readonly onMainReady = (): void => { void this.catchUp() }
@@ -124,7 +123,8 @@ export class SharedBreakers {
 
   /** A breaker of this process changed state: an opening (or closing) of a shared one is published. */
   private published (m: BreakerStateMessage): void {
-    if (this.applying || m.registry !== this.registry || (m.state !== 'open' && m.state !== 'closed')) return
+    // An opening received (`remote`) is not published again.
+    if (m.remote || m.registry !== this.registry || (m.state !== 'open' && m.state !== 'closed')) return
     const service = this.services.get(m.service)
     if (service === undefined) return
     const key = this.keyOf(m.service, m.upstream)
@@ -159,12 +159,7 @@ export class SharedBreakers {
     const breakers = breakerOf(service)
     if (breakers === undefined) return
     const upstream = typeof opening.upstream === 'string' ? opening.upstream : undefined
-    this.applying = true
-    try {
-      breakers.trip(upstream, `${cleanReason(opening.reason)} (seen by another instance)`)
-    } finally {
-      this.applying = false
-    }
+    breakers.trip(upstream, cleanReason(opening.reason))
   }
 
   /** Reads the keys of openings still in force, for every shared breaker, and applies them. */

@@ -1,6 +1,7 @@
+import diagnosticsChannel from 'node:diagnostics_channel'
 import t, { type Test } from 'tap'
 import Redis from 'ioredis'
-import { CircuitOpenError, createHttpServices, type BreakerOptions, type HttpServices } from '../../index'
+import { CircuitOpenError, createHttpServices, type BreakerOptions, type BreakerStateMessage, type HttpServices } from '../../index'
 import type { CreateHttpServicesOptions } from '../../lib/services'
 import { interopBinary, startRedis } from '../helpers/interop'
 import { startServer } from '../helpers/server'
@@ -51,9 +52,13 @@ async function trip (services: HttpServices): Promise<void> {
 t.test('an opening in one instance opens the other\'s breaker, which then fails fast without reaching the upstream', { skip }, async (t) => {
   const redis = await startRedis(t, redisBinary.path as string)
   const upstream = await failing(t)
-  const warnings: Array<Record<string, unknown>> = []
+  const warnings: Array<{ obj: Record<string, unknown>, msg?: string }> = []
   const noop = (): void => {}
-  const logger = { debug: noop, info: noop, error: noop, warn: (obj: object) => { warnings.push(obj as Record<string, unknown>) }, child: () => logger }
+  const logger = { debug: noop, info: noop, error: noop, warn: (obj: object, msg?: string) => { warnings.push({ obj: obj as Record<string, unknown>, msg }) }, child: () => logger }
+  const opened: boolean[] = []
+  const onState = (m: unknown): void => { if ((m as BreakerStateMessage).registry === two && (m as BreakerStateMessage).state === 'open') opened.push((m as BreakerStateMessage).remote) }
+  diagnosticsChannel.subscribe('fastify-http-services:breaker:state', onState)
+  t.teardown(() => { diagnosticsChannel.unsubscribe('fastify-http-services:breaker:state', onState) })
   const one = await openRegistry(t, options(redis.url, upstream.url))
   const two = await openRegistry(t, options(redis.url, upstream.url, kBreaker, logger))
   await waitUntil('both subscribed', () => (redisStats(one) as { breaker: string }).breaker === 'subscribed' &&
@@ -72,7 +77,11 @@ t.test('an opening in one instance opens the other\'s breaker, which then fails 
   const seen = upstream.count()
   await t.rejects(two.client('api').get('/'), CircuitOpenError, 'fails fast')
   t.equal(upstream.count(), seen, 'without reaching the upstream')
-  t.match(warnings.find((w) => w.breaker === 'open'), { lastFailure: 'status 503 (seen by another instance)' })
+  t.match(warnings.find((w) => w.obj.breaker === 'open'), {
+    obj: { remote: true, lastFailure: 'status 503', resetAfter: 60_000 },
+    msg: 'circuit breaker opened: another instance\'s opened (last: status 503): calls fail fast for 60000 ms'
+  }, 'logged as an opening from elsewhere')
+  t.same(opened, [true], 'its breaker:state message says remote')
 
   const key = await look.get('fhs:breaker:api')
   t.match(JSON.parse(key as string), { service: 'api', state: 'open', reason: 'status 503' })
