@@ -190,12 +190,11 @@ t.test('Redis slower than its timeout: the call goes on with the local limiter',
     services: { api: { baseUrl: upstream.url, rateLimit: { rate: 100, shared: true } } }
   })
   const look = inspector(t, redis.url)
-  await look.ping()
-  // Redis blocked for 1.5 s: the limiter's command gets no answer within its 100 ms.
-  const sleeping = look.call('DEBUG', 'SLEEP', '1.5')
+  // Every client's commands held for 1.5 s (in force once the command answers): the limiter's gets no answer within
+  // its 100 ms.
+  await look.call('CLIENT', 'PAUSE', '1500', 'ALL')
   t.equal((await services.client('api').get('/')).status, 200, 'not held up by Redis')
   t.match(services.stats().api.rateLimit, { shared: 'local' })
-  await sleeping
 })
 
 t.test('adaptive and shared: a 429 slows this instance\'s share of the shared bucket', { skip }, async (t) => {
