@@ -2,7 +2,7 @@ import type { ResolvedRateLimit } from '../config/resolved'
 import type { RedisConnection } from '../redis/connection'
 import { AdaptiveRateLimiter } from './adaptive'
 import type { AdjustableRateLimiter, RateLimiter } from './limiter'
-import { SharedTokenBucket } from './shared-token-bucket'
+import { SharedRateLimiter } from './shared-limiter'
 import { SlidingWindow } from './sliding-window'
 import { TokenBucket } from './token-bucket'
 
@@ -10,7 +10,7 @@ import { TokenBucket } from './token-bucket'
 export interface SharedLimiterPlace {
   redis: RedisConnection
   service: string
-  log: ConstructorParameters<typeof SharedTokenBucket>[3]
+  log: ConstructorParameters<typeof SharedRateLimiter>[3]
 }
 
 /**
@@ -18,17 +18,16 @@ export interface SharedLimiterPlace {
  * registry's check makes sure there is one) in Redis.
  */
 export function createRateLimiter (options: ResolvedRateLimit, place?: SharedLimiterPlace): RateLimiter {
-  const bucket = { rate: options.rate, interval: options.interval, burst: options.burst }
-  const base: AdjustableRateLimiter = options.kind === 'sliding-window'
-    ? new SlidingWindow({ limit: options.rate, window: options.interval })
-    : options.shared !== undefined && place !== undefined
-      ? new SharedTokenBucket({ ...bucket, failClosed: options.shared.failClosed }, place.redis, place.service, place.log)
-      : new TokenBucket(bucket)
+  const base: AdjustableRateLimiter = options.shared !== undefined && place !== undefined
+    ? new SharedRateLimiter({ ...options, failClosed: options.shared.failClosed }, place.redis, place.service, place.log)
+    : options.kind === 'token-bucket'
+      ? new TokenBucket({ rate: options.rate, interval: options.interval, burst: options.burst })
+      : new SlidingWindow({ limit: options.rate, window: options.interval })
   return options.adaptive === undefined ? base : new AdaptiveRateLimiter(base, options.adaptive)
 }
 
 export { AdaptiveRateLimiter, type AdaptiveOptions } from './adaptive'
 export type { AdjustableRateLimiter, RateLimiter, RateLimiterStats } from './limiter'
-export { SharedTokenBucket, type SharedLimiterState, type SharedTokenBucketOptions } from './shared-token-bucket'
+export { SharedRateLimiter, type SharedLimiterState, type SharedRateLimiterOptions } from './shared-limiter'
 export { SlidingWindow, type SlidingWindowOptions } from './sliding-window'
 export { TokenBucket, type TokenBucketOptions } from './token-bucket'

@@ -2,7 +2,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import Redis from 'ioredis'
 import { createHttpServices, RateLimitedError, type HttpServices } from '../../index'
-import { gcra } from '../../lib/rate-limit/shared-token-bucket'
+import { gcra, slidingWindow } from '../../lib/rate-limit/redis-scripts'
 import type { CreateHttpServicesOptions } from '../../lib/services'
 import { interopBinary, startRedis } from '../helpers/interop'
 import { startServer } from '../helpers/server'
@@ -93,6 +93,44 @@ t.test('the GCRA script: loaded again with EVAL when Redis lost it (NOSCRIPT), a
   }
   t.ok(expired, 'the key is gone once the bucket would be full')
   t.same(await gcra(c, 'k', 1000, 1, 0), [0, 0], 'full again')
+})
+
+t.test('the sliding-window script: limit per window, in order, reserved ahead within the longest wait', { skip }, async (t) => {
+  const redis = await startRedis(t, redisBinary.path as string)
+  const c = inspector(t, redis.url)
+  const window = 60_000
+  t.same(await slidingWindow(c, 'w', 2, window, 0, 'a'), [0, 1], 'a permit now, one left')
+  t.same(await slidingWindow(c, 'w', 2, window, 0, 'b'), [0, 0])
+  const [refused] = await slidingWindow(c, 'w', 2, window, 0, 'c')
+  t.ok(refused > window - 1000 && refused <= window, `full: the next permit when the first is a window old (${refused} ms)`)
+  t.equal(await c.zcard('w'), 2, 'a refusal records nothing')
+  const [reserved] = await slidingWindow(c, 'w', 2, window, window, 'd')
+  t.ok(reserved > window - 1000 && reserved <= window, 'reserved for when the first permit leaves the window')
+  const [queued] = await slidingWindow(c, 'w', 2, window, window, 'e')
+  t.ok(queued >= reserved && queued <= window, `the next waiter is not served before it (${queued} ms)`)
+  const [third] = await slidingWindow(c, 'w', 2, window, 3 * window, 'f')
+  t.ok(third > 2 * window - 1000 && third <= 2 * window, `and the one after that a window later (${third} ms)`)
+  const ttl = await c.pttl('w')
+  t.ok(ttl > 3 * window - 1000 && ttl <= 3 * window + 2, `the set expires a window after its last permit (${ttl} ms)`)
+})
+
+t.test('two registries on one Redis share one sliding window', { skip }, async (t) => {
+  const redis = await startRedis(t, redisBinary.path as string)
+  const upstream = await counting(t)
+  const options = {
+    redis: { url: redis.url, timeout: 2000 },
+    services: { api: { baseUrl: upstream.url, rateLimit: { limit: 3, window: 60_000, shared: true } } }
+  }
+  const one = await openRegistry(t, options)
+  const two = await openRegistry(t, options)
+  for (let i = 0; i < 2; i++) t.equal((await one.client('api').get('/')).status, 200)
+  t.equal((await two.client('api').get('/')).status, 200)
+  await t.rejects(two.client('api').get('/'), RateLimitedError, 'the fourth call, from either, is refused')
+  await t.rejects(one.client('api').get('/'), RateLimitedError)
+  t.equal(upstream.count(), 3)
+  t.match(two.stats().api.rateLimit, { kind: 'sliding-window', shared: 'redis', limit: 3, available: 0, rejected: 1 })
+  const look = inspector(t, redis.url)
+  t.equal(await look.zcard('fhs:rlw:api'), 3, 'the permits are the sorted set fhs:rlw:api')
 })
 
 t.test('two registries on one Redis share one limit', { skip }, async (t) => {
@@ -219,16 +257,12 @@ t.test('adaptive and shared: a 429 slows this instance\'s share of the shared bu
   t.ok(Math.abs(after - tat - 12_000) < 1, `a permit at half the rate costs two periods of the bucket (${after - tat} ms)`)
 })
 
-t.test('shared needs the redis option, and a token bucket', async (t) => {
+t.test('shared needs the redis option', async (t) => {
   t.throws(() => createHttpServices({ services: { api: { baseUrl: 'http://127.0.0.1:1', rateLimit: { rate: 5, shared: true } } } }), {
     code: 'HTTP_SERVICES_ERR_INVALID_OPTIONS',
     key: 'services.api.rateLimit.shared',
     message: /services\.api\.rateLimit\.shared: needs the redis option/
   })
-  t.throws(() => createHttpServices({
-    redis: 'redis://127.0.0.1:1',
-    services: { api: { baseUrl: 'http://127.0.0.1:1', rateLimit: { limit: 5, window: 1000, shared: true } } }
-  }), { message: /services\.api\.rateLimit\.shared: a shared rate limit is a token bucket/ })
   t.throws(() => createHttpServices({
     redis: 'redis://127.0.0.1:1',
     services: { api: { baseUrl: 'http://127.0.0.1:1', rateLimit: { rate: 5, shared: { failClosed: 'yes' as never } } } }

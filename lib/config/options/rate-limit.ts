@@ -1,4 +1,4 @@
-import { boolean, booleanOr, fail, integer, invalid, number } from '../checkers'
+import { boolean, booleanOr, fail, integer, number } from '../checkers'
 import { ms, positive, positiveSpan } from '../values'
 import { adaptiveRateOptions, type AdaptiveRateOptions, type ResolvedAdaptiveRate } from './adaptive-rate'
 import { defineGroup, enabled, type Spec } from './group'
@@ -32,7 +32,7 @@ export interface RateLimitOptions {
    */
   adaptive?: boolean | AdaptiveRateOptions
   /**
-   * One limit for every instance of the app on the registry's Redis (needs the `redis` option; token bucket only):
+   * One limit for every instance of the app on the registry's Redis (needs the `redis` option):
    * `true`, or `{ failClosed: true }` to refuse calls while Redis is unreachable instead of limiting each instance
    * on its own. With `adaptive`, each instance scales only its own share.
    * @default false
@@ -76,9 +76,6 @@ export const rateLimitOptions = defineGroup({
     if (bucket && value.rate === undefined) fail(`${key}.rate`, 'a positive number (interval and burst need it)', undefined)
     if (sliding && value.limit === undefined) fail(`${key}.limit`, 'an integer >= 1 (window needs it)', undefined)
     if (sliding && value.window === undefined) fail(`${key}.window`, 'a positive number of milliseconds (limit needs it)', undefined)
-    if (sliding && value.shared !== undefined && value.shared !== false) {
-      throw invalid(`${key}.shared`, 'a shared rate limit is a token bucket (rate, interval, burst); a sliding window is kept in each instance')
-    }
   }
 })
 
@@ -116,5 +113,5 @@ export function resolveRateLimit (rateLimit: false | RateLimitOptions | undefine
   }
   // Validation guarantees a sliding window has both `limit` and `window`.
   const limit = rateLimit.limit as number
-  return { kind: 'sliding-window', rate: limit, interval: rateLimit.window as number, burst: limit, maxWait, adaptive, shared: undefined }
+  return { kind: 'sliding-window', rate: limit, interval: rateLimit.window as number, burst: limit, maxWait, adaptive, shared: enabled(rateLimit.shared ?? d.shared, sharedRateLimitOptions.defaults) }
 }

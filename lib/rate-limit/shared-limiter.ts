@@ -1,34 +1,40 @@
 /**
- * A token bucket kept in Redis (`rateLimit.shared`): one limit for every instance of the app on the registry's Redis.
+ * A rate limit kept in Redis (`rateLimit.shared`): one limit for every instance of the app on the registry's Redis,
+ * either algorithm, in a Lua script each (`./redis-scripts`): a token bucket as GCRA in `<prefix>rl:<service>`, the
+ * exact sliding window as a sorted set in `<prefix>rlw:<service>`. Permits reserved within `maxWait` queue callers of
+ * every instance in one line.
  *
  * Why by hand: `rate-limiter-flexible` (the package for this) was evaluated first. Its Redis limiter counts in fixed
  * windows (INCR + PEXPIRE), which lets twice the limit through around a window edge, has no token-bucket burst and
  * no reservation of a later permit (our `maxWait`: its `execEvenly` delays in the process that asked, after taking
  * the point, so instances do not queue behind each other), and times with each process's own clock. Its memory
- * "insurance" limiter is the fallback we need, but we already have that limiter (`./token-bucket`). What is left
- * to write is one Lua script, so no dependency.
+ * "insurance" limiter is the fallback we need, but we already have those limiters (`./token-bucket`,
+ * `./sliding-window`). What is left to write is two short Lua scripts, so no dependency.
  *
- * The script is GCRA (the generic cell rate algorithm), which is a token bucket stored as one number: the
- * theoretical arrival time (TAT) of the next permit, `<prefix>rl:<service>`, in milliseconds of Redis's own clock
- * (TIME), so instances whose clocks disagree still agree on the limit. A permit is free now when the TAT is at most
- * `burst - 1` periods ahead; otherwise it may be reserved for later (the TAT moves on, so the next caller, from any
- * instance, queues behind it), or refused with the wait. The key expires when the bucket would be full again.
- *
- * Redis unreachable, or slower than the connection's `timeout`: the same settings are enforced in this process (a
- * local `TokenBucket`: each instance then allows the whole rate), or every call is refused (`failClosed`). Redis
- * is asked again at most once a second meanwhile; the outage is logged once at warn, the return at info.
+ * Redis unreachable, or slower than the connection's `timeout`: the same settings are enforced in this process (the
+ * local limiter: each instance then allows the whole rate), or every call is refused (`failClosed`). Redis is asked
+ * again at most once a second meanwhile; the outage is logged once at warn, the return at info.
  */
-import { createHash } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { RedisConnection } from '../redis/connection'
 import type { AdjustableRateLimiter, RateLimiterStats } from './limiter'
-import { TokenBucket, type TokenBucketOptions } from './token-bucket'
+import { gcra, slidingWindow } from './redis-scripts'
+import { SlidingWindow } from './sliding-window'
+import { TokenBucket } from './token-bucket'
 
 /** Where a shared limiter takes its permits now. */
 export type SharedLimiterState = 'redis' | 'local'
 
-/** Options of a shared token bucket. */
-export interface SharedTokenBucketOptions extends TokenBucketOptions {
+/** Options of a shared limiter: a rate limit after resolution, and what to do while Redis is away. */
+export interface SharedRateLimiterOptions {
+  kind: 'token-bucket' | 'sliding-window'
+  /** Token bucket: tokens per interval; sliding window: calls per window. */
+  rate: number
+  /** Token bucket: refill interval; sliding window: window length (ms). */
+  interval: number
+  /** Token bucket capacity (sliding window: ignored). */
+  burst: number
   /** Refuse calls while Redis is away instead of limiting in this process. */
   failClosed: boolean
 }
@@ -39,63 +45,19 @@ interface Log {
   info: (obj: object, msg?: string) => void
 }
 
-/**
- * ARGV: period (ms per permit), capacity (burst), longest wait (ms). Returns the wait as a string (Redis turns a
- * Lua number into an integer) and the permits free now.
- */
-export const kGcraScript = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local period = tonumber(ARGV[1])
-local capacity = tonumber(ARGV[2])
-local longest = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local after = tat + period
-local wait = after - now - capacity * period
-if wait < 0 then wait = 0 end
-if wait == 0 or wait <= longest then
-  redis.call('SET', KEYS[1], string.format('%.3f', after), 'PX', math.max(1, math.ceil(after - now)))
-  tat = after
-end
-local free = math.floor((capacity * period - (tat - now)) / period + 1e-9)
-if free < 0 then free = 0 end
-return { string.format('%.3f', wait), free }
-`
-const kGcraSha = createHash('sha1').update(kGcraScript).digest('hex')
-
 /** How long the limiter stays local after Redis failed before it asks Redis again, in ms. */
 export const kRecheckEvery = 1000
 
-type ScriptClient = {
-  evalsha: (sha: string, keys: number, ...args: Array<string | number>) => Promise<unknown>
-  eval: (script: string, keys: number, ...args: Array<string | number>) => Promise<unknown>
-  del: (key: string) => Promise<unknown>
-  readonly status: string
-}
-
-/** Runs the GCRA script for `key`: EVALSHA, and EVAL once when Redis does not have it cached (NOSCRIPT). */
-export async function gcra (client: unknown, key: string, period: number, capacity: number, longest: number): Promise<[number, number]> {
-  const c = client as ScriptClient
-  // A wait past the script's string format is refused all the same.
-  const args = [key, period, capacity, Math.min(longest, 1e12)]
-  let reply: unknown
-  try {
-    reply = await c.evalsha(kGcraSha, 1, ...args)
-  } catch (err) {
-    if (!String((err as Error)?.message).startsWith('NOSCRIPT')) throw err
-    reply = await c.eval(kGcraScript, 1, ...args)
-  }
-  const [wait, free] = reply as [string, number]
-  return [Number(wait), Number(free)]
-}
-
-export class SharedTokenBucket implements AdjustableRateLimiter {
+export class SharedRateLimiter implements AdjustableRateLimiter {
   private readonly redis: RedisConnection
   private readonly key: string
   private readonly log: Log
-  private readonly local: TokenBucket
+  private readonly local: TokenBucket | SlidingWindow
+  private readonly bucket: boolean
   private readonly failClosed: boolean
+  /** Names this limiter's permits in a sliding window's set: with a count, unique. */
+  private readonly member = randomUUID()
+  private permits = 0
   private readonly rate: number
   private readonly interval: number
   private readonly burst: number
@@ -109,17 +71,19 @@ export class SharedTokenBucket implements AdjustableRateLimiter {
   private free: number
   private outages = 0
 
-  constructor (options: SharedTokenBucketOptions, redis: RedisConnection, service: string, log: Log) {
+  constructor (options: SharedRateLimiterOptions, redis: RedisConnection, service: string, log: Log) {
     this.redis = redis
-    this.key = redis.key(`rl:${service}`)
+    this.bucket = options.kind === 'token-bucket'
+    // Apart: a deployment that changes algorithm must not find the other's type under its key.
+    this.key = redis.key(this.bucket ? `rl:${service}` : `rlw:${service}`)
     this.log = log
-    this.local = new TokenBucket(options)
+    this.local = this.bucket ? new TokenBucket(options) : new SlidingWindow({ limit: options.rate, window: options.interval })
     this.failClosed = options.failClosed
     this.rate = options.rate
     this.interval = options.interval
     this.burst = options.burst
     this.period = options.interval / options.rate
-    this.capacity = Math.max(1, options.burst)
+    this.capacity = this.bucket ? Math.max(1, options.burst) : options.rate
     this.free = Math.floor(this.capacity)
   }
 
@@ -136,7 +100,7 @@ export class SharedTokenBucket implements AdjustableRateLimiter {
 
   private async fromRedis (maxWait: number): Promise<number> {
     let failure = 'no answer in time'
-    const answer = await this.redis.bounded('rate limit', () => gcra(this.redis.client, this.key, this.period, this.capacity, maxWait)
+    const answer = await this.redis.bounded('rate limit', () => this.take(maxWait)
       .catch((err: unknown) => {
         failure = err instanceof Error ? err.message : String(err)
         throw err
@@ -152,6 +116,14 @@ export class SharedTokenBucket implements AdjustableRateLimiter {
     }
     this.free = answer[1]
     return answer[0]
+  }
+
+  /** One permit in Redis. The sliding window's length is `period × limit`: the adaptive factor scales it. */
+  private async take (maxWait: number): Promise<[number, number]> {
+    const client = this.redis.client
+    return this.bucket
+      ? await gcra(client, this.key, this.period, this.capacity, maxWait)
+      : await slidingWindow(client, this.key, this.capacity, this.period * this.capacity, maxWait, `${this.member}:${++this.permits}`)
   }
 
   private down (now: number, why: string): void {
@@ -173,20 +145,23 @@ export class SharedTokenBucket implements AdjustableRateLimiter {
 
   onResponse (): void {}
 
-  /** The adaptive factor: this instance's permits cost `1 / factor` periods of the shared bucket, its burst shrinks. */
+  /**
+   * The adaptive factor, this instance's own: its token-bucket permits cost `1 / factor` periods of the shared bucket
+   * and its burst shrinks; in a sliding window it counts over a window `1 / factor` as long.
+   */
   setFactor (factor: number, now: number): void {
     this.factor = factor
     this.period = this.interval / (this.rate * factor)
-    this.capacity = Math.max(1, this.burst * factor)
+    if (this.bucket) this.capacity = Math.max(1, this.burst * factor)
     this.local.setFactor(factor, now)
   }
 
-  /** Also deletes the bucket in Redis (for tests: every instance sharing it starts full). */
+  /** Also deletes the limiter's key in Redis (for tests: every instance sharing it starts afresh). */
   reset (): void {
     this.local.reset()
     this.factor = 1
     this.period = this.interval / this.rate
-    this.capacity = Math.max(1, this.burst)
+    this.capacity = this.bucket ? Math.max(1, this.burst) : this.rate
     this.free = Math.floor(this.capacity)
     if (this.redis.client.status === 'ready') void this.redis.bounded('rate limit reset', () => this.redis.client.del(this.key))
   }
