@@ -22,6 +22,7 @@ import { HttpClient } from './lib/client'
 import { HttpResponse, type CacheStatus } from './lib/response'
 import type { CacheAside, CacheAsideOptions } from './lib/cache/cache-aside'
 import { HttpService, type FailureCounts, type ServiceStats } from './lib/service'
+import type { RedisStats } from './lib/redis/stats'
 import type { CallOptions, CallTimeoutOptions, JsonCallOptions, QueryValue } from './lib/client-types'
 import type { MultipartFields, MultipartFile, MultipartValue } from './lib/multipart'
 import type {
@@ -67,7 +68,7 @@ fp(httpServices, { fastify: '5.x', name: 'fastify-http-services' })
 declare namespace httpServices {
   export { httpServices as default, httpServices }
   export { createHttpServices, HttpServices, silentLogger, HttpClient, HttpResponse, HttpService }
-  export type { CacheAside, CacheAsideOptions, CacheStatus, CreateHttpServicesOptions, FailureCounts, HttpServiceNames, ServiceName, ServiceStats }
+  export type { CacheAside, CacheAsideOptions, CacheStatus, CreateHttpServicesOptions, FailureCounts, HttpServiceNames, RedisStats, ServiceName, ServiceStats }
   export type { CallOptions, CallTimeoutOptions, JsonCallOptions, QueryValue }
   export type { MultipartFields, MultipartFile, MultipartValue }
   export type {

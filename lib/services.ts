@@ -9,6 +9,7 @@ import { retainTelemetry } from './telemetry'
 import type { Logger } from './pipeline/types'
 import { RedisConnection } from './redis/connection'
 import { SharedBreakers } from './redis/shared-breakers'
+import { redisStatsOf } from './redis/stats'
 import { CacheAside } from './cache/cache-aside'
 import { HttpService, type ServiceStats } from './service'
 import { WebhookSender } from './webhooks/sender'
@@ -93,15 +94,9 @@ export class HttpServices {
     const redis = this.redis
     const sharing = [...this.services.values()].filter((s) => s.options.breaker?.shared === true)
     this.sharedBreakers = redis === undefined || sharing.length === 0 ? undefined : new SharedBreakers(redis, sharing, this)
-    if (redis !== undefined) {
-      for (const service of this.services.values()) {
-        const o = service.options
-        if (o.cache?.store !== 'redis' && o.rateLimit?.shared === undefined && o.breaker?.shared !== true) continue
-        const breakers = o.breaker?.shared === true ? this.sharedBreakers : undefined
-        service.addStats('redis', breakers === undefined
-          ? () => ({ connection: redis.state })
-          : () => ({ connection: redis.state, breaker: breakers.state }))
-      }
+    for (const service of redis === undefined ? [] : this.services.values()) {
+      const stats = redisStatsOf(service.options, redis as RedisConnection, this.sharedBreakers)
+      if (stats !== undefined) service.addStats('redis', stats)
     }
     // Made now only when a service is a webhook endpoint (its stats then show `webhooks`); else on first use.
     if ([...this.resolved.services.values()].some((s) => s.webhook !== undefined)) this.sender = this.makeSender()

@@ -1,5 +1,5 @@
 import { expectAssignable, expectNotAssignable, expectType } from 'tsd'
-import type { BreakerOptions, HttpServicesOptions, RateLimitOptions, SharedRateLimitOptions } from '../../index'
+import type { BreakerOptions, HttpServicesOptions, RateLimitOptions, RedisStats, SharedRateLimitOptions } from '../../index'
 
 // `rateLimit.shared`: `true`, or `{ failClosed }`, for one limit across every instance on the registry's Redis.
 expectAssignable<RateLimitOptions>({ rate: 50, shared: true })
@@ -21,3 +21,8 @@ expectAssignable<HttpServicesOptions>({
   defaults: { breaker: { shared: true } },
   services: { pay: { baseUrl: 'https://psp.example', rateLimit: { rate: 100, shared: { failClosed: true } } } }
 })
+
+// `stats().<service>.redis` of a service keeping state in Redis.
+declare const redisStats: RedisStats
+expectType<'connected' | 'connecting' | 'reconnecting' | 'closed'>(redisStats.connection)
+expectType<'subscribed' | 'unsubscribed' | undefined>(redisStats.breaker)
