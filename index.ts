@@ -22,13 +22,14 @@ import { HttpClient } from './lib/client'
 import { HttpResponse, type CacheStatus } from './lib/response'
 import type { CacheAside, CacheAsideOptions } from './lib/cache/cache-aside'
 import { HttpService, type FailureCounts, type ServiceStats } from './lib/service'
+import type { RedisStats } from './lib/redis/stats'
 import type { CallOptions, CallTimeoutOptions, JsonCallOptions, QueryValue } from './lib/client-types'
 import type { MultipartFields, MultipartFile, MultipartValue } from './lib/multipart'
 import type {
   AdaptiveRateOptions, ApiKeyOptions, AuthOptions, BasicAuthOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions,
   DeadlineHeadersOptions, DnsOptions, Fallback, HedgeOptions, HttpServicesOptions, OAuth2Options, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
   ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions, WebhookOptions, CoalesceOptions, TelemetryOptions,
-  CacheOptions, RedisClient, RedisOptions, StatusPageOptions
+  CacheOptions, RedisClient, RedisOptions, SharedRateLimitOptions, StatusPageOptions
 } from './lib/config/types'
 import type { ServiceStatus, StatusSnapshot, UpstreamBreakerStatus } from './lib/status/snapshot'
 import type { CallContext, Logger, Next, Policy } from './lib/pipeline/types'
@@ -70,14 +71,14 @@ fp(httpServices, { fastify: '5.x', name: 'fastify-http-services' })
 declare namespace httpServices {
   export { httpServices as default, httpServices }
   export { createHttpServices, HttpServices, silentLogger, HttpClient, HttpResponse, HttpService }
-  export type { CacheAside, CacheAsideOptions, CacheStatus, CreateHttpServicesOptions, FailureCounts, HttpServiceNames, ServiceName, ServiceStats }
+  export type { CacheAside, CacheAsideOptions, CacheStatus, CreateHttpServicesOptions, FailureCounts, HttpServiceNames, RedisStats, ServiceName, ServiceStats }
   export type { CallOptions, CallTimeoutOptions, JsonCallOptions, QueryValue }
   export type { MultipartFields, MultipartFile, MultipartValue }
   export type {
     AdaptiveRateOptions, ApiKeyOptions, AuthOptions, BasicAuthOptions, BreakerOptions, BulkheadOptions, CommonServiceOptions,
     DeadlineHeadersOptions, DnsOptions, Fallback, HedgeOptions, HttpServicesOptions, OAuth2Options, ProxyOptions, RateLimitOptions, RetryBudgetOptions, RetryOptions,
     ServiceOptions, TimeoutOptions, TlsOptions, UnderPressureOptions, WebhookOptions, CoalesceOptions, TelemetryOptions,
-    CacheOptions, RedisClient, RedisOptions, StatusPageOptions
+    CacheOptions, RedisClient, RedisOptions, SharedRateLimitOptions, StatusPageOptions
   }
   // the status page's JSON (README, "Status page")
   export type { ServiceStatus, StatusSnapshot, UpstreamBreakerStatus }

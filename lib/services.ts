@@ -8,6 +8,8 @@ import { UnknownServiceError } from './errors'
 import { retainTelemetry } from './telemetry'
 import type { Logger } from './pipeline/types'
 import { RedisConnection } from './redis/connection'
+import { SharedBreakers } from './redis/shared-breakers'
+import { redisStatsOf } from './redis/stats'
 import { CacheAside } from './cache/cache-aside'
 import { HttpService, type ServiceStats } from './service'
 import { WebhookSender } from './webhooks/sender'
@@ -68,6 +70,8 @@ export class HttpServices {
    */
   readonly cache: CacheAside
   private closeCalled = false
+  /** Breaker openings shared through Redis (`breaker.shared`); `undefined` when no service shares its breaker. */
+  private readonly sharedBreakers: SharedBreakers | undefined
   /** Holds the log lines' subscription (`./diagnostics/log-subscriber`) from `open()` to `close()`. */
   private logging = false
   private sender: WebhookSender | undefined = undefined
@@ -86,6 +90,13 @@ export class HttpServices {
       const created = new HttpService(service, log, this.resolved.dispatcher, (other) => this.clientFor(name, other), this.redis)
       created.registry = this
       this.services.set(name, created)
+    }
+    const redis = this.redis
+    const sharing = [...this.services.values()].filter((s) => s.options.breaker?.shared === true)
+    this.sharedBreakers = redis === undefined || sharing.length === 0 ? undefined : new SharedBreakers(redis, sharing, this)
+    for (const service of redis === undefined ? [] : this.services.values()) {
+      const stats = redisStatsOf(service.options, redis as RedisConnection, this.sharedBreakers)
+      if (stats !== undefined) service.addStats('redis', stats)
     }
     // Made now only when a service is a webhook endpoint (its stats then show `webhooks`); else on first use.
     if ([...this.resolved.services.values()].some((s) => s.webhook !== undefined)) this.sender = this.makeSender()
@@ -178,7 +189,10 @@ export class HttpServices {
         }, telemetry)
       }
     }
-    if (!this.closeCalled) await this.redis?.open()
+    if (!this.closeCalled) {
+      await this.redis?.open()
+      this.sharedBreakers?.open()
+    }
     for (const service of this.services.values()) service.open()
     // After the services: the worker's first attempt may start at once.
     if (!this.closeCalled) await this.sender?.open()
@@ -198,7 +212,9 @@ export class HttpServices {
     try {
       await Promise.all([sending, ...[...this.services.values()].map(async (s) => await s.close(timeout))])
     } finally {
-      // After the services: their calls may use Redis until they end. A connection given to the library stays open.
+      // After the services: their calls may use Redis until they end. A connection given to the library stays open
+      // (the subscriber made from it is closed).
+      this.sharedBreakers?.close()
       await this.redis?.close()
       if (this.logging) {
         this.logging = false

@@ -76,7 +76,10 @@ function breakerLine (message: unknown): void {
   const of = m.upstream === undefined ? '' : ` of ${m.upstream}`
   if (m.state === 'open') {
     const failFast = m.upstream === undefined ? 'calls fail fast' : 'calls go to the other upstreams'
-    if (m.reopened) {
+    if (m.remote) {
+      m.log.warn(withTrace({ breaker: 'open', remote: true, resetAfter: m.resetAfter, lastFailure: m.lastFailure }),
+        `circuit breaker${of} opened: another instance's opened (last: ${m.lastFailure ?? 'unknown'}): ${failFast} for ${m.resetAfter as number} ms`)
+    } else if (m.reopened) {
       m.log.warn(withTrace({ breaker: 'open', probe: 'failed', resetAfter: m.resetAfter, lastFailure: m.lastFailure }),
         `circuit breaker${of} opened again: a probe failed (${m.lastFailure ?? 'unknown'}): ${failFast} for ${m.resetAfter as number} ms`)
     } else {

@@ -287,13 +287,16 @@ export class BreakerStateMessage {
   readonly probes: number | undefined
   readonly #service: ServiceRuntime
   readonly #log: Logger
+  readonly #remote: boolean
 
   constructor (
     service: ServiceRuntime, log: Logger, upstream: string | undefined, state: BreakerState,
-    failures?: number, calls?: number, lastFailure?: string, resetAfter?: number, reopened = false, probes?: number
+    failures?: number, calls?: number, lastFailure?: string, resetAfter?: number, reopened = false, probes?: number,
+    remote = false
   ) {
     this.#service = service
     this.#log = log
+    this.#remote = remote
     this.service = service.name
     this.upstream = upstream
     this.state = state
@@ -313,6 +316,14 @@ export class BreakerStateMessage {
   /** The service's logger (bound to `{ service }`, and `{ upstream }` for an upstream's breaker). */
   get log (): Logger {
     return this.#log
+  }
+
+  /**
+   * `open`: `true` when another instance's opening, received through Redis (`breaker.shared`), opened it (then
+   * `lastFailure` is that instance's, and `failures` and `calls` this one's); else `false`.
+   */
+  get remote (): boolean {
+    return this.#remote
   }
 }
 

@@ -149,10 +149,11 @@ export function publishRetryRefused (
  */
 export function publishBreakerState (
   service: ServiceRuntime, log: Logger, upstream: string | undefined, state: BreakerState,
-  failures?: number, calls?: number, lastFailure?: string, resetAfter?: number, reopened?: boolean, probes?: number
+  failures?: number, calls?: number, lastFailure?: string, resetAfter?: number, reopened?: boolean, probes?: number,
+  remote?: boolean
 ): void {
   if (!breakerState.hasSubscribers) return
-  breakerState.publish(new BreakerStateMessage(service, log, upstream, state, failures, calls, lastFailure, resetAfter, reopened, probes))
+  breakerState.publish(new BreakerStateMessage(service, log, upstream, state, failures, calls, lastFailure, resetAfter, reopened, probes, remote))
 }
 
 /** The bulkhead queued the call: `queued` waiters now, this one included. */

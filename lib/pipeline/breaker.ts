@@ -16,6 +16,11 @@ export interface Breakers extends BreakerView {
   stats: () => unknown
   shutdown: () => void
   reset: () => void
+  /**
+   * Opens the breaker of `upstream` (the service's own when it has one breaker: `undefined`) if it is closed, because
+   * another instance saw an outage (`breaker.shared`); `reason` goes to the log line. `false` when nothing opened.
+   */
+  trip: (upstream: string | undefined, reason: string) => boolean
 }
 
 /** The breaker(s) of a service, when it has any. */

@@ -26,7 +26,7 @@ function limiterOf (service: ServiceRuntime): ServiceLimiter | undefined {
 }
 
 function create (service: ServiceRuntime, options: NonNullable<ServiceRuntime['options']['rateLimit']>): ServiceLimiter {
-  const limiter = createRateLimiter(options)
+  const limiter = createRateLimiter(options, service.redis === undefined ? undefined : { redis: service.redis, service: service.name, log: service.log })
   const { maxWait, kind } = options
   let waited = 0
   let rejected = 0
@@ -49,7 +49,10 @@ function create (service: ServiceRuntime, options: NonNullable<ServiceRuntime['o
     }
     return next(ctx)
   }
-  service.addStats('rateLimit', () => ({ kind, maxWait, ...limiter.stats(performance.now()), waited, rejected }))
+  const shared = limiter.shared?.bind(limiter)
+  service.addStats('rateLimit', shared === undefined
+    ? () => ({ kind, maxWait, ...limiter.stats(performance.now()), waited, rejected })
+    : () => ({ kind, maxWait, ...limiter.stats(performance.now()), waited, rejected, shared: shared() }))
   service.onReset?.(() => {
     limiter.reset()
     waited = 0

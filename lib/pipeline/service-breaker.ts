@@ -92,6 +92,8 @@ export class ServiceBreaker {
   private resetting = false
   /** Set while a failed probe opens the breaker again: its log line says so. */
   private reopening = false
+  /** Set while `trip()` opens the breaker: its message says the opening came from elsewhere. */
+  private tripping = false
   /** The reason of the failure that opens the breaker, for the log line. */
   private lastFailure = 'unknown'
 
@@ -155,7 +157,8 @@ export class ServiceBreaker {
       this.opens++
       // A re-opening follows one probe: the window's counts are from before the first opening, so none are given.
       const { calls, failures } = this.reopening ? { calls: undefined, failures: undefined } : this.counts.totals()
-      publishBreakerState(this.service, this.log, this.upstream, 'open', failures, calls, this.lastFailure, this.resetAfter, this.reopening)
+      publishBreakerState(this.service, this.log, this.upstream, 'open', failures, calls, this.lastFailure, this.resetAfter, this.reopening,
+        undefined, this.tripping)
     })
     breaker.on('halfOpen', () => {
       this.probing = false
@@ -228,6 +231,24 @@ export class ServiceBreaker {
     } finally {
       this.reopening = false
     }
+  }
+
+  /**
+   * Opens a closed breaker because something outside this process saw the upstream fail (`breaker.shared`: another
+   * instance's breaker opened); `reason` is the log line's `lastFailure`. From there it is this breaker's own: it
+   * half-opens after `resetAfter` and probes. `upstream` is the breaker's (`undefined` for a service's only one).
+   * Returns `false`, doing nothing, when it is another's, not closed, or shut down.
+   */
+  trip (upstream: string | undefined, reason: string): boolean {
+    if (upstream !== this.upstream || !this.closed || this.shutDown) return false
+    this.lastFailure = reason
+    this.tripping = true
+    try {
+      this.machine().open()
+    } finally {
+      this.tripping = false
+    }
+    return true
   }
 
   /** `closed` also once shut down (the service is closed: nothing is open upstream), as opossum says of itself. */

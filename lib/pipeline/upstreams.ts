@@ -114,6 +114,11 @@ export class UpstreamBreakers {
     for (const u of this.upstreams) u.breaker.shutdown()
   }
 
+  /** Opens the breaker of the upstream `origin` (see `ServiceBreaker.trip`); `false` when there is none or it is not closed. */
+  trip (origin: string | undefined, reason: string): boolean {
+    return this.upstreams.find((u) => u.origin === origin)?.breaker.trip(origin, reason) ?? false
+  }
+
   /** Resets every upstream's breaker (see `ServiceBreaker.reset`), the round robin and the count of refusals. */
   reset (): void {
     for (const u of this.upstreams) u.breaker.reset()

@@ -24,9 +24,11 @@ export class AdaptiveRateLimiter implements RateLimiter {
   private lastDecrease = -Infinity
   private decreases = 0
   private readonly initial: number
+  readonly shared?: () => 'redis' | 'local'
 
   constructor (inner: AdjustableRateLimiter, options: AdaptiveOptions) {
     this.inner = inner
+    if (inner.shared !== undefined) this.shared = () => (inner.shared as () => 'redis' | 'local')()
     this.floor = options.floor
     this.ceiling = Math.max(options.ceiling, options.floor)
     this.increase = options.increase

@@ -25,6 +25,11 @@ export interface RateLimiter {
    * reserved are not taken back: their callers still wait for them.
    */
   reset: () => void
+  /**
+   * A limiter shared through Redis: where its permits come from now, `redis`, or `local` while Redis is away and it
+   * falls back to this process (for `stats()`). Absent on in-memory limiters.
+   */
+  shared?: () => 'redis' | 'local'
 }
 
 /** What a limiter reports in `stats()`. */

@@ -98,6 +98,20 @@ export class RedisConnection {
     client.disconnect()
   }
 
+  /**
+   * The connection as `stats()` shows it: `connected` (ready for commands), `connecting` (not yet, or not asked to:
+   * a registry not opened), `reconnecting` (lost; ioredis tries again), `closed`.
+   */
+  get state (): 'connected' | 'connecting' | 'reconnecting' | 'closed' {
+    switch (this.client.status) {
+      case 'ready': return 'connected'
+      case 'reconnecting': return 'reconnecting'
+      case 'close':
+      case 'end': return 'closed'
+      default: return 'connecting'
+    }
+  }
+
   /** `key` with the prefix. */
   key (key: string): string {
     return this.prefix + key

@@ -171,12 +171,13 @@ export interface RedisServer {
 }
 
 /**
- * Runs redis-server (Debian's `redis-server` package) in the foreground on a free loopback port, without persistence,
- * in a temporary directory. Teardown stops it when the test did not.
+ * Runs redis-server (Debian's `redis-server` package) in the foreground on a free loopback port (or `port`: Redis
+ * coming back where it was after `stop()`), without persistence, in a temporary directory. Teardown stops it when the
+ * test did not.
  */
-export async function startRedis (t: Test, binary: string): Promise<RedisServer> {
+export async function startRedis (t: Test, binary: string, port?: number): Promise<RedisServer> {
   const dir = tempDir(t, 'hs-redis-')
-  const port = await freePort()
+  port ??= await freePort()
   const server = await runServer(t, binary, [
     '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no',
     '--enable-debug-command', 'local'

@@ -1,6 +1,6 @@
-import { integer, number } from '../checkers'
+import { boolean, integer, number } from '../checkers'
 import { positiveMs } from '../values'
-import { defineGroup, type Spec } from './group'
+import { defineGroup, enabled, type Spec } from './group'
 
 /**
  * Circuit breaker (opossum), on by default: one per service, or with a list of `baseUrl`s one per upstream (the
@@ -38,6 +38,13 @@ export interface BreakerOptions {
    * @default 1
    */
   closeAfter?: number
+  /**
+   * Share openings with every instance of the app on the registry's Redis (needs the `redis` option): a breaker that
+   * opens here opens the same service's (or upstream's) breaker in the others, which then probe on their own. Each
+   * instance still counts its own calls; with Redis away, breakers are local.
+   * @default false
+   */
+  shared?: boolean
 }
 
 export const breakerOptions = defineGroup({
@@ -46,8 +53,17 @@ export const breakerOptions = defineGroup({
   window: { check: positiveMs, default: 10000 },
   windowBuckets: { check: integer(1), default: 10 },
   resetAfter: { check: positiveMs, default: 30000 },
-  closeAfter: { check: integer(1), default: 1 }
+  closeAfter: { check: integer(1), default: 1 },
+  shared: { check: boolean, default: false }
 } satisfies Spec<BreakerOptions>)
 
-/** A breaker after resolution; a service without one has `undefined`. */
-export type ResolvedBreaker = Required<BreakerOptions>
+/** A breaker after resolution; a service without one has `undefined`. `shared` only when on. */
+export type ResolvedBreaker = Required<Omit<BreakerOptions, 'shared'>> & { shared?: true }
+
+/** A service's breaker (`true` or `undefined` mean the defaults), `undefined` when off. */
+export function resolveBreaker (value: boolean | BreakerOptions | undefined): ResolvedBreaker | undefined {
+  const on = enabled(value, breakerOptions.defaults)
+  if (on === undefined) return undefined
+  const { shared, ...rest } = on as Required<BreakerOptions>
+  return shared ? { ...rest, shared } : rest
+}

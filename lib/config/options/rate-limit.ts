@@ -1,4 +1,4 @@
-import { booleanOr, fail, integer, number } from '../checkers'
+import { boolean, booleanOr, fail, integer, number } from '../checkers'
 import { ms, positive, positiveSpan } from '../values'
 import { adaptiveRateOptions, type AdaptiveRateOptions, type ResolvedAdaptiveRate } from './adaptive-rate'
 import { defineGroup, enabled, type Spec } from './group'
@@ -31,7 +31,28 @@ export interface RateLimitOptions {
    * @default false
    */
   adaptive?: boolean | AdaptiveRateOptions
+  /**
+   * One limit for every instance of the app on the registry's Redis (needs the `redis` option):
+   * `true`, or `{ failClosed: true }` to refuse calls while Redis is unreachable instead of limiting each instance
+   * on its own. With `adaptive`, each instance scales only its own share.
+   * @default false
+   */
+  shared?: boolean | SharedRateLimitOptions
 }
+
+/** A rate limit shared through Redis (`rateLimit.shared`). */
+export interface SharedRateLimitOptions {
+  /**
+   * While Redis is unreachable or slower than its `timeout`, refuse calls with `RateLimitedError` instead of falling
+   * back to a limiter of the same settings in this process.
+   * @default false
+   */
+  failClosed?: boolean
+}
+
+export const sharedRateLimitOptions = defineGroup({
+  failClosed: { check: boolean, default: false }
+} satisfies Spec<SharedRateLimitOptions>)
 
 const kTokenBucketKeys = ['rate', 'interval', 'burst']
 const kSlidingWindowKeys = ['limit', 'window']
@@ -44,7 +65,8 @@ export const rateLimitOptions = defineGroup({
   limit: { check: integer(1), default: undefined },
   window: { check: positiveSpan, default: undefined },
   maxWait: { check: ms, default: 0 },
-  adaptive: { check: booleanOr(adaptiveRateOptions.check), default: false }
+  adaptive: { check: booleanOr(adaptiveRateOptions.check), default: false },
+  shared: { check: booleanOr(sharedRateLimitOptions.check), default: false }
 } satisfies Spec<RateLimitOptions>, {
   refine (value, key) {
     const bucket = kTokenBucketKeys.some((k) => value[k] !== undefined)
@@ -68,6 +90,8 @@ export interface ResolvedRateLimit {
   burst: number
   maxWait: number
   adaptive: ResolvedAdaptiveRate | undefined
+  /** Kept in Redis, shared by every instance; `undefined` when each instance limits on its own. */
+  shared?: Required<SharedRateLimitOptions>
 }
 
 /** A service's rate limit, `undefined` when off. */
@@ -83,10 +107,11 @@ export function resolveRateLimit (rateLimit: false | RateLimitOptions | undefine
       interval: rateLimit.interval ?? d.interval,
       burst: rateLimit.burst ?? rateLimit.rate,
       maxWait,
-      adaptive
+      adaptive,
+      shared: enabled(rateLimit.shared ?? d.shared, sharedRateLimitOptions.defaults)
     }
   }
   // Validation guarantees a sliding window has both `limit` and `window`.
   const limit = rateLimit.limit as number
-  return { kind: 'sliding-window', rate: limit, interval: rateLimit.window as number, burst: limit, maxWait, adaptive }
+  return { kind: 'sliding-window', rate: limit, interval: rateLimit.window as number, burst: limit, maxWait, adaptive, shared: enabled(rateLimit.shared ?? d.shared, sharedRateLimitOptions.defaults) }
 }

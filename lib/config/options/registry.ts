@@ -155,6 +155,8 @@ export function resolveRegistry (options: HttpServicesOptions): ResolvedOptions 
   if (redis === undefined) {
     for (const [name, service] of services) {
       if (service.cache?.store === 'redis') throw invalid(`services.${name}.cache.store`, "'redis' needs the redis option (a Redis connection)")
+      if (service.rateLimit?.shared !== undefined) throw invalid(`services.${name}.rateLimit.shared`, 'needs the redis option (a Redis connection)')
+      if (service.breaker?.shared === true) throw invalid(`services.${name}.breaker.shared`, 'needs the redis option (a Redis connection)')
     }
   }
   return {

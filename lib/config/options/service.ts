@@ -5,7 +5,7 @@
 import { boolean, fail, invalid, isPlainObject, isString, rule, show, variants } from '../checkers'
 import { lowerKeys, string } from '../values'
 import { resolveAuth, type ResolvedAuth } from './auth'
-import { breakerOptions, type ResolvedBreaker } from './breaker'
+import { resolveBreaker, type ResolvedBreaker } from './breaker'
 import { bulkheadOptions, type ResolvedBulkhead } from './bulkhead'
 import { cacheOptions, type ResolvedCache } from './cache'
 import { commonServiceRows, kAcceptEncoding, type CommonServiceOptions, type Fallback } from './common'
@@ -195,7 +195,7 @@ export function resolveService (
     throwHttpErrors: o.throwHttpErrors ?? d.throwHttpErrors,
     passthroughStatus: o.passthroughStatus ?? d.passthroughStatus,
     retry: resolveRetry(o.retry ?? d.retry),
-    breaker: enabled(o.breaker ?? d.breaker, breakerOptions.defaults),
+    breaker: resolveBreaker(o.breaker ?? d.breaker),
     bulkhead: enabled(o.bulkhead ?? d.bulkhead, bulkheadOptions.defaults),
     rateLimit: resolveRateLimit(o.rateLimit ?? d.rateLimit),
     hedge: enabled(o.hedge ?? d.hedge, hedgeOptions.defaults),
