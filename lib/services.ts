@@ -191,7 +191,9 @@ export class HttpServices {
     }
     if (!this.closeCalled) {
       await this.redis?.open()
-      this.sharedBreakers?.open()
+      // Again after the wait (up to 2 s while Redis is away): a close() that ran meanwhile has closed the breakers'
+      // side already, and a subscriber opened now would reconnect forever.
+      if (!this.closeCalled) this.sharedBreakers?.open()
     }
     for (const service of this.services.values()) service.open()
     // After the services: the worker's first attempt may start at once.
