@@ -27,6 +27,7 @@ import { UnreadBodies } from './unread-body'
 import { kBreakerView, type BreakerView, type CallContext, type Logger, type Next, type ServiceClient, type ServiceCounters, type ServiceRuntime } from './pipeline/types'
 import type { HttpResponse } from './response'
 import type { RedisConnection } from './redis/connection'
+import type { RedisStats } from './redis/stats'
 
 /** The calls of a service that ended in an error, by the kind of error (`stats().failuresBy`). */
 export interface FailureCounts {
@@ -67,6 +68,8 @@ export interface ServiceStats {
   inFlight: number
   /** undici pool counters (connected, free, pending, queued, running, size) when the pool exposes them. */
   pool?: Record<string, number>
+  /** For a service keeping state in Redis (`cache.store: 'redis'`, `rateLimit.shared`, `breaker.shared`). */
+  redis?: RedisStats
   [policy: string]: unknown
 }
 

@@ -1,5 +1,5 @@
 import { expectAssignable, expectNotAssignable, expectType } from 'tsd'
-import type { BreakerOptions, HttpServicesOptions, RateLimitOptions, RedisStats, SharedRateLimitOptions } from '../../index'
+import type { BreakerOptions, HttpServicesOptions, RateLimitOptions, RedisStats, ServiceStats, SharedRateLimitOptions } from '../../index'
 
 // `rateLimit.shared`: `true`, or `{ failClosed }`, for one limit across every instance on the registry's Redis.
 expectAssignable<RateLimitOptions>({ rate: 50, shared: true })
@@ -26,3 +26,5 @@ expectAssignable<HttpServicesOptions>({
 declare const redisStats: RedisStats
 expectType<'connected' | 'connecting' | 'reconnecting' | 'closed'>(redisStats.connection)
 expectType<'subscribed' | 'unsubscribed' | undefined>(redisStats.breaker)
+declare const serviceStats: ServiceStats
+expectType<RedisStats | undefined>(serviceStats.redis)
