@@ -14,6 +14,11 @@
  * Redis unreachable, or slower than the connection's `timeout`: the same settings are enforced in this process (the
  * local limiter: each instance then allows the whole rate), or every call is refused (`failClosed`). Redis is asked
  * again at most once a second meanwhile; the outage is logged once at warn, the return at info.
+ *
+ * Only a connection that was ready and was lost is an outage. Before its first connection (a registry not opened yet:
+ * ioredis's status `wait`; or `connecting`, `reconnecting` while Redis has never answered) calls are limited here the
+ * same way, but nothing failed: no warn line, no outage in `stats()`, and no info line when Redis is there (a first
+ * connection that fails is logged by the connection itself).
  */
 import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
@@ -48,6 +53,31 @@ interface Log {
 /** How long the limiter stays local after Redis failed before it asks Redis again, in ms. */
 export const kRecheckEvery = 1000
 
+/** Clients seen ready once (all the limiters of a registry share one client), and those watched until they are. */
+const kEverReady = new WeakSet<object>()
+const kWatched = new WeakSet<object>()
+
+interface Watchable {
+  readonly status: string
+  once?: (event: string, fn: () => void) => unknown
+}
+
+/**
+ * Whether `client` has been ready at least once. Watched from the first limiter made on it: a listener on `ready`,
+ * once, which removes itself when it fires (a client that is ready already needs none).
+ */
+function watchReady (client: Watchable): void {
+  if (client.status === 'ready') kEverReady.add(client)
+  if (kEverReady.has(client) || kWatched.has(client) || typeof client.once !== 'function') return
+  kWatched.add(client)
+  client.once('ready', () => { kEverReady.add(client) })
+}
+
+function everReady (client: Watchable): boolean {
+  if (client.status === 'ready') kEverReady.add(client)
+  return kEverReady.has(client)
+}
+
 export class SharedRateLimiter implements AdjustableRateLimiter {
   private readonly redis: RedisConnection
   private readonly key: string
@@ -70,6 +100,8 @@ export class SharedRateLimiter implements AdjustableRateLimiter {
   /** Permits free in Redis after the last answer. */
   private free: number
   private outages = 0
+  /** An outage was logged (and counted) and Redis has not answered since: its return is logged. */
+  private outage = false
 
   constructor (options: SharedRateLimiterOptions, redis: RedisConnection, service: string, log: Log) {
     this.redis = redis
@@ -85,12 +117,16 @@ export class SharedRateLimiter implements AdjustableRateLimiter {
     this.period = options.interval / options.rate
     this.capacity = this.bucket ? Math.max(1, options.burst) : options.rate
     this.free = Math.floor(this.capacity)
+    watchReady(redis.client as Watchable)
   }
 
   acquire (now: number, maxWait: number): number | Promise<number> {
     if (this.state === 'local' && now < this.recheckAt) return this.locally(now, maxWait)
-    if (this.redis.client.status !== 'ready') {
-      this.down(now, `connection ${this.redis.client.status}`)
+    const client = this.redis.client
+    if (client.status !== 'ready') {
+      // Never connected yet (not opened, or the first connection under way): local, and no outage.
+      if (everReady(client as Watchable)) this.down(now, `connection ${client.status}`)
+      else this.state = 'local'
       return this.locally(now, maxWait)
     }
     // One call at a time asks a Redis that failed: the others stay local until it answers.
@@ -110,8 +146,9 @@ export class SharedRateLimiter implements AdjustableRateLimiter {
       this.down(now, failure)
       return this.locally(now, maxWait)
     }
-    if (this.state === 'local') {
-      this.state = 'redis'
+    this.state = 'redis'
+    if (this.outage) {
+      this.outage = false
       this.log.info({ rateLimit: 'redis' }, 'shared rate limit: Redis is back, the limit is shared again')
     }
     this.free = answer[1]
@@ -128,8 +165,9 @@ export class SharedRateLimiter implements AdjustableRateLimiter {
 
   private down (now: number, why: string): void {
     this.recheckAt = now + kRecheckEvery
-    if (this.state === 'local') return
     this.state = 'local'
+    if (this.outage) return
+    this.outage = true
     this.outages++
     this.log.warn({ rateLimit: 'local', failClosed: this.failClosed, err: why },
       this.failClosed

@@ -10,7 +10,19 @@
  *   `duplicate()` of the registry's client, made on open and closed on close, also when the client was the user's;
  * - a key `<prefix>breaker:<service>` (`…:<service>:<origin>` for one upstream of several) that lives as long as the
  *   breaker stays open (`resetAfter`), read when the subscription (re)connects: an instance that starts, or comes back
- *   from a Redis outage, during an opening sees it too. A closing deletes it.
+ *   from a Redis outage, during an opening sees it too. Its value is the opening's message, which names the instance
+ *   that wrote it (`instance`) and when the opening ends (`until`, epoch ms, for people reading it: the key's own
+ *   PTTL is what counts). A closing deletes it only if it is still the one this instance wrote (compare-and-delete,
+ *   in Lua): an instance whose breaker was opened from elsewhere never wrote it, and an instance that opened first
+ *   must not erase a newer opening another instance wrote since (after its probe failed), or instances starting
+ *   later would miss that one.
+ *
+ * Catch-up and the remaining time: a breaker can only be opened for its whole `resetAfter` (`trip()` is opossum's
+ * `open()`, whose open period is the breaker's `resetTimeout`; there is no opening for a given duration). So an
+ * opening read from a key is applied only while at least half of `resetAfter` is left of it (the key's PTTL): an
+ * instance then stays open at most 1.5 × `resetAfter` after the first opening, instead of up to twice it, and an
+ * opening about to end is not re-opened for a whole period. Below half, this instance stays closed and its own calls
+ * decide (it may send the upstream up to that half-period's traffic sooner than the others).
  *
  * The seam is the `breaker:state` diagnostics channel, where every breaker already says when it changes: nothing on
  * the call path changes. An opening received is applied through the breaker's `trip()` (opossum's `open()`); its own
@@ -33,7 +45,19 @@ interface Opening {
   state: 'open' | 'closed'
   instance: string
   reason?: string
+  /** Openings: when the opener's breaker half-opens, epoch ms (informative: the key's PTTL is what counts). */
+  until?: number
 }
+
+/**
+ * Deletes KEYS[1] only if its value is still ARGV[1] (what this instance wrote): a closing never erases another
+ * instance's opening. 1 when deleted, 0 otherwise.
+ */
+const kDeleteIfMine = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`
+
+/** An opening's key and its remaining time (ms; negative: no key, or no expiry), in one round trip. */
+const kReadOpening = `return { redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]) }`
 
 /** The subscriber connection: an ioredis client in subscriber mode. */
 interface Subscriber {
@@ -46,6 +70,7 @@ interface Subscriber {
 type Publisher = RedisConnection['client'] & {
   publish: (channel: string, message: string) => Promise<unknown>
   get: (key: string) => Promise<string | null>
+  eval?: (script: string, keys: number, ...args: Array<string | number>) => Promise<unknown>
   duplicate?: (options?: Record<string, unknown>) => Subscriber
   on?: (event: string, fn: () => void) => unknown
   off?: (event: string, fn: () => void) => unknown
@@ -66,6 +91,8 @@ export class SharedBreakers {
   private subscriber: Subscriber | undefined = undefined
   private subscribed = false
   private opened = false
+  /** The value this instance last wrote to each opening's key: its closing deletes the key only if it still holds it. */
+  private readonly written = new Map<string, string>()
   private readonly onState = (message: unknown): void => { this.published(message as BreakerStateMessage) }
   private readonly onMainReady = (): void => { void this.catchUp() }
 
@@ -111,6 +138,7 @@ export class SharedBreakers {
     this.subscribed = false
     this.subscriber?.disconnect()
     this.subscriber = undefined
+    this.written.clear()
   }
 
   private get client (): Publisher {
@@ -128,14 +156,22 @@ export class SharedBreakers {
     const service = this.services.get(m.service)
     if (service === undefined) return
     const key = this.keyOf(m.service, m.upstream)
+    const ttl = Math.max(1, Math.ceil((service.options.breaker as { resetAfter: number }).resetAfter))
     const opening: Opening = { service: m.service, upstream: m.upstream, state: m.state, instance: this.instance, reason: m.lastFailure }
+    if (m.state === 'open') opening.until = Date.now() + ttl
     const text = JSON.stringify(opening)
     const client = this.client
     if (m.state === 'open') {
-      const ttl = (service.options.breaker as { resetAfter: number }).resetAfter
-      void this.redis.bounded('breaker publish', () => client.set(key, text, 'PX', Math.max(1, Math.ceil(ttl))), kBackgroundTimeout)
+      this.written.set(key, text)
+      void this.redis.bounded('breaker publish', () => client.set(key, text, 'PX', ttl), kBackgroundTimeout)
     } else {
-      void this.redis.bounded('breaker publish', () => client.del(key), kBackgroundTimeout)
+      // Deleted only if it is still this instance's opening (an opening received from elsewhere wrote nothing here).
+      const mine = this.written.get(key)
+      this.written.delete(key)
+      if (mine !== undefined && typeof client.eval === 'function') {
+        const run = client.eval.bind(client)
+        void this.redis.bounded('breaker publish', () => run(kDeleteIfMine, 1, key, mine), kBackgroundTimeout)
+      }
     }
     void this.redis.bounded('breaker publish', () => client.publish(this.channel, text), kBackgroundTimeout)
   }
@@ -162,14 +198,21 @@ export class SharedBreakers {
     breakers.trip(upstream, cleanReason(opening.reason))
   }
 
-  /** Reads the keys of openings still in force, for every shared breaker, and applies them. */
+  /**
+   * Reads the keys of openings still in force, for every shared breaker, and applies those with at least half of
+   * `resetAfter` left (see the header: a trip always opens for a whole `resetAfter`).
+   */
   private async catchUp (): Promise<void> {
     const client = this.client
-    if (!this.opened || client.status !== 'ready') return
+    if (!this.opened || client.status !== 'ready' || typeof client.eval !== 'function') return
+    const run = client.eval.bind(client)
     for (const service of this.services.values()) {
+      const least = (service.options.breaker as { resetAfter: number }).resetAfter / 2
       for (const upstream of breakerUpstreams(service.options) ?? [undefined]) {
-        const text = await this.redis.bounded('breaker read', () => client.get(this.keyOf(service.name, upstream)), kBackgroundTimeout)
-        if (typeof text === 'string' && this.opened) this.received(text)
+        const reply = await this.redis.bounded('breaker read', () => run(kReadOpening, 1, this.keyOf(service.name, upstream)), kBackgroundTimeout)
+        if (!Array.isArray(reply) || !this.opened) continue
+        const [text, pttl] = reply as [unknown, unknown]
+        if (typeof text === 'string' && typeof pttl === 'number' && pttl >= least) this.received(text)
       }
     }
   }

@@ -134,6 +134,82 @@ t.test('a closing deletes the key; each instance probes on its own', { skip }, a
   t.equal(state(two), 'closed')
 })
 
+t.test('a closing does not delete an opening another instance wrote (compare-and-delete)', { skip }, async (t) => {
+  const redis = await startRedis(t, redisBinary.path as string)
+  const bad = await failing(t)
+  const good = await failing(t)
+  good.status(200)
+  // One opens for a minute; two (the same service, its own upstream) is opened from there, half-opens after 300 ms,
+  // and its probe closes it while one's opening is still in force.
+  const one = await openRegistry(t, options(redis.url, bad.url))
+  const two = await openRegistry(t, options(redis.url, good.url, { ...kBreaker, resetAfter: 300 }))
+  await waitUntil('subscribed', () => (redisStats(two) as { breaker: string }).breaker === 'subscribed')
+  const look = inspector(t, redis.url)
+  const listener = inspector(t, redis.url)
+  const heard: Array<{ state: string, instance: string }> = []
+  listener.on('message', (_channel: string, text: string) => { heard.push(JSON.parse(text) as { state: string, instance: string }) })
+  await listener.subscribe('fhs:breaker')
+
+  await trip(one)
+  await waitUntil('two opened', () => state(two) === 'open')
+  const written = await look.get('fhs:breaker:api')
+  const opener = (JSON.parse(written as string) as { instance: string, until: number }).instance
+  t.ok(typeof opener === 'string' && opener !== '', 'the key names the instance that opened')
+  t.ok((JSON.parse(written as string) as { until: number }).until > Date.now(), 'and when its opening ends')
+  await waitUntil('two half-open', () => state(two) === 'halfOpen')
+  t.equal((await two.client('api').get('/')).status, 200, 'two\'s probe passes')
+  t.equal(state(two), 'closed')
+  // Two's closing goes out on its connection after anything it sent for the key: once it is heard, Redis has done that.
+  await waitUntil('two\'s closing is heard', () => heard.some((m) => m.state === 'closed' && m.instance !== opener))
+  t.equal(await look.get('fhs:breaker:api'), written, 'one\'s opening is still in its key')
+  t.equal(state(one), 'open')
+
+  // And an instance starting now still sees it.
+  const later = await openRegistry(t, options(redis.url, good.url))
+  await waitUntil('the late instance\'s breaker opened', () => state(later) === 'open')
+})
+
+t.test('an instance\'s closing leaves a newer opening that another instance wrote over its own', { skip }, async (t) => {
+  const redis = await startRedis(t, redisBinary.path as string)
+  const upstream = await failing(t)
+  // Open for a second: time to read the key it writes, even on a loaded machine.
+  const one = await openRegistry(t, options(redis.url, upstream.url, { ...kBreaker, resetAfter: 1000 }))
+  const look = inspector(t, redis.url)
+  await trip(one)
+  for (let i = 0; i < 200 && (await look.exists('fhs:breaker:api')) === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.match(JSON.parse(await look.get('fhs:breaker:api') as string), { state: 'open' }, 'one wrote its opening')
+  // Another instance's probe failed: it opened again and wrote the key anew.
+  const other = JSON.stringify({ service: 'api', state: 'open', instance: 'another', reason: 'status 503', until: Date.now() + 60_000 })
+  await look.set('fhs:breaker:api', other, 'PX', 60_000)
+  upstream.status(200)
+  await waitUntil('one half-open', () => state(one) === 'halfOpen')
+  t.equal((await one.client('api').get('/')).status, 200)
+  t.equal(state(one), 'closed')
+  const oneClient = (one as unknown as { redis: { client: Redis } }).redis.client
+  await oneClient.ping() // after one's compare-and-delete on the same connection
+  t.equal(await look.get('fhs:breaker:api'), other, 'the other instance\'s opening is left')
+})
+
+t.test('catch-up applies an opening read from its key only while half of resetAfter is left of it', { skip }, async (t) => {
+  const redis = await startRedis(t, redisBinary.path as string)
+  const upstream = await failing(t)
+  const look = inspector(t, redis.url)
+  const opening = (service: string): string => JSON.stringify({ service, state: 'open', instance: 'another', reason: 'status 503' })
+  // resetAfter is a minute: 10 s left is below half (a trip would open for a whole minute), 50 s is not.
+  await look.set('fhs:breaker:api', opening('api'), 'PX', 10_000)
+  await look.set('fhs:breaker:other', opening('other'), 'PX', 50_000)
+  const services = await openRegistry(t, {
+    redis: { url: redis.url, timeout: 2000 },
+    services: {
+      api: { baseUrl: upstream.url, retry: false, throwHttpErrors: false, breaker: kBreaker },
+      other: { baseUrl: upstream.url, retry: false, throwHttpErrors: false, breaker: kBreaker }
+    }
+  })
+  // Keys are read service by service in order: once `other` opened, `api`'s was read before it.
+  await waitUntil('other opened from its key', () => (services.stats().other.breaker as { state: string }).state === 'open')
+  t.equal(state(services), 'closed', 'an opening with less than half of resetAfter left is not applied')
+})
+
 t.test('with several upstreams only the failing upstream\'s breaker opens elsewhere', { skip }, async (t) => {
   const redis = await startRedis(t, redisBinary.path as string)
   const bad = await failing(t)

@@ -2,10 +2,11 @@ import t from 'tap'
 import type { Test } from 'tap'
 import Redis from 'ioredis'
 import { createHttpServices, RateLimitedError, type HttpServices } from '../../index'
-import { gcra, slidingWindow } from '../../lib/rate-limit/redis-scripts'
+import { gcra, kGcraScript, kSlidingWindowScript, slidingWindow } from '../../lib/rate-limit/redis-scripts'
 import type { CreateHttpServicesOptions } from '../../lib/services'
 import { interopBinary, startRedis } from '../helpers/interop'
-import { startServer } from '../helpers/server'
+import { closedPort, startServer } from '../helpers/server'
+import { waitUntil } from '../helpers/wait'
 
 const redisBinary = interopBinary(t, 'redis-server', 'redis-server')
 const skip = redisBinary.skip
@@ -203,6 +204,77 @@ t.test('Redis stopped: the limit holds in each instance (warn once), and is shar
   t.equal(lines.warn.filter((l) => l.obj.rateLimit === 'local').length, 1, 'still one warn line')
   const look = inspector(t, redis.url)
   t.equal(await look.exists('fhs:rl:api'), 1, 'the bucket is in Redis again')
+})
+
+t.test('a client not connected yet (status wait): the limit is local, with no outage logged or counted', { skip }, async (t) => {
+  const redis = await startRedis(t, redisBinary.path as string)
+  const upstream = await counting(t)
+  const lines = recording()
+  // The user's client, which the user connects later (the library never connects a client it was given).
+  const user = new Redis(redis.url, { lazyConnect: true })
+  t.teardown(async () => { await user.quit().catch(() => { user.disconnect() }) })
+  const services = await openRegistry(t, {
+    logger: lines.logger,
+    redis: { client: user, timeout: 2000 },
+    services: { api: { baseUrl: upstream.url, rateLimit: { rate: 3, interval: 60_000, shared: true } } }
+  })
+  const client = services.client('api')
+  t.equal(user.status, 'wait')
+  t.equal((await client.get('/')).status, 200, 'a call before the client connected')
+  t.match(services.stats().api.rateLimit, { shared: 'local', outages: 0 }, 'limited here, no outage counted')
+  t.equal(lines.warn.filter((l) => l.obj.rateLimit === 'local').length, 0, 'and none logged')
+
+  await user.connect()
+  t.equal((await client.get('/')).status, 200)
+  t.match(services.stats().api.rateLimit, { shared: 'redis', outages: 0 }, 'on Redis once connected')
+  t.equal(lines.info.filter((l) => l.obj.rateLimit === 'redis').length, 0, 'no "Redis is back": it was never away')
+  const look = inspector(t, redis.url)
+  t.equal(await look.exists('fhs:rl:api'), 1)
+
+  // A connection that was ready and is lost is an outage.
+  await redis.stop()
+  t.equal((await client.get('/')).status, 200)
+  t.match(services.stats().api.rateLimit, { shared: 'local', outages: 1 })
+  t.equal(lines.warn.filter((l) => l.obj.rateLimit === 'local').length, 1, 'logged once')
+})
+
+t.test('a first connection that has not succeeded yet is not an outage; Redis there: shared, without a return logged', { skip }, async (t) => {
+  const port = await closedPort()
+  const user = new Redis(`redis://127.0.0.1:${port}`, { retryStrategy: () => 50, maxRetriesPerRequest: 1, enableOfflineQueue: false })
+  user.on('error', () => {})
+  t.teardown(() => { user.disconnect() })
+  const upstream = await counting(t)
+  const lines = recording()
+  const services = createHttpServices({
+    logger: lines.logger,
+    redis: { client: user, timeout: 2000 },
+    services: { api: { baseUrl: upstream.url, rateLimit: { rate: 3, interval: 60_000, shared: true } } }
+  })
+  t.teardown(() => services.close())
+  await services.open()
+  t.not(user.status, 'ready')
+  t.equal((await services.client('api').get('/')).status, 200, `a call while connecting (status ${user.status})`)
+  t.match(services.stats().api.rateLimit, { shared: 'local', outages: 0 })
+  t.equal(lines.warn.filter((l) => l.obj.rateLimit === 'local').length, 0, 'no outage logged')
+
+  const redis = await startRedis(t, redisBinary.path as string, port)
+  await waitUntil('the client connected', () => user.status === 'ready', 10_000)
+  t.equal((await services.client('api').get('/')).status, 200)
+  t.match(services.stats().api.rateLimit, { shared: 'redis', outages: 0 }, 'shared once Redis answers')
+  t.equal(lines.info.filter((l) => l.obj.rateLimit === 'redis').length, 0, 'no "Redis is back" line')
+  await redis.stop()
+  t.equal((await services.client('api').get('/')).status, 200)
+  t.match(services.stats().api.rateLimit, { shared: 'local', outages: 1 }, 'lost after it was ready: an outage')
+})
+
+t.test('both scripts ask for effects replication first (Redis 3.2 and 4), harmless on this Redis', { skip }, async (t) => {
+  const redis = await startRedis(t, redisBinary.path as string)
+  const c = inspector(t, redis.url)
+  for (const script of [kGcraScript, kSlidingWindowScript]) {
+    const first = script.trim().split('\n')[0]
+    t.match(first, /redis\.replicate_commands/, 'the first line')
+    t.equal(await c.eval(`${first}\nreturn 'ok'`, 0), 'ok', `runs on Redis ${String(await c.info('server')).match(/redis_version:(\S+)/)?.[1]}`)
+  }
 })
 
 t.test('failClosed: with Redis away calls are refused without reaching the upstream', { skip }, async (t) => {
