@@ -4,7 +4,8 @@
  * failed set; written here is only what maps the schedule and the sender's semantics onto them:
  *
  * - one queue per registry, `webhooks` under the `redis` keyPrefix (`fhs:webhooks:…`), one Worker per process
- *   (`kConcurrency` attempts at once); job id = webhook-id (the same id twice is one delivery); job data = service,
+ *   (`kConcurrency` attempts at once); job id = `jobIdOf(webhook-id)` (the same id twice is one delivery); job data =
+ *   service,
  *   path, type, body (the exact bytes signed afresh at each attempt: the secret stays in the service's config) and
  *   every attempt's outcome;
  * - attempts = the schedule's length, the first delayed by `schedule[0]`, the next ones by a custom backoff
@@ -13,7 +14,9 @@
  *   recognized; a 410 sets `<keyPrefix>webhook-disabled:<service>` until `enable()` deletes it.
  *
  * BullMQ needs connections of its own (no command retry limit, an offline queue, a blocking one per Worker and per
- * QueueEvents): they are new ones from the `redis` URL or `duplicate()`s of the given client, closed on close.
+ * QueueEvents): they are new ones from the `redis` URL or `duplicate()`s of the given client, closed on close. The
+ * Queue (add, getJob, retry) and the disabled flag use one that fails fast instead (no offline queue, no resend): a
+ * command that timed out for its caller must not run when Redis comes back (a send rejected 503 then delivered).
  */
 import type { Job, Queue, QueueEvents, Worker } from 'bullmq'
 import { invalid } from '../config/checkers'
@@ -38,6 +41,24 @@ const kEventsBlock = 2000
 const kCloseStep = 1000
 /** How long a job this process cannot attempt (a service it does not know) waits before another try, in ms. */
 const kUnknownServiceWait = 60_000
+
+/** Generated ids (`msg_` and base64url) are job ids as they are; any other is `wh-` and its base64url. */
+const kRawId = /^msg_[A-Za-z0-9_-]+$/
+const kEncoded = 'wh-'
+
+/**
+ * The BullMQ job id of a webhook id, the one mapping used wherever a job is made or looked up. BullMQ refuses ids that
+ * are integers or hold ':', and an id naming one of its keys (`failed`, `delayed`…) would collide with it: only
+ * `msg_…` ids pass as they are; the others are `wh-` + base64url (never starting `msg_`, so the mapping is one-to-one).
+ */
+export function jobIdOf (webhookId: string): string {
+  return kRawId.test(webhookId) ? webhookId : kEncoded + Buffer.from(webhookId, 'utf8').toString('base64url')
+}
+
+/** The webhook id of a job id made by `jobIdOf`. */
+export function webhookIdOf (jobId: string): string {
+  return jobId.startsWith(kEncoded) ? Buffer.from(jobId.slice(kEncoded.length), 'base64url').toString('utf8') : jobId
+}
 
 interface JobData extends Prepared {
   attempts: WebhookAttempt[]
@@ -86,7 +107,10 @@ export class BullmqWebhookQueue implements WebhookQueue {
   private readonly bullmq: Bullmq
   private readonly services: string[]
   private readonly prefix: string
+  /** The Worker's connection (BullMQ's requirements: no retry limit, an offline queue). */
   private conn: OwnConnection | undefined
+  /** The Queue's and the disabled flag's: fails fast (no offline queue, no retry, no resend on reconnect). */
+  private producerConn: OwnConnection | undefined
   private eventsConn: OwnConnection | undefined
   private queue: Queue | undefined
   private events: QueueEvents | undefined
@@ -116,12 +140,18 @@ export class BullmqWebhookQueue implements WebhookQueue {
   }
 
   async sendAndWait (p: Prepared): Promise<WebhookDelivered> {
-    await this.accept(p)
+    // close() ran while accept() awaited Redis: it has settled its waiters already (or cut the connection under
+    // accept()); this caller is told the same, whether or not the event is queued (it stays in Redis if it is).
+    await this.accept(p).catch((err: unknown) => { throw this.closing ? deliveryError(p.service, p.id, 'closed', []) : err })
+    if (this.closing) throw deliveryError(p.service, p.id, 'closed', [])
     return await new Promise((resolve, reject) => {
       let set = this.waiters.get(p.id)
       if (set === undefined) this.waiters.set(p.id, set = new Set())
       set.add({ service: p.service, resolve, reject })
-      this.poll ??= setInterval(() => { for (const id of this.waiters.keys()) void this.look(id) }, kPollEvery)
+      if (this.poll === undefined) {
+        this.poll = setInterval(() => { for (const id of this.waiters.keys()) void this.look(id) }, kPollEvery)
+        this.poll.unref()
+      }
       void this.look(p.id)
     })
   }
@@ -140,7 +170,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
   async replay (id: string): Promise<WebhookReceipt> {
     if (this.closing) throw new ClientClosedError('webhooks: the registry is closed')
     const queue = this.ensure()
-    const job = await this.bounded('replay', async () => await queue.getJob(String(id)))
+    const job = await this.bounded('replay', async () => await queue.getJob(jobIdOf(String(id))))
     if (job === undefined || job === null) throw noLetter(id)
     const data = job.data as JobData
     this.configOf(data.service)
@@ -168,7 +198,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
 
   async enable (name: string): Promise<void> {
     this.ensure()
-    await this.bounded('enable', async () => await this.connection().del(this.disabledKey(name)))
+    await this.bounded('enable', async () => await this.producer().del(this.disabledKey(name)))
     this.disabled.delete(name)
   }
 
@@ -197,7 +227,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
     // The worker stops taking jobs and waits for the attempts in flight, which the services' close bounds. With Redis
     // away nothing can finish: the connections are cut at once (a job a worker still holds is taken up again, after
     // its lock expires, by another instance). Every step is bounded: BullMQ's own close waits for Redis.
-    const up = this.conn?.status === 'ready'
+    const up = this.producerConn?.status === 'ready' && (this.conn === undefined || this.conn.status === 'ready')
     if (!up) this.disconnectAll()
     if (this.worker !== undefined) await settleWithin(this.worker.close(!up), up ? this.closeTimeout + kCloseStep : kCloseStep)
     // A delivery the worker finished while closing settles its callers as delivered; the others are told `closed`.
@@ -207,7 +237,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
     }
     this.waiters.clear()
     await settleWithin(Promise.all([this.events?.close(), this.queue?.close()]), kCloseStep)
-    await Promise.all([this.conn, this.eventsConn].map(async (c) => {
+    await Promise.all([this.conn, this.producerConn, this.eventsConn].map(async (c) => {
       // Cut already (Redis away): a second disconnect would only arm ioredis's 2 s timer on the dead socket.
       if (c === undefined || c.status === 'end' || !up) return
       if (!await settleWithin(c.quit(), kCloseStep)) c.disconnect()
@@ -216,6 +246,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
 
   private disconnectAll (): void {
     this.conn?.disconnect()
+    this.producerConn?.disconnect()
     this.eventsConn?.disconnect()
   }
 
@@ -223,15 +254,16 @@ export class BullmqWebhookQueue implements WebhookQueue {
   private ensure (): Queue {
     if (this.queue !== undefined) return this.queue
     const { Queue, QueueEvents } = this.bullmq
-    this.queue = new Queue('webhooks', { connection: this.connection() as never, prefix: this.prefix })
+    this.queue = new Queue('webhooks', { connection: this.producer() as never, prefix: this.prefix })
     this.queue.on('error', (err) => { this.redis.warn('webhooks queue', err) })
     this.eventsConn = this.newConnection()
     // A short block: with Redis gone, BullMQ's watchdog on a read (the block + 1 s) is what outlives close().
     this.events = new QueueEvents('webhooks', { connection: this.eventsConn as never, prefix: this.prefix, blockingTimeout: kEventsBlock })
     this.events.on('error', (err) => { this.redis.warn('webhooks events', err) })
     const ended = ({ jobId }: { jobId: string }): void => {
-      this.ended(jobId)
-      if (this.waiters.has(jobId)) void this.look(jobId)
+      const id = webhookIdOf(jobId)
+      this.ended(id)
+      if (this.waiters.has(id)) void this.look(id)
     }
     this.events.on('completed', ended)
     this.events.on('failed', ended)
@@ -243,9 +275,16 @@ export class BullmqWebhookQueue implements WebhookQueue {
     return this.conn
   }
 
-  private newConnection (): OwnConnection {
-    // What BullMQ requires of its connections; the registry's own refuses both (its commands must fail fast).
-    const options = { maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: false, keyPrefix: '' }
+  /** The fail-fast connection: a command sent while Redis is away fails at once instead of running when it is back. */
+  private producer (): OwnConnection {
+    this.producerConn ??= this.newConnection({ maxRetriesPerRequest: 0, enableOfflineQueue: false, autoResendUnfulfilledCommands: false })
+    return this.producerConn
+  }
+
+  private newConnection (failFast?: object): OwnConnection {
+    // What BullMQ requires of its Worker's and QueueEvents' connections; the registry's own refuses both (its commands
+    // must fail fast). A Queue may fail fast: `failFast` is for the producer.
+    const options = { maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: false, keyPrefix: '', ...failFast }
     const c = (this.redis.owned
       ? new (loadIoredis())(this.url as string, options)
       : (this.redis.client as unknown as { duplicate: (o: object) => unknown }).duplicate(options)) as OwnConnection
@@ -257,14 +296,14 @@ export class BullmqWebhookQueue implements WebhookQueue {
     const config = this.configOf(p.service)
     const queue = this.ensure()
     if (await this.isDisabledNow(p.service)) throw disabledError(p.service, p.id, [])
-    const state = await this.bounded('send', async () => await queue.getJobState(p.id))
+    const state = await this.bounded('send', async () => await queue.getJobState(jobIdOf(p.id)))
     // The same id again is the same delivery (queued, in an attempt, or delivered within a day); a dead letter is
     // sent again by replay(id), which keeps its history.
     if (state === 'failed') throw new InvalidRequestError(`webhooks: ${p.service}: event ${p.id} is a dead letter: replay(id) sends it again`)
     if (state !== 'unknown') return
     const data: JobData = { ...p, attempts: [] }
     await this.bounded('send', async () => await queue.add(p.type, data, {
-      jobId: p.id,
+      jobId: jobIdOf(p.id),
       delay: config.schedule[0],
       attempts: config.schedule.length,
       backoff: { type: 'webhook-schedule' },
@@ -292,7 +331,9 @@ export class BullmqWebhookQueue implements WebhookQueue {
     // Outcomes recorded by attempts BullMQ counted; a replay reset the count, so its history starts afresh.
     const attempts = (d.attempts ?? []).slice(0, job.attemptsMade)
     const end = async (reason: WebhookDeliveryFailure): Promise<never> => {
-      await job.updateData({ ...d, attempts, reason })
+      // Bounded: with Redis stalled the attempt must still end (else the lock expires and the job is attempted again);
+      // the dead letter then lacks this last outcome and its reason (it reads as 'exhausted').
+      await this.redis.bounded('webhook dead letter', async () => { await job.updateData({ ...d, attempts, reason }) }, kBackgroundTimeout)
       this.ended(d.id)
       this.count(d.service, 'deadLettered')
       log.error({ webhookId: d.id, type: d.type, reason, attempts }, 'webhook not delivered: moved to the dead letters')
@@ -310,7 +351,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
     }
     attempts.push(outcome)
     if (verdict === 'delivered') {
-      await job.updateData({ ...d, attempts })
+      await this.redis.bounded('webhook outcome', async () => { await job.updateData({ ...d, attempts }) }, kBackgroundTimeout)
       // Also through the queue's events; here too, for an end they missed (they only see what follows their start).
       this.ended(d.id)
       this.count(d.service, 'delivered')
@@ -318,14 +359,15 @@ export class BullmqWebhookQueue implements WebhookQueue {
       return { attempts }
     }
     if (verdict === 'gone') {
-      await this.connection().set(this.disabledKey(d.service), '1')
+      const set = await this.redis.bounded('webhook disabled', async () => await this.producer().set(this.disabledKey(d.service), '1'), kBackgroundTimeout)
+      if (set === undefined) log.warn({ webhookId: d.id, service: d.service }, 'webhook endpoint answered 410 Gone: the shared disabled flag could not be set in Redis (this instance stops its attempts)')
       this.disabled.add(d.service)
       log.warn({ webhookId: d.id, status: 410 }, 'webhook endpoint answered 410 Gone: disabled until enable() is called')
       return await end('gone')
     }
     if (verdict === 'rejected') return await end('rejected')
     if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) return await end('exhausted')
-    await job.updateData({ ...d, attempts })
+    await this.redis.bounded('webhook outcome', async () => { await job.updateData({ ...d, attempts }) }, kBackgroundTimeout)
     const config = service.options.webhook as ResolvedWebhook
     log.warn({ webhookId: d.id, type: d.type, attempt: outcome.attempt, status: outcome.status, error: outcome.error, nextAttemptIn: nextWait(config.schedule, attempts.length, retryAfter) }, 'webhook attempt failed')
     throw new RetryableAttempt(`attempt ${outcome.attempt} failed`, retryAfter)
@@ -347,7 +389,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
     let job: Job<JobData> | undefined
     let state: string
     try {
-      job = await this.queue.getJob(id) ?? undefined
+      job = await this.queue.getJob(jobIdOf(id)) ?? undefined
       state = job === undefined ? 'unknown' : await job.getState()
     } catch (err) {
       this.redis.warn('webhooks', err)
@@ -375,7 +417,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
 
   /** Reads the shared 410 flag (and remembers it for `isDisabled`); Redis trouble reads as not disabled. */
   private async isDisabledNow (name: string): Promise<boolean> {
-    const value = await this.redis.bounded('webhook disabled', async () => await this.connection().get(this.disabledKey(name)), kBackgroundTimeout)
+    const value = await this.redis.bounded('webhook disabled', async () => await this.producer().get(this.disabledKey(name)), kBackgroundTimeout)
     if (value === undefined) return this.disabled.has(name)
     if (value === null) this.disabled.delete(name)
     else this.disabled.add(name)
@@ -411,18 +453,43 @@ export class BullmqWebhookQueue implements WebhookQueue {
     c[what]++
   }
 
-  /** `run()`, or a 503 `HttpServicesError` when Redis does not answer within `kRedisWait` ms. */
+  /**
+   * `run()` (producer commands), or a 503 `HttpServicesError` when Redis is not there or does not answer within
+   * `kRedisWait` ms. `run()` starts only once the producer connection is ready (its first connection may take a while)
+   * and never after the 503: on a connection without an offline queue, nothing runs later behind the caller's back.
+   */
   private async bounded<T> (what: string, run: () => Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined
-    const late = new Promise<never>((_resolve, reject) => {
+    let late = false
+    const unavailable = (detail: string): HttpServicesError => {
+      const err = new HttpServicesError(`webhooks: Redis did not answer${detail} (${what})`)
+      err.statusCode = 503
+      return err
+    }
+    const timeout = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => {
-        const err = new HttpServicesError(`webhooks: Redis did not answer within ${kRedisWait} ms (${what})`)
-        err.statusCode = 503
-        reject(err)
+        late = true
+        reject(unavailable(` within ${kRedisWait} ms`))
       }, kRedisWait)
     })
+    const queue = this.ensure()
+    const conn = this.producer()
+    const attempt = (async () => {
+      // BullMQ's first connection and version check; afterwards it resolves at once, and the status tells.
+      await queue.waitUntilReady().catch((err: Error) => { throw unavailable(`: ${err.message}`) })
+      if (late) throw unavailable(` within ${kRedisWait} ms`)
+      if (conn.status !== 'ready') throw unavailable(`: the connection is ${conn.status}`)
+      try {
+        return await run()
+      } catch (err) {
+        // The connection failing (the command refused or cut off) is Redis not answering; any other error is run()'s.
+        if (conn.status !== 'ready' && !(err instanceof HttpServicesError)) throw unavailable(`: ${(err as Error).message}`)
+        throw err
+      }
+    })()
+    attempt.catch(() => {}) // after the timeout, its outcome is nobody's
     try {
-      return await Promise.race([run(), late])
+      return await Promise.race([attempt, timeout])
     } finally {
       clearTimeout(timer)
     }

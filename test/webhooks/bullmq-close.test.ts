@@ -92,4 +92,60 @@ t.test('closing with Redis', { skip: redisBinary.skip }, async (t) => {
     t.match(err, { code: 'HTTP_SERVICES_ERR', statusCode: 503, message: /Redis did not answer/ })
     await within('the close', services.close(), kSettle)
   })
+
+  t.test('a send refused (503) while Redis is away is not added when Redis comes back: a retry with its id is one delivery', async (t) => {
+    const own = await startRedis(t, redisBinary.path as string)
+    const receiver = await startReceiver(t, secret)
+    const services = registry(t, own.url, receiver.url, 'outage:')
+    await services.open()
+    await within('the delivery', services.webhooks.sendAndWait('partner', { type: 'x' }, { id: 'msg_before' }), kSettle)
+    await own.stop()
+    const started = Date.now()
+    const refused = await within('the refusal', services.webhooks.send('partner', { type: 'x' }, { id: 'msg_outage' }).then(() => undefined, (e: unknown) => e), kSettle)
+    t.match(refused, { statusCode: 503, message: /Redis did not answer/ })
+    t.ok(Date.now() - started < 2500, `refused at once (${Date.now() - started} ms), nothing left waiting for Redis`)
+    const back = await startRedis(t, redisBinary.path as string, own.port)
+    // The registry reconnects: a send of another id gets through once its connection is up again.
+    await within('a send after the outage', (async () => {
+      while (!await services.webhooks.send('partner', { type: 'x' }, { id: 'msg_after' }).then(() => true, () => false)) await sleep(50)
+    })(), kSettle)
+    await waitUntil('the later event is delivered', () => receiver.events.length === 2, kSettle)
+    await sleep(300)
+    const client = ownClient(t, back.url)
+    t.equal(await client.exists('outage:webhooks:msg_outage'), 0, 'the refused send was not added behind the caller\'s back')
+    t.same(receiver.seen.map((s) => s.id), ['msg_before', 'msg_after'])
+    await within('the retry with the same id', services.webhooks.sendAndWait('partner', { type: 'x' }, { id: 'msg_outage' }), kSettle)
+    t.same(receiver.seen.map((s) => s.id), ['msg_before', 'msg_after', 'msg_outage'], 'delivered once')
+    await within('the close', services.close(), kSettle)
+  })
+
+  t.test('close() right after sendAndWait(): the caller is told closed instead of waiting forever', async (t) => {
+    const receiver = await startReceiver(t, secret)
+    const services = registry(t, redis.url, receiver.url, 'race:') // never opened: the close has no worker to wait for
+    await services.webhooks.send('partner', { type: 'x' }, { id: 'msg_first' }) // connected: close() finds Redis up
+    const waiting = services.webhooks.sendAndWait('partner', { type: 'x' }, { id: 'msg_race' }).then(() => 'delivered', (e: { reason?: string }) => e.reason)
+    const closing = services.close()
+    t.equal(await within('the caller settles', waiting, kSettle), 'closed')
+    await within('the close', closing, kSettle)
+    t.equal(receiver.seen.length, 0, 'nothing attempted: the registry never opened')
+  })
+
+  t.test('close() that ends while sendAndWait() is accepting: the caller is told closed, no poll is left behind', async (t) => {
+    const receiver = await startReceiver(t, secret)
+    const services = registry(t, redis.url, receiver.url, 'race2:')
+    // The job is added, then the whole close() runs before sendAndWait goes on: what a close during accept() is.
+    const queue = (services.webhooks as unknown as { queue: { accept: (p: unknown) => Promise<void> } }).queue
+    const accept = queue.accept.bind(queue)
+    let closing: Promise<void> | undefined
+    queue.accept = async (p) => {
+      await accept(p)
+      closing = services.close()
+      await closing
+    }
+    const waiting = services.webhooks.sendAndWait('partner', { type: 'x' }, { id: 'msg_race2' }).then(() => 'delivered', (e: { reason?: string }) => e.reason)
+    t.equal(await within('the caller settles', waiting, kSettle), 'closed')
+    await within('the close', closing as Promise<void>, kSettle)
+    const client = ownClient(t, redis.url)
+    t.equal(await client.exists('race2:webhooks:msg_race2'), 1, 'the event stays in Redis for the next instance')
+  })
 })

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import Redis from 'ioredis'
 import Fastify from 'fastify'
 import httpServices, { createHttpServices, WebhookDeliveryError, type HttpServices, type WebhookOptions } from '../../index'
-import { loadBullmq } from '../../lib/webhooks/bullmq-queue'
+import { jobIdOf, loadBullmq, webhookIdOf } from '../../lib/webhooks/bullmq-queue'
 import { interopBinary, startRedis, type RedisServer } from '../helpers/interop'
 import { closedPort } from '../helpers/server'
 import { waitUntil, within } from '../helpers/wait'
@@ -45,7 +45,38 @@ t.test('bullmq missing: InvalidOptionsError naming the webhook service key', asy
     { code: 'HTTP_SERVICES_ERR_INVALID_OPTIONS', message: /^services\.partner\.webhook: .*needs the bullmq-not-installed-here package/ })
 })
 
+t.test('job ids: msg_ ids as they are, any other id encoded so BullMQ accepts it, one-to-one', async (t) => {
+  t.equal(jobIdOf('msg_2ZxKa-_9'), 'msg_2ZxKa-_9')
+  for (const id of ['12345', 'order:42:x', 'a:b:c', 'failed', 'wh-abc', 'msg_a:b', 'msg_', 'é ü']) {
+    const jobId = jobIdOf(id)
+    t.not(jobId, id, `${id} is encoded`)
+    t.match(jobId, /^wh-[A-Za-z0-9_-]+$/, 'no ":", not an integer, no BullMQ key name')
+    t.equal(webhookIdOf(jobId), id, 'and decoded back')
+  }
+})
+
 t.test('on Redis', { skip: redisBinary.skip }, async (t) => {
+  t.test('ids BullMQ refuses as job ids (all digits, colons) are dead-lettered, replayed and delivered under the id given', async (t) => {
+    const receiver = await startReceiver(t, secret, [422, 422])
+    const services = await sender(t, receiver.url)
+    for (const id of ['12345', 'order:42:x']) {
+      const err = await within('the rejection', services.webhooks.sendAndWait('partner', { type: 'x', data: { id } }, { id }).then(() => undefined, (e: unknown) => e), kSettle)
+      t.ok(err instanceof WebhookDeliveryError, `${id}: a delivery error, not BullMQ's`)
+      t.match(err, { reason: 'rejected', webhookId: id })
+      await t.rejects(services.webhooks.send('partner', { type: 'x' }, { id }), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', message: /dead letter: replay/ }, `${id}: recognized as a dead letter`)
+    }
+    t.same((await services.webhooks.deadLetters('partner')).map((l) => [l.id, l.reason]), [['12345', 'rejected'], ['order:42:x', 'rejected']])
+    for (const id of ['12345', 'order:42:x']) t.same(await services.webhooks.replay(id), { id, service: 'partner' })
+    await waitUntil('both replays are delivered', () => receiver.events.length === 2, kSettle)
+    t.same(receiver.seen.map((s) => s.id), ['12345', 'order:42:x', '12345', 'order:42:x'], 'the receiver saw the exact webhook-ids')
+    t.same(receiver.events.map((e) => e.id).sort(), ['12345', 'order:42:x'])
+    t.same(await services.webhooks.deadLetters(), [])
+    const again = await within('the wait on a delivered id', services.webhooks.sendAndWait('partner', { type: 'x' }, { id: '12345' }), kSettle)
+    t.same(again.id, '12345')
+    t.same(again.attempts.map((a) => a.status), [200], 'the replay\'s attempt: the same delivery, not a new one')
+    t.equal(receiver.seen.length, 4, 'nothing sent again')
+  })
+
   t.test('delivers through 503, 503, 200 with one webhook-id and a fresh signature each time', async (t) => {
     const receiver = await startReceiver(t, secret, [503, 503])
     const services = await sender(t, receiver.url, { schedule: [0, 1, 1100] })
