@@ -229,7 +229,13 @@ export class BullmqWebhookQueue implements WebhookQueue {
     // its lock expires, by another instance). Every step is bounded: BullMQ's own close waits for Redis.
     const up = this.producerConn?.status === 'ready' && (this.conn === undefined || this.conn.status === 'ready')
     if (!up) this.disconnectAll()
-    if (this.worker !== undefined) await settleWithin(this.worker.close(!up), up ? this.closeTimeout + kCloseStep : kCloseStep)
+    if (this.worker !== undefined) {
+      const closed = await settleWithin(this.worker.close(!up), up ? this.closeTimeout + kCloseStep : kCloseStep)
+      // BullMQ's close waits for Redis (its lock manager, its blocking connection) and stops the worker's stalled-job
+      // timer only at its end: past the bound, its own connections are cut, so that close ends and nothing of the
+      // worker (a timer, a reconnecting socket) outlives the registry's.
+      if (!closed) await settleWithin(this.worker.disconnect(), kCloseStep)
+    }
     // A delivery the worker finished while closing settles its callers as delivered; the others are told `closed`.
     if (up) await settleWithin(Promise.all([...this.waiters.keys()].map(async (id) => { await this.look(id) })), kCloseStep)
     for (const [id, set] of this.waiters) {
@@ -483,7 +489,10 @@ export class BullmqWebhookQueue implements WebhookQueue {
         return await run()
       } catch (err) {
         // The connection failing (the command refused or cut off) is Redis not answering; any other error is run()'s.
-        if (conn.status !== 'ready' && !(err instanceof HttpServicesError)) throw unavailable(`: ${(err as Error).message}`)
+        // ioredis may refuse a command on a socket that stopped being writable before its status leaves 'ready'.
+        if (!(err instanceof HttpServicesError) && (conn.status !== 'ready' || isConnectionError(err))) {
+          throw unavailable(`: ${(err as Error).message}`)
+        }
         throw err
       }
     })()
@@ -494,6 +503,16 @@ export class BullmqWebhookQueue implements WebhookQueue {
       clearTimeout(timer)
     }
   }
+}
+
+/** ioredis's errors for a connection that is gone or going: the command never reached Redis, or its answer was lost. */
+const kConnectionError = /Stream isn't writeable|Connection is closed|MaxRetriesPerRequest|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT/
+
+function isConnectionError (err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false
+  const { name, message, code } = err as { name?: unknown, message?: unknown, code?: unknown }
+  return name === 'MaxRetriesPerRequestError' || (typeof code === 'string' && kConnectionError.test(code)) ||
+    (typeof message === 'string' && kConnectionError.test(message))
 }
 
 /** Whether `promise` settled (either way) within `ms`; its outcome is dropped. */
