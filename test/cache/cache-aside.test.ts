@@ -92,6 +92,12 @@ t.test('across instances: one fetches under the lock, the other waits for its va
   t.teardown(async () => { await look.quit() })
   for (let i = 0; i < 200 && (await look.exists('fhs:aside:l:report')) === 0; i++) await sleep(5)
   const second = two.cache.getOrFetch('report', async () => { fetches++; return 'second' })
+  // Release the first only once the second tried the lock (Redis's count of SET commands: the first's lock, then the
+  // second's): released earlier, the first could write and unlock before the second asks, and the second would
+  // rightly take the free lock and fetch itself.
+  const sets = async (): Promise<number> => Number(/cmdstat_set:calls=(\d+)/.exec(await look.info('commandstats'))?.[1] ?? 0)
+  for (let i = 0; i < 400 && await sets() < 2; i++) await sleep(5)
+  t.equal(await sets(), 2, 'the second asked for the lock while the first held it')
   gate.resolve('first')
   t.equal(await first, 'first')
   t.equal(await second, 'first', 'the waiting instance got the value of the one holding the lock')
