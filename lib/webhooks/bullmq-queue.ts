@@ -397,6 +397,8 @@ export class BullmqWebhookQueue implements WebhookQueue {
     try {
       job = await this.queue.getJob(jobIdOf(id)) ?? undefined
       state = job === undefined ? 'unknown' : await job.getState()
+      // Removed between the two reads: the job read first is gone, not ended.
+      if (state === 'unknown') job = undefined
     } catch (err) {
       this.redis.warn('webhooks', err)
       return

@@ -287,6 +287,24 @@ t.test('on Redis', { skip: redisBinary.skip }, async (t) => {
     await queue.remove('msg_removed')
     t.match(await within('the rejection', waiting, kSettle), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', message: /removed from the queue/ })
   })
+  t.test('sendAndWait on a job removed between reading it and reading its state: removed, not a dead letter', async (t) => {
+    const receiver = await startReceiver(t, secret)
+    const services = await sender(t, receiver.url, { schedule: [60_000] })
+    // The watcher's own queue: its first read of the job returns it, and the job is removed before the state is read.
+    const queue = (services.webhooks as unknown as { queue: { ensure: () => { getJob: (id: string) => Promise<unknown>, remove: (id: string) => Promise<number> } } }).queue.ensure()
+    const getJob = queue.getJob.bind(queue)
+    let removed = 0
+    queue.getJob = async (id) => {
+      const job = await getJob(id)
+      if (job !== undefined && id === 'msg_raced') removed += await queue.remove(id)
+      return job
+    }
+    const waiting = services.webhooks.sendAndWait('partner', { type: 'x' }, { id: 'msg_raced' }).then(() => undefined, (e: unknown) => e)
+    const err = await within('the rejection', waiting, kSettle)
+    t.equal(removed, 1, 'removed between the two reads')
+    t.notOk(err instanceof WebhookDeliveryError, 'not told it was dead-lettered')
+    t.match(err, { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', message: /removed from the queue/ })
+  })
   t.test('with an ioredis client of yours: BullMQ gets duplicates of it, and yours stays open after close', async (t) => {
     const receiver = await startReceiver(t, secret, [503])
     const client = ownClient(t, await redisUrl())
