@@ -41,6 +41,8 @@ const kEventsBlock = 2000
 const kCloseStep = 1000
 /** How long a job this process cannot attempt (a service it does not know) waits before another try, in ms. */
 const kUnknownServiceWait = 60_000
+/** The longest wait between two reconnection attempts of BullMQ's connections (ioredis's default backoff's cap). */
+const kMaxRetryDelay = 2000
 
 /** Generated ids (`msg_` and base64url) are job ids as they are; any other is `wh-` and its base64url. */
 const kRawId = /^msg_[A-Za-z0-9_-]+$/
@@ -73,8 +75,10 @@ interface OwnConnection {
   get: (key: string) => Promise<string | null>
   set: (key: string, value: string) => Promise<unknown>
   del: (key: string) => Promise<number>
+  ping: () => Promise<unknown>
   quit: () => Promise<unknown>
   disconnect: () => void
+  readonly options?: { retryStrategy?: (times: number) => number | null | undefined }
 }
 
 interface Waiter { service: string, resolve: (value: WebhookDelivered) => void, reject: (err: unknown) => void }
@@ -226,15 +230,21 @@ export class BullmqWebhookQueue implements WebhookQueue {
     clearInterval(this.poll)
     // The worker stops taking jobs and waits for the attempts in flight, which the services' close bounds. With Redis
     // away nothing can finish: the connections are cut at once (a job a worker still holds is taken up again, after
-    // its lock expires, by another instance). Every step is bounded: BullMQ's own close waits for Redis.
-    const up = this.producerConn?.status === 'ready' && (this.conn === undefined || this.conn.status === 'ready')
-    if (!up) this.disconnectAll()
+    // its lock expires, by another instance). A connection's status lags behind a Redis just gone: it is asked.
+    // Every step is bounded: BullMQ's own close waits for Redis.
+    const up = this.producerConn?.status === 'ready' && (this.conn === undefined || this.conn.status === 'ready') &&
+      await answers(this.producerConn, kCloseStep)
+    if (!up) this.cutAll()
     if (this.worker !== undefined) {
-      const closed = await settleWithin(this.worker.close(!up), up ? this.closeTimeout + kCloseStep : kCloseStep)
-      // BullMQ's close waits for Redis (its lock manager, its blocking connection) and stops the worker's stalled-job
-      // timer only at its end: past the bound, its own connections are cut, so that close ends and nothing of the
-      // worker (a timer, a reconnecting socket) outlives the registry's.
-      if (!closed) await settleWithin(this.worker.disconnect(), kCloseStep)
+      const closing = this.worker.close(!up)
+      if (!await settleWithin(closing, up ? this.closeTimeout + kCloseStep : kCloseStep)) {
+        // Redis went away during the close, or does not answer: BullMQ's close waits for it and stops the worker's
+        // timers (lock renewal, stalled-job check) only at its end. Cut, the connections fail what waits on them and
+        // that close ends; a reconnecting one ends at its next retry (`retryStrategy` gives up once closing).
+        this.cutAll()
+        await settleWithin(this.worker.disconnect(), kCloseStep)
+        await settleWithin(closing, kMaxRetryDelay + kCloseStep)
+      }
     }
     // A delivery the worker finished while closing settles its callers as delivered; the others are told `closed`.
     if (up) await settleWithin(Promise.all([...this.waiters.keys()].map(async (id) => { await this.look(id) })), kCloseStep)
@@ -244,16 +254,13 @@ export class BullmqWebhookQueue implements WebhookQueue {
     this.waiters.clear()
     await settleWithin(Promise.all([this.events?.close(), this.queue?.close()]), kCloseStep)
     await Promise.all([this.conn, this.producerConn, this.eventsConn].map(async (c) => {
-      // Cut already (Redis away): a second disconnect would only arm ioredis's 2 s timer on the dead socket.
-      if (c === undefined || c.status === 'end' || !up) return
-      if (!await settleWithin(c.quit(), kCloseStep)) c.disconnect()
+      if (c === undefined || c.status === 'end' || c.status === 'reconnecting') return
+      if (!await settleWithin(c.quit(), kCloseStep)) cut(c)
     }))
   }
 
-  private disconnectAll (): void {
-    this.conn?.disconnect()
-    this.producerConn?.disconnect()
-    this.eventsConn?.disconnect()
+  private cutAll (): void {
+    for (const c of [this.conn, this.producerConn, this.eventsConn]) if (c !== undefined) cut(c)
   }
 
   /** The queue and its events, made on first use (a send before `open()` is queued; only `open()` attempts). */
@@ -290,7 +297,12 @@ export class BullmqWebhookQueue implements WebhookQueue {
   private newConnection (failFast?: object): OwnConnection {
     // What BullMQ requires of its Worker's and QueueEvents' connections; the registry's own refuses both (its commands
     // must fail fast). A Queue may fail fast: `failFast` is for the producer.
-    const options = { maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: false, keyPrefix: '', ...failFast }
+    // Once closing, a reconnection gives up: the connection ends and fails what waits on it (a `disconnect()` while it
+    // reconnects would leave it reconnecting forever, its commands pending, and BullMQ's close waiting on them).
+    const given = this.redis.owned ? undefined : (this.redis.client as unknown as OwnConnection).options?.retryStrategy
+    const retryStrategy = (times: number): number | null | undefined =>
+      this.closing ? null : given !== undefined ? given(times) : Math.min(times * 50, kMaxRetryDelay)
+    const options = { maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: false, keyPrefix: '', retryStrategy, ...failFast }
     const c = (this.redis.owned
       ? new (loadIoredis())(this.url as string, options)
       : (this.redis.client as unknown as { duplicate: (o: object) => unknown }).duplicate(options)) as OwnConnection
@@ -515,6 +527,18 @@ function isConnectionError (err: unknown): boolean {
   const { name, message, code } = err as { name?: unknown, message?: unknown, code?: unknown }
   return name === 'MaxRetriesPerRequestError' || (typeof code === 'string' && kConnectionError.test(code)) ||
     (typeof message === 'string' && kConnectionError.test(message))
+}
+
+/** Cuts `c`, unless it is reconnecting: that one ends at its next attempt (its `retryStrategy` gives up once closing). */
+function cut (c: OwnConnection): void {
+  if (c.status !== 'reconnecting' && c.status !== 'end') c.disconnect()
+}
+
+/** Whether `c` answers a PING within `ms`. */
+async function answers (c: OwnConnection, ms: number): Promise<boolean> {
+  let answered = false
+  await settleWithin(c.ping().then(() => { answered = true }), ms)
+  return answered
 }
 
 /** Whether `promise` settled (either way) within `ms`; its outcome is dropped. */

@@ -44,3 +44,19 @@ export async function startReceiver (t: Test, secret: string, statuses: number[]
     handled: (id) => events.filter((e) => e.id === id).length
   }
 }
+
+/** A receiver on 127.0.0.1 whose handler holds each request until the test answers it. */
+export async function heldReceiver (t: Test): Promise<{ url: string, held: () => number, answer: (status: number) => void }> {
+  const pending: Array<(status: number) => void> = []
+  const app = Fastify()
+  app.post('/hooks', async (_request, reply) => {
+    const status = await new Promise<number>((resolve) => { pending.push(resolve) })
+    return await reply.code(status).send({})
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(async () => {
+    for (const answer of pending.splice(0)) answer(200)
+    await app.close()
+  })
+  return { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, held: () => pending.length, answer: (status) => { pending.shift()?.(status) } }
+}

@@ -1,12 +1,10 @@
 import t, { type Test } from 'tap'
 import Redis from 'ioredis'
-import Fastify from 'fastify'
-import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createHttpServices, type HttpServices } from '../../index'
 import { interopBinary, startRedis } from '../helpers/interop'
 import { waitUntil, within } from '../helpers/wait'
-import { startReceiver } from '../helpers/webhook-receiver'
+import { heldReceiver, startReceiver } from '../helpers/webhook-receiver'
 
 const redisBinary = interopBinary(t, 'redis-server', 'redis-server')
 const secret = 'whsec_' + Buffer.from('the sender and receiver share this').toString('base64')
@@ -27,22 +25,6 @@ function ownClient (t: Test, url: string): Redis {
   client.on('error', () => {})
   t.teardown(async () => { await client.quit().catch(() => { client.disconnect() }) })
   return client
-}
-
-/** A receiver on 127.0.0.1 whose handler holds each request until the test answers it. */
-async function heldReceiver (t: Test): Promise<{ url: string, held: () => number, answer: (status: number) => void }> {
-  const pending: Array<(status: number) => void> = []
-  const app = Fastify()
-  app.post('/hooks', async (_request, reply) => {
-    const status = await new Promise<number>((resolve) => { pending.push(resolve) })
-    return await reply.code(status).send({})
-  })
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  t.teardown(async () => {
-    for (const answer of pending.splice(0)) answer(200)
-    await app.close()
-  })
-  return { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, held: () => pending.length, answer: (status) => { pending.shift()?.(status) } }
 }
 
 t.test('closing with Redis', { skip: redisBinary.skip }, async (t) => {

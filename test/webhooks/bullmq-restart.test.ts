@@ -1,8 +1,8 @@
 import t, { type Test } from 'tap'
 import Redis from 'ioredis'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { startChildApp } from '../helpers/child-app'
 import { interopBinary, startRedis } from '../helpers/interop'
 import { waitUntil, within } from '../helpers/wait'
 import { startReceiver } from '../helpers/webhook-receiver'
@@ -10,32 +10,8 @@ import { startReceiver } from '../helpers/webhook-receiver'
 const redisBinary = interopBinary(t, 'redis-server', 'redis-server')
 const secret = 'whsec_' + Buffer.from('the sender and receiver share this').toString('base64')
 const fixture = join(__dirname, 'fixtures', 'bullmq-sender-app.ts')
-/** Generous bounds for a loaded 2-core CI machine: a child starting tsx can take seconds. */
-const kStart = 30_000
+/** A generous bound for a loaded 2-core CI machine. */
 const kSettle = 20_000
-
-interface App { child: ChildProcess, exited: Promise<void>, output: () => string }
-
-/** Runs the sending app in a child process until it prints `ready`; teardown kills it (by its pid) if still alive. */
-async function startApp (t: Test, env: Record<string, string>): Promise<App> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fixture], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  let exitedFlag = false
-  const exited = new Promise<void>((resolve) => { child.once('exit', () => { exitedFlag = true; resolve() }) })
-  child.stdout?.on('data', (c: Buffer) => { output += c.toString() })
-  child.stderr?.on('data', (c: Buffer) => { output += c.toString() })
-  t.teardown(async () => {
-    if (!exitedFlag && child.pid !== undefined) process.kill(child.pid, 'SIGKILL')
-    await exited
-  })
-  await within(`the app is ready (output so far: ${output})`, (async () => {
-    while (!output.includes('ready\n')) {
-      if (exitedFlag) throw new Error(`the app exited before it was ready:\n${output}`)
-      await sleep(20)
-    }
-  })(), kStart)
-  return { child, exited, output: () => output }
-}
 
 t.test('an event waiting for its retry survives the sending process being killed: another one delivers it exactly once', { skip: redisBinary.skip }, async (t) => {
   const redis = await startRedis(t, redisBinary.path as string)
@@ -46,7 +22,7 @@ t.test('an event waiting for its retry survives the sending process being killed
   const env = { REDIS_URL: redis.url, KEY_PREFIX: 'restart:', RECEIVER_URL: receiver.url, SECRET: secret }
   const id = 'msg_survives_a_restart'
 
-  const first = await startApp(t, { ...env, EVENT_ID: id })
+  const first = await startChildApp(t, fixture, { ...env, EVENT_ID: id })
   await waitUntil('the first attempt reached the receiver', () => receiver.seen.length === 1, kSettle)
   // Killed while the event waits for its second attempt (3 s later: room for a loaded machine): a delayed job in Redis, held by nobody.
   await within('the retry is scheduled', (async () => {
@@ -56,7 +32,7 @@ t.test('an event waiting for its retry survives the sending process being killed
   await within('the first app is gone', first.exited)
   t.equal(receiver.seen.length, 1, 'only the failed attempt was made by the killed app')
 
-  const second = await startApp(t, env)
+  const second = await startChildApp(t, fixture, env)
   await waitUntil('the event is delivered', () => receiver.seen.some((s) => s.status === 200), kSettle)
   await within('the job is completed in Redis', (async () => {
     while (await client.zscore('restart:webhooks:completed', id) === null) await sleep(10)
