@@ -8,7 +8,7 @@ import { heldReceiver } from '../helpers/webhook-receiver'
 
 const redisBinary = interopBinary(t, 'redis-server', 'redis-server')
 const secret = 'whsec_' + Buffer.from('the sender and receiver share this').toString('base64')
-const fixture = join(__dirname, 'fixtures', 'bullmq-close-app.ts')
+const fixture = join(__dirname, 'fixtures', 'bullmq-sender-app.ts')
 /** A generous bound for a loaded 2-core CI machine; the close itself is bounded by a few seconds. */
 const kSettle = 20_000
 
@@ -17,7 +17,7 @@ const kSettle = 20_000
 t.test('Redis going away while close() waits for an attempt: the close ends and the process exits by itself', { skip: redisBinary.skip }, async (t) => {
   const redis = await startRedis(t, redisBinary.path as string)
   const receiver = await heldReceiver(t)
-  const app = await startChildApp(t, fixture, { REDIS_URL: redis.url, KEY_PREFIX: 'exit:', RECEIVER_URL: receiver.url, SECRET: secret, EVENT_ID: 'msg_exit' })
+  const app = await startChildApp(t, fixture, { REDIS_URL: redis.url, KEY_PREFIX: 'exit:', RECEIVER_URL: receiver.url, SECRET: secret, EVENT_ID: 'msg_exit', SCHEDULE: '[0, 60000]', EXIT: 'natural' })
   await waitUntil('the receiver holds the attempt', () => receiver.held() === 1, kSettle)
   app.child.kill('SIGTERM') // close() starts with Redis up: it waits for the attempt in flight
   await sleep(100)

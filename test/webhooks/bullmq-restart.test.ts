@@ -1,4 +1,4 @@
-import t, { type Test } from 'tap'
+import t from 'tap'
 import Redis from 'ioredis'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
