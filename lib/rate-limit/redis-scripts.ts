@@ -9,23 +9,26 @@
 import { createHash } from 'node:crypto'
 
 /**
- * First line of both scripts. A script that writes after reading TIME (not deterministic) must be replicated by its
- * effects, not as the script: the default from Redis 5 on; Redis 3.2 and 4 need `redis.replicate_commands()` first,
- * or the write fails ("Write commands not allowed after non deterministic commands") and every shared limit would fall
- * back to the local one. From Redis 5 the call is a no-op that returns true (deprecated in 7.0, still there in 7.x);
- * guarded (present, and in pcall) so a Redis that drops it runs the script all the same. The README asks for Redis 5
- * or later.
+ * Effects replication, first in both scripts. A script that writes after reading TIME (not deterministic) must be
+ * replicated by its effects, not as the script: the default from Redis 5 on; Redis 3.2 and 4 need
+ * `redis.replicate_commands()` first, or the write fails ("Write commands not allowed after non deterministic
+ * commands") and every shared limit would fall back to the local one. From Redis 5 the call is a no-op that returns
+ * true (deprecated in 7.0, still there in 7.x); guarded (present, and in pcall) so a Redis that drops it runs the
+ * script all the same. The README asks for Redis 5 or later.
  */
 const kEffects = 'if redis.replicate_commands ~= nil then pcall(redis.replicate_commands) end'
+
+/** What both scripts start with: effects replication, then `now` in ms (with microseconds) from Redis's clock. */
+const kPrologue = `${kEffects}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000`
 
 /**
  * GCRA (the generic cell rate algorithm): a token bucket stored as one number, the theoretical arrival time (TAT) of
  * the next permit in ms. A permit is free now when the TAT is at most `capacity - 1` periods ahead. The key expires
  * when the bucket would be full again. ARGV: period (ms per permit), capacity (burst), longest wait.
  */
-export const kGcraScript = `${kEffects}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+export const kGcraScript = `${kPrologue}
 local period = tonumber(ARGV[1])
 local capacity = tonumber(ARGV[2])
 local longest = tonumber(ARGV[3])
@@ -49,9 +52,7 @@ return { string.format('%.3f', wait), free }
  * before the latest (permits stay in order). Members a window old are dropped; the key expires a window after the
  * last permit. ARGV: limit, window (ms), longest wait, member.
  */
-export const kSlidingWindowScript = `${kEffects}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+export const kSlidingWindowScript = `${kPrologue}
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local longest = tonumber(ARGV[3])
