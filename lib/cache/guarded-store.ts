@@ -1,9 +1,11 @@
 /**
- * The store a service's cache writes through: RFC 9111 §3.5 for credentials beyond undici's own check, the
+ * The store a service's cache writes through: RFC 9111 §3.5 for credentials beyond undici's own check (a shared
+ * cache), entries of their own for each set of credentials (a private one), the
  * `staleIfError` window kept in the store, and a way for the cache policy to learn whether undici's `CacheHandler`
  * decided to store the response it was just shown (its decision is made inside `onResponseStart`, synchronously, and
  * shows only as a call to `createWriteStream`).
  */
+import { createHash } from 'node:crypto'
 import { kCredentialHeaders } from '../credential-headers'
 import type { CacheKey, CacheStore, CacheValue, EntryWriter, GetResult } from './undici-cache'
 
@@ -24,6 +26,33 @@ export function carriesCredentials (key: MarkedKey): boolean {
   if (headers === undefined) return false
   for (const name of kCredentialHeaders) if (Object.hasOwn(headers, name)) return true
   return false
+}
+
+/**
+ * The header a private cache's key holds in place of a request's credentials: a SHA-256 of them. Never sent: it is in
+ * the key's headers only, and the stored entries vary on it, so each set of credentials has entries of its own.
+ */
+export const kPartitionHeader = 'x-fastify-http-services-credentials'
+
+/**
+ * A private cache's key headers for a request with `headers` (and a call's `token`): without credentials, the headers
+ * themselves; with some, a copy without them and with `kPartitionHeader`, their hash. undici's `CacheHandler` then
+ * applies no credentials rule (RFC 9111 §3.5 is for shared caches), the store never holds a credential, and one
+ * user's answer is never served for another's credentials.
+ */
+export function privateKeyHeaders (headers: Record<string, string>, token: string | undefined): Record<string, string> {
+  let hash
+  let out: Record<string, string> | undefined
+  for (const name of kCredentialHeaders) {
+    if (!Object.hasOwn(headers, name)) continue
+    hash ??= createHash('sha256')
+    hash.update(`${name}\0${headers[name]}\0`)
+    out ??= { ...headers }
+    delete out[name]
+  }
+  if (token !== undefined) (hash ??= createHash('sha256')).update(`token\0${token}\0`)
+  if (hash === undefined) return headers
+  return { ...(out ?? headers), [kPartitionHeader]: hash.digest('base64url') }
 }
 
 export class GuardedStore implements CacheStore {
@@ -49,6 +78,9 @@ export class GuardedStore implements CacheStore {
     if (this.shared && carriesCredentials(key) && cc.public !== true && cc['s-maxage'] === undefined && cc['must-revalidate'] !== true) {
       return undefined
     }
+    // A private cache: the entry of a request with credentials is selected by their hash (see `privateKeyHeaders`).
+    const partition = this.shared ? undefined : key.headers?.[kPartitionHeader]
+    if (partition !== undefined) value = { ...value, vary: { ...value.vary, [kPartitionHeader]: partition } }
     if (this.staleIfError > 0) value = { ...value, deleteAt: Math.max(value.deleteAt, value.staleAt + this.staleIfError) }
     const writer = this.inner.createWriteStream(key, value)
     this.lastWriter = writer

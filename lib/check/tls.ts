@@ -77,7 +77,8 @@ function judge (to: TlsTarget, cert: PeerCertificate, protocol: string, alpn: st
   const notAfter = Date.parse(cert.valid_to)
   const notBefore = Date.parse(cert.valid_from)
   const now = Date.now()
-  const daysLeft = Number.isFinite(notAfter) ? Math.floor((notAfter - now) / kDay) : undefined
+  // Whole days, toward zero: expired 3 days and an hour ago is -3, as the message says.
+  const daysLeft = Number.isFinite(notAfter) ? Math.trunc((notAfter - now) / kDay) + 0 : undefined
   if (daysLeft !== undefined) extra.daysLeft = daysLeft
   let problem: string | undefined
   let code: string | undefined

@@ -23,7 +23,7 @@ export interface CheckStep {
   code?: string
   /** `dns`: every address the name resolved to. */
   addresses?: string[]
-  /** `tls`: whole days until the certificate expires (negative once expired). */
+  /** `tls`: whole days until the certificate expires; once expired, minus the whole days since (0 within a day). */
   daysLeft?: number
   /** `tls`: the protocol ALPN chose (`h2`, `http/1.1`), when one was. */
   alpn?: string

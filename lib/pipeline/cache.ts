@@ -20,7 +20,7 @@ import { publishCacheServed } from '../diagnostics/publish'
 import type { ResolvedCache } from '../config/options/cache'
 import { BulkheadRejectedError, CircuitOpenError, RateLimitedError, TransportError } from '../errors'
 import { HttpResponse, type CacheStatus } from '../response'
-import { GuardedStore, kCredentials, type MarkedKey } from '../cache/guarded-store'
+import { GuardedStore, kCredentials, kPartitionHeader, privateKeyHeaders, type MarkedKey } from '../cache/guarded-store'
 import { RedisCacheStore } from '../cache/redis-store'
 import {
   CacheHandler, MemoryCacheStore, isEtagUsable, isInvalidOrWildcardVaryHeader, makeCacheKey, parseCacheControlHeader,
@@ -146,7 +146,8 @@ class HttpCache {
     }
     const req = requestDirectives(ctx.headers)
     if (req?.['no-store'] === true) return next(ctx).then((res) => this.miss(ctx, res))
-    const key: MarkedKey = makeCacheKey({ origin: this.origin, method: 'GET', path: ctx.path, headers: ctx.headers })
+    const headers = this.shared ? ctx.headers : privateKeyHeaders(ctx.headers, ctx.options.token)
+    const key: MarkedKey = makeCacheKey({ origin: this.origin, method: 'GET', path: ctx.path, headers })
     if (this.credentialed || ctx.options.token !== undefined) key[kCredentials] = true
     let found: GetResult | Promise<GetResult | undefined> | undefined
     try {
@@ -223,7 +224,7 @@ class HttpCache {
     if (result.etag !== undefined) ctx.setHeader('if-none-match', result.etag)
     if (result.vary !== undefined) {
       for (const [name, value] of Object.entries(result.vary)) {
-        if (value !== null) ctx.setHeader(name, Array.isArray(value) ? value.join(', ') : value)
+        if (value !== null && name !== kPartitionHeader) ctx.setHeader(name, Array.isArray(value) ? value.join(', ') : value)
       }
     }
   }

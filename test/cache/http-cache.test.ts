@@ -173,6 +173,41 @@ t.test('shared cache: answers to requests with credentials are stored only when 
   t.equal((await mine.get('/me', { headers: { cookie: 'session=alice' } })).cache, 'hit', 'a private cache stores it')
 })
 
+t.test('private cache: answers to requests with credentials are stored per credentials, and never served for others', async (t) => {
+  const seen: Array<Record<string, unknown>> = []
+  const upstream = await startServer((req, res) => {
+    seen.push({ ...req.headers })
+    res.setHeader('cache-control', 'max-age=60')
+    res.end(`for ${req.headers.authorization ?? req.headers.cookie ?? req.headers['x-api-key'] ?? 'anyone'}`)
+  })
+  t.teardown(upstream.close)
+  const services = await openRegistry(t, { services: { mine: { baseUrl: upstream.url, cache: { type: 'private' } } } })
+  const mine = services.client('mine')
+  const call = async (options: { headers?: Record<string, string>, token?: string }): Promise<[string, string | undefined]> => {
+    const res = await mine.get('/me', options)
+    return [await res.text(), res.cache]
+  }
+  for (const [alice, bob] of [
+    [{ headers: { authorization: 'Bearer alice' } }, { headers: { authorization: 'Bearer bob' } }],
+    [{ headers: { cookie: 'session=alice' } }, { headers: { cookie: 'session=bob' } }],
+    [{ headers: { 'x-api-key': 'alice-key' } }, { headers: { 'x-api-key': 'bob-key' } }],
+    [{ token: 'alice-token' }, { token: 'bob-token' }]
+  ]) {
+    const what = JSON.stringify(alice)
+    const [aliceBody] = await call(alice)
+    t.same(await call(alice), [aliceBody, 'hit'], `${what}: stored, and served again for the same credentials`)
+    const [bobBody, bobCache] = await call(bob)
+    t.equal(bobCache, 'miss', `${what}: other credentials get their own answer`)
+    t.not(bobBody, aliceBody)
+    t.same(await call(bob), [bobBody, 'hit'])
+    t.same(await call(alice), [aliceBody, 'hit'], 'each keeps its own entry')
+  }
+  t.same(await call({}), ['for anyone', 'miss'], 'a request without credentials is not served what a credentialed one got')
+  t.same(await call({}), ['for anyone', 'hit'])
+  t.equal(seen.length, 9, 'one upstream request per set of credentials')
+  t.notOk(seen.some((h) => Object.keys(h).some((name) => name.startsWith('x-fastify-http-services'))), 'the key\'s hash is never sent')
+})
+
 t.test('private responses: stored by a private cache, not by a shared one', async (t) => {
   const upstream = await startServer((_req, res) => {
     res.setHeader('cache-control', 'private, max-age=60')

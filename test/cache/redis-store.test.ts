@@ -180,3 +180,28 @@ t.test('Redis store: a 304 refreshes the shared entry, and a POST on one instanc
   t.equal(await after.text(), 'body v2')
   t.equal(upstream.requests.length, seen + 2, 'the POST and the refetch')
 })
+
+t.test('a private cache in Redis: entries per credentials, and no credential in Redis', { skip: redisBinary.skip }, async (t) => {
+  const redis = await startRedis(t, redisBinary.path as string)
+  const upstream = await startServer((req, res) => {
+    res.setHeader('cache-control', 'private, max-age=60')
+    res.end(req.headers.authorization === 'Bearer s3cr3t-one' ? 'user one' : 'user two')
+  })
+  t.teardown(upstream.close)
+  const options = { redis: { url: redis.url, keyPrefix: 'priv:', timeout: kTimeout }, services: { me: { baseUrl: upstream.url, cache: { store: 'redis' as const, type: 'private' as const } } } }
+  const one = await openRegistry(t, options)
+  const two = await openRegistry(t, options)
+  const look = inspector(t, redis.url)
+  const alice = { headers: { authorization: 'Bearer s3cr3t-one' } }
+  const bob = { headers: { authorization: 'Bearer s3cr3t-two' } }
+  t.equal(await (await one.client('me').get('/me', alice)).text(), 'user one')
+  const key = `priv:cache:me:GET:${upstream.url}/me`
+  t.ok(await until(async () => (await look.exists(key)) === 1), `stored under ${key}`)
+  const again = await two.client('me').get('/me', alice)
+  t.same([again.cache, await again.text()], ['hit', 'user one'], 'a hit for the same credentials, in another instance')
+  const other = await two.client('me').get('/me', bob)
+  t.same([other.cache, await other.text()], ['miss', 'user two'], 'not for other credentials')
+  t.equal(upstream.requests.length, 2)
+  const dump = JSON.stringify(await Promise.all((await look.keys('priv:*')).map(async (k) => [k, await look.type(k) === 'hash' ? await look.hgetall(k) : await look.get(k)])))
+  t.notMatch(dump, /s3cr3t/, 'no credential is in Redis')
+})

@@ -33,8 +33,8 @@ export interface CacheOptions {
   staleIfError?: number
   /**
    * `shared` follows the rules of a cache serving many users (`private` and `Set-Cookie` responses are not stored,
-   * nor responses to requests with credentials unless they allow it); `private` stores them, for a process that acts
-   * for one user only.
+   * nor responses to requests with credentials unless they allow it); `private` stores them, each set of credentials
+   * (a hash of its credential headers and the call's `token`) getting entries of its own.
    * @default 'shared'
    */
   type?: 'shared' | 'private'
