@@ -157,11 +157,12 @@ t.test('a call\'s own retry statusCodes decide which answers lose to an attempt 
 })
 
 t.test('retries and hedges spend one budget: what one spends, the other cannot', async (t) => {
-  // One retry or hedge in the window (0.1 a second over 10 s), whichever asks first; the breaker stays out of it.
-  const options = { breaker: false, hedge: { delay: 20 }, retry: { baseDelay: 1, budget: { ratio: 0, minPerSecond: 0.1, window: 10000 } } } as const
+  // One retry or hedge in the window (0.1 a second over 10 s), whichever asks first; the breaker stays out of it. The
+  // hedge delay leaves a loaded machine room: an immediate answer that took longer would ask for a hedge too.
+  const options = { breaker: false, hedge: { delay: 200 }, retry: { baseDelay: 1, budget: { ratio: 0, minPerSecond: 0.1, window: 10000 } } } as const
 
   // A slow first answer: the hedge spends the budget, and a 503 after it is not retried.
-  const hedgedFirst = await planned(t, (n) => n === 1 ? [300, 200] : n === 2 ? [0, 200] : [0, 503])
+  const hedgedFirst = await planned(t, (n) => n === 1 ? [1000, 200] : n === 2 ? [0, 200] : [0, 503])
   const one = createHttpServices({ services: { api: { baseUrl: hedgedFirst.url, ...options } } })
   await one.open()
   t.teardown(() => one.close())
@@ -176,7 +177,7 @@ t.test('retries and hedges spend one budget: what one spends, the other cannot',
   t.match(one.stats().api.retry, { retries: 0, hedges: 1, budgetExhausted: 1 })
 
   // A 503 first: the retry spends the budget, and a slow answer after it gets no hedge.
-  const retriedFirst = await planned(t, (n) => n === 1 ? [0, 503] : n === 2 ? [0, 200] : [100, 200])
+  const retriedFirst = await planned(t, (n) => n === 1 ? [0, 503] : n === 2 ? [0, 200] : [500, 200])
   const two = createHttpServices({ services: { api: { baseUrl: retriedFirst.url, ...options } } })
   await two.open()
   t.teardown(() => two.close())
