@@ -20,7 +20,7 @@ import {
 } from './lib/services'
 import { HttpClient } from './lib/client'
 import { HttpResponse, type CacheStatus } from './lib/response'
-import type { CacheAside, CacheAsideOptions } from './lib/cache/cache-aside'
+import type { CacheAside, CacheAsideGetOptions, CacheAsideOptions } from './lib/cache/cache-aside'
 import { HttpService, type FailureCounts, type ServiceStats } from './lib/service'
 import type { RedisStats } from './lib/redis/stats'
 import type { CallOptions, CallTimeoutOptions, JsonCallOptions, QueryValue } from './lib/client-types'
@@ -71,7 +71,7 @@ fp(httpServices, { fastify: '5.x', name: 'fastify-http-services' })
 declare namespace httpServices {
   export { httpServices as default, httpServices }
   export { createHttpServices, HttpServices, silentLogger, HttpClient, HttpResponse, HttpService }
-  export type { CacheAside, CacheAsideOptions, CacheStatus, CreateHttpServicesOptions, FailureCounts, HttpServiceNames, RedisStats, ServiceName, ServiceStats }
+  export type { CacheAside, CacheAsideGetOptions, CacheAsideOptions, CacheStatus, CreateHttpServicesOptions, FailureCounts, HttpServiceNames, RedisStats, ServiceName, ServiceStats }
   export type { CallOptions, CallTimeoutOptions, JsonCallOptions, QueryValue }
   export type { MultipartFields, MultipartFile, MultipartValue }
   export type {

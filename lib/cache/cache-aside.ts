@@ -10,6 +10,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { InvalidRequestError } from '../errors'
 import type { RedisConnection } from '../redis/connection'
 
 /** Options of `getOrFetch` and `set`. */
@@ -23,6 +24,18 @@ export interface CacheAsideOptions {
   forceRefresh?: boolean
   /** Tags `invalidateTag(tag)` removes the value by. */
   tags?: string[]
+  /**
+   * How long past `ttl` a stale copy is kept, in milliseconds: `getOrFetch` serves it when its fetcher throws, and
+   * `get(key, { stale: true })` reads it (a breaker `fallback` can, while the upstream is down). `0` keeps none.
+   * @default 0
+   */
+  staleIfError?: number
+}
+
+/** Options of `get`. */
+export interface CacheAsideGetOptions {
+  /** Also a value past its `ttl`, within its `staleIfError` window. */
+  stale?: boolean
 }
 
 const kDefaultTtl = 60_000
@@ -35,7 +48,7 @@ const kPoll = 25
 export const kMaxMemoryEntries = 10_000
 const kReleaseLock = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
-interface MemoryEntry { json: string, expires: number, tags: readonly string[] }
+interface MemoryEntry { json: string, expires: number, staleUntil: number, tags: readonly string[] }
 
 type Client = RedisConnection['client'] & Record<string, (...args: any[]) => Promise<any>>
 
@@ -59,6 +72,24 @@ function globToRegExp (pattern: string): RegExp {
   return new RegExp(`^${out}$`, 's')
 }
 
+/** Waits for `promise` (which never rejects) at most `ms`. */
+async function waitAtMost (promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([promise, new Promise((resolve) => { timer = setTimeout(resolve, ms) })])
+  clearTimeout(timer)
+}
+
+/** A `ttl` or `staleIfError` that is not a number of ms is the caller's mistake: `InvalidRequestError`. */
+function checkOptions (key: string, options: CacheAsideOptions): void {
+  const { ttl, staleIfError } = options
+  if (ttl !== undefined && !(typeof ttl === 'number' && Number.isFinite(ttl) && ttl > 0)) {
+    throw new InvalidRequestError(`cache ${JSON.stringify(key)}: ttl: expected a positive number of milliseconds`)
+  }
+  if (staleIfError !== undefined && !(typeof staleIfError === 'number' && Number.isFinite(staleIfError) && staleIfError >= 0)) {
+    throw new InvalidRequestError(`cache ${JSON.stringify(key)}: staleIfError: expected a number of milliseconds, 0 or more`)
+  }
+}
+
 export class CacheAside {
   private readonly redis: RedisConnection | undefined
   private readonly memory = new Map<string, MemoryEntry>()
@@ -73,23 +104,28 @@ export class CacheAside {
     return this.redis === undefined ? 'memory' : 'redis'
   }
 
-  /** The cached value of `key` (a copy: values go through JSON), or `undefined`. */
-  async get<T = unknown> (key: string): Promise<T | undefined> {
-    const json = await this.read(key)
+  /**
+   * The cached value of `key` (a copy: values go through JSON), or `undefined`; with `stale: true`, also one past its
+   * `ttl` within its `staleIfError` window.
+   */
+  async get<T = unknown> (key: string, options: CacheAsideGetOptions = {}): Promise<T | undefined> {
+    const json = await this.read(key, options.stale === true)
     return json === undefined ? undefined : JSON.parse(json) as T
   }
 
   /** Stores `value` (as JSON) under `key` for `ttl` ms, with `tags`. */
   async set (key: string, value: unknown, options: Omit<CacheAsideOptions, 'forceRefresh'> = {}): Promise<void> {
+    checkOptions(key, options)
     const json = JSON.stringify(value)
     if (json === undefined) throw new TypeError(`cache.set(${JSON.stringify(key)}): the value cannot be stored as JSON`)
-    await this.write(key, json, options.ttl ?? kDefaultTtl, options.tags ?? [])
+    await this.write(key, json, options)
   }
 
   /**
    * The cached value of `key`, or `fetcher()`'s, stored for `ttl` ms. Concurrent misses of one key share one fetch
-   * in this process and, with Redis, across instances. A fetcher that throws stores nothing: the error is the answer;
-   * a value JSON cannot hold (`undefined`) is returned and not stored.
+   * in this process and, with Redis, across instances. A fetcher that throws stores nothing: the error is the answer,
+   * unless a stale copy is there (`staleIfError`); a value JSON cannot hold (`undefined`) is returned and not stored.
+   * The value is returned without waiting for its write.
    */
   getOrFetch<T> (key: string, fetcher: () => T | Promise<T>, options: CacheAsideOptions = {}): Promise<T> {
     const flying = this.flights.get(key)
@@ -99,11 +135,11 @@ export class CacheAside {
     return flight
   }
 
-  /** Removes `key`. */
+  /** Removes `key` (its stale copy too). */
   async invalidate (key: string): Promise<void> {
     this.memory.delete(key)
     const redis = this.redis
-    if (redis !== undefined) await redis.bounded('cache-aside delete', () => redis.client.del(this.valueKey(key)))
+    if (redis !== undefined) await redis.bounded('cache-aside delete', () => redis.client.del(this.valueKey(key), this.staleKey(key)))
   }
 
   /**
@@ -119,19 +155,23 @@ export class CacheAside {
       return n
     }
     const client = redis.client as Client
-    const prefix = this.valueKey('')
-    let cursor = '0'
     let n = 0
-    do {
-      const page = await redis.bounded('cache-aside scan', () => client.scan(cursor, 'MATCH', prefix + pattern, 'COUNT', 200), 1000) as [string, string[]] | undefined
-      if (page === undefined) break
-      cursor = page[0]
-      if (page[1].length > 0) n += (await redis.bounded('cache-aside delete', () => client.del(...page[1]), 1000)) ?? 0
-    } while (cursor !== '0')
+    // The values, then the stale copies (not counted: they are copies of values, perhaps expired already).
+    for (const prefix of [this.valueKey(''), this.staleKey('')]) {
+      let cursor = '0'
+      do {
+        const page = await redis.bounded('cache-aside scan', () => client.scan(cursor, 'MATCH', prefix + pattern, 'COUNT', 200), 1000) as [string, string[]] | undefined
+        if (page === undefined) break
+        cursor = page[0]
+        if (page[1].length === 0) continue
+        const deleted = (await redis.bounded('cache-aside delete', () => client.del(...page[1]), 1000)) ?? 0
+        if (prefix === this.valueKey('')) n += deleted
+      } while (cursor !== '0')
+    }
     return n
   }
 
-  /** Removes every value stored with `tag`; resolves with how many. */
+  /** Removes every value stored with `tag` (their stale copies too); resolves with how many. */
   async invalidateTag (tag: string): Promise<number> {
     const redis = this.redis
     if (redis === undefined) {
@@ -143,97 +183,153 @@ export class CacheAside {
     const tagKey = this.tagKey(tag)
     const members = await redis.bounded('cache-aside tag', () => client.smembers(tagKey) as Promise<string[]>, 1000)
     if (members === undefined) return 0
-    const n = members.length === 0 ? 0 : (await redis.bounded('cache-aside delete', () => client.del(...members), 1000)) ?? 0
-    await redis.bounded('cache-aside delete', () => client.del(tagKey), 1000)
+    const copies = members.filter((m) => m.startsWith(this.staleKey('')))
+    const values = members.filter((m) => !m.startsWith(this.staleKey('')))
+    const n = values.length === 0 ? 0 : (await redis.bounded('cache-aside delete', () => client.del(...values), 1000)) ?? 0
+    await redis.bounded('cache-aside delete', () => client.del(tagKey, ...copies), 1000)
     return n
   }
 
   private async fetchOnce<T> (key: string, fetcher: () => T | Promise<T>, options: CacheAsideOptions): Promise<T> {
+    checkOptions(key, options)
     if (options.forceRefresh !== true) {
-      const json = await this.read(key)
+      const json = await this.read(key, false)
       if (json !== undefined) return JSON.parse(json) as T
     }
     const redis = this.redis
     if (redis === undefined) {
-      const value = await fetcher()
-      await this.keep(key, value, options)
+      const [value, fetched] = await this.fetchOrStale(key, fetcher, options)
+      if (fetched) await this.keep(key, value, options)
       return value
     }
     const client = redis.client as Client
     const lockKey = this.lockKey(key)
     const token = randomUUID()
     const taken = await redis.bounded('cache-aside lock', () => client.set(lockKey, token, 'PX', kLockTtl, 'NX'))
+    const unlock = async (): Promise<void> => {
+      if (taken === 'OK') await redis.bounded('cache-aside unlock', () => client.eval(kReleaseLock, 1, lockKey, token))
+    }
     if (taken === null && options.forceRefresh !== true) {
       // Another instance is fetching: wait for its value, then fetch ourselves if it does not come.
       const until = Date.now() + kLockWait
       while (Date.now() < until) {
         await sleep(kPoll)
-        const json = await this.read(key)
+        const json = await this.read(key, false)
         if (json !== undefined) return JSON.parse(json) as T
       }
     }
+    let value: T
+    let fetched: boolean
     try {
-      const value = await fetcher()
-      await this.keep(key, value, options)
+      [value, fetched] = await this.fetchOrStale(key, fetcher, options)
+    } catch (err) {
+      await unlock()
+      throw err
+    }
+    let json: string | undefined
+    try {
+      json = fetched ? JSON.stringify(value) : undefined // a value JSON cannot hold (a BigInt) is the caller's error
+    } catch (err) {
+      await unlock()
+      throw err
+    }
+    if (json === undefined) {
+      await unlock()
       return value
-    } finally {
-      if (taken === 'OK') {
-        await redis.bounded('cache-aside unlock', () => client.eval(kReleaseLock, 1, lockKey, token))
+    }
+    // The lock goes once the value is stored (the others poll for it meanwhile). The caller waits for that as for any
+    // Redis command on its path, `redis.timeout` at most: a slower write goes on without it.
+    const stored = this.write(key, json, options).catch(() => {}).finally(unlock)
+    await waitAtMost(stored, redis.timeout)
+    return value
+  }
+
+  /**
+   * `[fetcher()'s value, true]`; when it throws, `[a stale copy within staleIfError, false]` if there is one (served,
+   * never stored again as fresh), else its error.
+   */
+  private async fetchOrStale<T> (key: string, fetcher: () => T | Promise<T>, options: CacheAsideOptions): Promise<[T, boolean]> {
+    try {
+      return [await fetcher(), true]
+    } catch (err) {
+      if ((options.staleIfError ?? 0) > 0) {
+        const json = await this.read(key, true)
+        if (json !== undefined) return [JSON.parse(json) as T, false]
       }
+      throw err
     }
   }
 
   /** Stores a fetched value; one JSON cannot hold (`undefined`, a function) is returned to the caller, not stored. */
   private async keep (key: string, value: unknown, options: CacheAsideOptions): Promise<void> {
     const json = JSON.stringify(value)
-    if (json !== undefined) await this.write(key, json, options.ttl ?? kDefaultTtl, options.tags ?? [])
+    if (json !== undefined) await this.write(key, json, options)
   }
 
-  private async read (key: string): Promise<string | undefined> {
+  /** The JSON stored for `key`: its value, or with `stale` its stale copy once the value expired. */
+  private async read (key: string, stale: boolean): Promise<string | undefined> {
     const redis = this.redis
     if (redis === undefined) {
       const entry = this.memory.get(key)
       if (entry === undefined) return undefined
-      if (entry.expires <= Date.now()) {
-        this.memory.delete(key)
-        return undefined
-      }
-      return entry.json
+      const now = Date.now()
+      if (entry.expires > now) return entry.json
+      if (entry.staleUntil <= now) this.memory.delete(key)
+      else if (stale) return entry.json
+      return undefined
     }
     const buf = await redis.bounded('cache-aside read', () => redis.client.getBuffer(this.valueKey(key)))
-    return buf == null ? undefined : buf.toString('utf8')
+    if (buf != null || !stale) return buf == null ? undefined : buf.toString('utf8')
+    const copy = await redis.bounded('cache-aside read', () => redis.client.getBuffer(this.staleKey(key)))
+    return copy == null ? undefined : copy.toString('utf8')
   }
 
-  private async write (key: string, json: string, ttl: number, tags: readonly string[]): Promise<void> {
+  /** Writes `json` for `ttl`, a stale copy for `staleIfError` past it, and the tags; in Redis, all at once. */
+  private async write (key: string, json: string, options: CacheAsideOptions): Promise<void> {
+    checkOptions(key, options)
+    const ttl = Math.ceil(options.ttl ?? kDefaultTtl)
+    const stale = Math.ceil(options.staleIfError ?? 0)
+    const tags = options.tags ?? []
     const redis = this.redis
     if (redis === undefined) {
       const now = Date.now()
       this.memory.delete(key) // re-inserted last: the Map's order is the order of writes
-      this.memory.set(key, { json, expires: now + ttl, tags })
+      this.memory.set(key, { json, expires: now + ttl, staleUntil: now + ttl + stale, tags })
       if (this.memory.size > kMaxMemoryEntries) this.evict(now)
       return
     }
     const client = redis.client as Client
     const valueKey = this.valueKey(key)
-    await redis.bounded('cache-aside write', () => client.set(valueKey, json, 'PX', ttl), 1000)
-    for (const tag of tags) {
-      const tagKey = this.tagKey(tag)
-      await redis.bounded('cache-aside tag', async () => {
-        await client.sadd(tagKey, valueKey)
-        // The tag's set lives as long as its longest value (GT: never shortened; Redis 7).
-        await client.pexpire(tagKey, ttl, 'GT')
-        if (await client.pttl(tagKey) < 0) await client.pexpire(tagKey, ttl)
-      }, 1000)
-    }
+    const staleKey = this.staleKey(key)
+    const keys = stale > 0 ? [valueKey, staleKey] : [valueKey]
+    const life = ttl + stale
+    await Promise.all([
+      redis.bounded('cache-aside write', () => client.set(valueKey, json, 'PX', ttl), 1000),
+      // A copy an earlier write kept would outlive this value: replaced, or removed.
+      redis.bounded('cache-aside write', () => stale > 0 ? client.set(staleKey, json, 'PX', life) : client.del(staleKey), 1000),
+      ...tags.map(async (tag) => {
+        const tagKey = this.tagKey(tag)
+        await redis.bounded('cache-aside tag', async () => {
+          await client.sadd(tagKey, ...keys)
+          // The tag's set lives as long as its longest value (GT: never shortened; Redis 7).
+          await client.pexpire(tagKey, life, 'GT')
+          if (await client.pttl(tagKey) < 0) await client.pexpire(tagKey, life)
+        }, 1000)
+      })
+    ])
   }
 
-  /** Drops expired values, then the oldest written, down to `kMaxMemoryEntries`. */
+  /** Drops expired values (and stale copies), then the oldest written, down to `kMaxMemoryEntries`. */
   private evict (now: number): void {
-    for (const [key, entry] of this.memory) if (entry.expires <= now) this.memory.delete(key)
+    for (const [key, entry] of this.memory) if (entry.staleUntil <= now) this.memory.delete(key)
     for (const key of this.memory.keys()) {
       if (this.memory.size <= kMaxMemoryEntries) break
       this.memory.delete(key)
     }
+  }
+
+  private staleKey (key: string): string {
+    return (this.redis as RedisConnection).key(`aside:s:${key}`)
   }
 
   private valueKey (key: string): string {

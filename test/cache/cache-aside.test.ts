@@ -1,9 +1,10 @@
 import t from 'tap'
 import Redis from 'ioredis'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createHttpServices } from '../../index'
+import { createHttpServices, type HttpServices } from '../../index'
 import { kMaxMemoryEntries } from '../../lib/cache/cache-aside'
 import { interopBinary, startRedis } from '../helpers/interop'
+import { startServer } from '../helpers/server'
 import { fakeDateClock, openRegistry } from './helpers'
 
 const redisBinary = interopBinary(t, 'redis-server', 'redis-server')
@@ -62,6 +63,81 @@ async function behaviours (t: Parameters<typeof openRegistry>[0], redisUrl: stri
   t.equal(await cache.getOrFetch('nothing', () => undefined), undefined, 'a fetcher may answer undefined: not stored')
   t.equal(await cache.getOrFetch('nothing', () => 'now'), 'now')
 }
+
+/** Stale copies (`staleIfError`), on a registry with or without Redis: real time, as Redis expires keys by its clock. */
+async function staleCopies (t: Parameters<typeof openRegistry>[0], redisUrl: string | undefined): Promise<void> {
+  const services = await openRegistry(t, redisUrl === undefined ? { services: {} } : { redis: { url: redisUrl, timeout: 1000 }, services: {} })
+  const cache = services.cache
+  const kept = { ttl: 150, staleIfError: 60_000 }
+  const down = async (): Promise<never> => { throw new Error('upstream down') }
+  t.same(await cache.getOrFetch('p', async () => ({ v: 1 }), kept), { v: 1 })
+  t.same(await cache.get('p', { stale: true }), { v: 1 }, 'a fresh value reads with stale: true too')
+  await sleep(300)
+  t.equal(await cache.get('p'), undefined, 'expired')
+  t.same(await cache.get('p', { stale: true }), { v: 1 }, 'its stale copy')
+  t.same(await cache.getOrFetch('p', down, kept), { v: 1 }, 'getOrFetch serves the stale copy when its fetcher throws')
+  t.equal(await cache.get('p'), undefined, 'a stale copy served is not stored again as fresh')
+  await t.rejects(cache.getOrFetch('p', down), { message: 'upstream down' }, 'without staleIfError: the fetcher\'s error')
+  t.same(await cache.getOrFetch('p', async () => ({ v: 2 }), kept), { v: 2 }, 'a fetch that works replaces it')
+  await sleep(300)
+  t.same(await cache.get('p', { stale: true }), { v: 2 })
+  await cache.invalidate('p')
+  t.equal(await cache.get('p', { stale: true }), undefined, 'invalidate removes the stale copy too')
+
+  await cache.set('q:1', 1, { ...kept, tags: ['q'] })
+  await cache.set('q:2', 2, kept)
+  await cache.set('r', 1, kept)
+  await cache.set('r', 2, { ttl: 150 })
+  await sleep(300)
+  t.same(await cache.get('q:1', { stale: true }), 1)
+  await cache.invalidateTag('q')
+  t.equal(await cache.get('q:1', { stale: true }), undefined, 'invalidateTag removes stale copies')
+  await cache.invalidatePattern('q:*')
+  t.equal(await cache.get('q:2', { stale: true }), undefined, 'invalidatePattern removes stale copies')
+  t.equal(await cache.get('r', { stale: true }), undefined, 'a write without staleIfError leaves no older stale copy behind')
+
+  await t.rejects(cache.set('x', 1, { ttl: -1 }), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', message: /ttl/ })
+  await t.rejects(cache.getOrFetch('x', () => 1, { staleIfError: Number.NaN }), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', message: /staleIfError/ })
+}
+
+t.test('stale copies in memory', async (t) => {
+  await staleCopies(t, undefined)
+})
+
+t.test('stale copies in Redis', { skip: redisBinary.skip }, async (t) => {
+  const redis = await startRedis(t, redisBinary.path as string)
+  await staleCopies(t, redis.url)
+})
+
+t.test('the fallback pattern: a breaker fallback serves the stale copy while the upstream is down', async (t) => {
+  let up = true
+  const upstream = await startServer((_req, res) => {
+    if (!up) { res.statusCode = 503; res.end(); return }
+    res.setHeader('content-type', 'application/json')
+    res.end(JSON.stringify({ name: 'Ada' }))
+  })
+  t.teardown(upstream.close)
+  const services: HttpServices = await openRegistry(t, {
+    services: {
+      users: {
+        baseUrl: upstream.url,
+        retry: false,
+        fallback: async (error, { path }) => {
+          const stale = await services.cache.get(`user:${path}`, { stale: true })
+          if (stale === undefined) throw error
+          return stale
+        }
+      }
+    }
+  })
+  const user = async (): Promise<unknown> => await services.cache.getOrFetch('user:/users/1', () => services.client('users').getJson('/users/1'), { ttl: 100, staleIfError: 60_000 })
+  t.same(await user(), { name: 'Ada' })
+  up = false
+  await sleep(200)
+  t.same(await services.client('users').getJson('/users/1'), { name: 'Ada' }, 'the fallback read the stale copy')
+  t.same(await user(), { name: 'Ada' })
+  await t.rejects(services.client('users').getJson('/users/2'), { code: 'HTTP_SERVICES_ERR_STATUS', message: /answered 503/ }, 'nothing stale for another key: the error')
+})
 
 t.test('cache-aside in memory', async (t) => {
   await behaviours(t, undefined)
