@@ -19,12 +19,19 @@ interface Delivery extends Prepared {
 
 type Counts = Omit<WebhookStats, 'disabled'>
 
+/** How long a delivered id is remembered: the same id sent again within it is that delivery (as BullMQ keeps jobs). */
+const kKeepDelivered = 24 * 3600 * 1000
+/** Most delivered ids remembered; past it, the oldest go. */
+const kMaxDelivered = 10_000
+
 export class MemoryWebhookQueue implements WebhookQueue {
   private readonly registry: SenderRegistry
   private readonly deadLetterStore: DeadLetterStore
   private readonly queue = new Map<string, Delivery>()
   private readonly disabledServices = new Set<string>()
   private readonly counters = new Map<string, Counts>()
+  /** Delivered ids (in the order delivered), with what `sendAndWait` answered. */
+  private readonly deliveredIds = new Map<string, { at: number, result: WebhookDelivered }>()
   private closed = false
 
   constructor (registry: SenderRegistry, deadLetters: DeadLetterStore = new MemoryDeadLetterStore()) {
@@ -33,12 +40,31 @@ export class MemoryWebhookQueue implements WebhookQueue {
   }
 
   async send (p: Prepared): Promise<void> {
-    this.enqueue(p)
+    await this.accept(p)
   }
 
   async sendAndWait (p: Prepared): Promise<WebhookDelivered> {
-    const delivery = this.enqueue(p)
-    return await new Promise((resolve, reject) => { delivery.waiters.push({ resolve, reject }) })
+    const accepted = await this.accept(p)
+    if (!('waiters' in accepted)) return accepted
+    return await new Promise((resolve, reject) => { accepted.waiters.push({ resolve, reject }) })
+  }
+
+  /**
+   * Queues `p`, as the BullMQ queue does: an id already queued or delivered (within a day) is that delivery (its
+   * `Delivery`, or what it answered), and an id that is a dead letter is refused (`replay(id)` sends it again).
+   */
+  private async accept (p: Prepared): Promise<Delivery | WebhookDelivered> {
+    this.configOf(p.service)
+    if (this.disabledServices.has(p.service)) throw disabledError(p.service, p.id, [])
+    const queued = this.queue.get(p.id)
+    if (queued !== undefined) return queued
+    const delivered = this.deliveredIds.get(p.id)
+    if (delivered !== undefined && Date.now() - delivered.at < kKeepDelivered) return { ...delivered.result, attempts: [...delivered.result.attempts] }
+    if (await this.deadLetterStore.get(p.id) !== undefined) {
+      throw new InvalidRequestError(`webhooks: ${p.service}: event ${p.id} is a dead letter: replay(id) sends it again`)
+    }
+    // Queued meanwhile by another send of the same id (the dead-letter store's answer took a turn).
+    return this.queue.get(p.id) ?? this.enqueue(p)
   }
 
   async deadLetters (name?: string): Promise<DeadLetter[]> {
@@ -165,7 +191,14 @@ export class MemoryWebhookQueue implements WebhookQueue {
     c.queued--
     c.delivered++
     log.info({ webhookId: d.id, type: d.type, attempts: d.attempts.length, status: d.attempts[d.attempts.length - 1].status }, 'webhook delivered')
-    for (const w of d.waiters) w.resolve({ id: d.id, service: d.service, attempts: [...d.attempts] })
+    const result = { id: d.id, service: d.service, attempts: [...d.attempts] }
+    this.deliveredIds.delete(d.id)
+    this.deliveredIds.set(d.id, { at: Date.now(), result })
+    for (const id of this.deliveredIds.keys()) {
+      if (this.deliveredIds.size <= kMaxDelivered) break
+      this.deliveredIds.delete(id)
+    }
+    for (const w of d.waiters) w.resolve({ ...result, attempts: [...result.attempts] })
     d.waiters = []
   }
 

@@ -173,7 +173,25 @@ t.test('an event sent before the registry opened is retried on its schedule, not
   t.match(delivered.attempts, [{ error: 'HTTP_SERVICES_ERR_CLIENT_CLOSED' }, { status: 200 }])
 })
 
-t.test('bad events, unknown or non-webhook services and reused ids are refused', async (t) => {
+t.test('an id sent again, as with BullMQ: queued or delivered (within a day) is that delivery, a dead letter is refused', async (t) => {
+  const receiver = await receiverApp(t, [422])
+  const services = await sender(t, receiver.url, { schedule: [0] })
+  const w = services.webhooks
+  await t.rejects(w.sendAndWait('partner', { type: 'x' }, { id: 'msg_dead' }), { reason: 'rejected', message: /refused/ })
+  await t.rejects(w.send('partner', { type: 'x' }, { id: 'msg_dead' }), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', message: /msg_dead is a dead letter: replay\(id\)/ })
+  const [first, second] = await Promise.all([
+    w.sendAndWait('partner', { type: 'x' }, { id: 'msg_same' }),
+    w.sendAndWait('partner', { type: 'x' }, { id: 'msg_same' })
+  ])
+  t.same(second, first, 'two sends of one id wait for the one delivery')
+  const again = await w.sendAndWait('partner', { type: 'x' }, { id: 'msg_same' })
+  t.same(again, first, 'sent again once delivered: what that delivery answered')
+  await w.send('partner', { type: 'x' }, { id: 'msg_same' })
+  t.same(receiver.seen.map((s) => s.id), ['msg_dead', 'msg_same'], 'nothing more was sent')
+  t.match(services.stats().partner.webhooks, { queued: 0, delivered: 1, deadLettered: 1, attempts: 2 })
+})
+
+t.test('bad events and unknown or non-webhook services are refused; a queued id sent again is that delivery', async (t) => {
   const services = createHttpServices({ services: { plain: { baseUrl: 'http://127.0.0.1:1' }, partner: { baseUrl: 'http://127.0.0.1:1', webhook: { secret, schedule: [60_000] } } } })
   t.teardown(async () => { await services.close() })
   const w = services.webhooks
@@ -184,7 +202,9 @@ t.test('bad events, unknown or non-webhook services and reused ids are refused',
   await t.rejects(w.send('partner', { type: 'x' }, { path: 'x' }), { message: /path must start/ })
   await t.rejects(w.send('partner', { type: 'x', data: { n: 1n } }), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', message: /cannot be sent as JSON/ })
   await w.send('partner', { type: 'x' }, { id: 'msg_once' })
-  await t.rejects(w.send('partner', { type: 'x' }, { id: 'msg_once' }), { message: /already queued/ })
+  await w.send('partner', { type: 'x' }, { id: 'msg_once' })
+  t.equal(w.pending('partner').length, 1, 'an id already queued is that delivery: queued once')
+  t.match(services.stats().partner.webhooks, { queued: 1 })
   t.notOk('webhooks' in services.stats().plain, 'stats only for webhook services')
 })
 
