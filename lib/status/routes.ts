@@ -51,6 +51,11 @@ export function registerStatusPage (fastify: FastifyInstance, registry: HttpServ
   }))
 
   fastify.route(route(`${options.path}/events`, async function httpServicesStatusEvents (request, reply) {
+    // Fastify's HEAD route for this GET: the headers, and no stream that would never end.
+    if (request.method === 'HEAD') {
+      void reply.headers({ ...kNoStore, 'content-type': 'text/event-stream; charset=utf-8' })
+      return ''
+    }
     const res = reply.raw
     reply.hijack()
     res.writeHead(200, {

@@ -58,6 +58,14 @@ t.test('off by default: no routes, nothing subscribed', async (t) => {
   t.notOk(callChannel.asyncEnd.hasSubscribers)
 })
 
+t.test('HEAD of the events route answers its headers and ends (no stream left open)', async (t) => {
+  const { app } = await setup(t, true)
+  const res = await within('the HEAD answer', app.inject({ method: 'HEAD', url: '/_services/events' }), 5000)
+  t.equal(res.statusCode, 200)
+  t.match(res.headers['content-type'], /^text\/event-stream/)
+  t.equal(res.body, '')
+})
+
 t.test('keys left undefined take their defaults', async (t) => {
   const { app } = await setup(t, { path: undefined, routeOpts: undefined })
   t.equal((await app.inject({ url: '/_services' })).statusCode, 200)
