@@ -44,27 +44,33 @@ export class MemoryWebhookQueue implements WebhookQueue {
   }
 
   async sendAndWait (p: Prepared): Promise<WebhookDelivered> {
-    const accepted = await this.accept(p)
-    if (!('waiters' in accepted)) return accepted
-    return await new Promise((resolve, reject) => { accepted.waiters.push({ resolve, reject }) })
+    return await new Promise((resolve, reject) => {
+      // The caller waits on the delivery from the moment it is queued: a close() right after settles it too.
+      this.accept(p, { resolve, reject }).then((accepted) => { if (!('waiters' in accepted)) resolve(accepted) }, reject)
+    })
   }
 
   /**
    * Queues `p`, as the BullMQ queue does: an id already queued or delivered (within a day) is that delivery (its
    * `Delivery`, or what it answered), and an id that is a dead letter is refused (`replay(id)` sends it again).
+   * `waiter` joins the delivery in the same step as it is found or queued.
    */
-  private async accept (p: Prepared): Promise<Delivery | WebhookDelivered> {
+  private async accept (p: Prepared, waiter?: Delivery['waiters'][number]): Promise<Delivery | WebhookDelivered> {
     this.configOf(p.service)
     if (this.disabledServices.has(p.service)) throw disabledError(p.service, p.id, [])
+    const join = (d: Delivery): Delivery => {
+      if (waiter !== undefined) d.waiters.push(waiter)
+      return d
+    }
     const queued = this.queue.get(p.id)
-    if (queued !== undefined) return queued
+    if (queued !== undefined) return join(queued)
     const delivered = this.deliveredIds.get(p.id)
     if (delivered !== undefined && Date.now() - delivered.at < kKeepDelivered) return { ...delivered.result, attempts: [...delivered.result.attempts] }
     if (await this.deadLetterStore.get(p.id) !== undefined) {
       throw new InvalidRequestError(`webhooks: ${p.service}: event ${p.id} is a dead letter: replay(id) sends it again`)
     }
     // Queued meanwhile by another send of the same id (the dead-letter store's answer took a turn).
-    return this.queue.get(p.id) ?? this.enqueue(p)
+    return join(this.queue.get(p.id) ?? this.enqueue(p))
   }
 
   async deadLetters (name?: string): Promise<DeadLetter[]> {

@@ -7,7 +7,7 @@ import {
 import { MemoryDeadLetterStore, type DeadLetter, type DeadLetterStore } from '../../lib/webhooks/dead-letters'
 import { nextWait, WebhookSender, type SenderRegistry } from '../../lib/webhooks/sender'
 import { closedPort } from '../helpers/server'
-import { waitUntil } from '../helpers/wait'
+import { waitUntil, within } from '../helpers/wait'
 
 const secret = 'whsec_' + Buffer.from('the sender and receiver share this').toString('base64')
 
@@ -189,6 +189,16 @@ t.test('an id sent again, as with BullMQ: queued or delivered (within a day) is 
   await w.send('partner', { type: 'x' }, { id: 'msg_same' })
   t.same(receiver.seen.map((s) => s.id), ['msg_dead', 'msg_same'], 'nothing more was sent')
   t.match(services.stats().partner.webhooks, { queued: 0, delivered: 1, deadLettered: 1, attempts: 2 })
+})
+
+t.test('sendAndWait with close() a few microtasks later, at each offset: always settles (closed), never hangs', async (t) => {
+  for (let offset = 0; offset < 8; offset++) {
+    const services = createHttpServices({ services: { partner: { baseUrl: 'http://127.0.0.1:1', webhook: { secret, schedule: [60_000] } } } })
+    const waiting = services.webhooks.sendAndWait('partner', { type: 'x' }).then(() => 'delivered', (e: { reason?: string, code?: string }) => e.reason ?? e.code)
+    for (let i = 0; i < offset; i++) await Promise.resolve()
+    await services.close()
+    t.match(await within(`the caller settles (close ${offset} microtasks later)`, waiting, 2000), /^(closed|HTTP_SERVICES_ERR_CLIENT_CLOSED)$/)
+  }
 })
 
 t.test('bad events and unknown or non-webhook services are refused; a queued id sent again is that delivery', async (t) => {
