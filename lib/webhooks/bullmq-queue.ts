@@ -127,6 +127,8 @@ export class BullmqWebhookQueue implements WebhookQueue {
   private readonly waiters = new Map<string, Set<Waiter>>()
   private poll: NodeJS.Timeout | undefined
   private closing = false
+  /** `close()` ended: a connection that reconnects after it (Redis came back before its retry) is cut at once. */
+  private closed = false
 
   constructor (registry: SenderRegistry, services: string[], redis: RedisConnection, url: string | undefined, closeTimeout: number) {
     this.registry = registry
@@ -257,6 +259,8 @@ export class BullmqWebhookQueue implements WebhookQueue {
       if (c === undefined || c.status === 'end' || c.status === 'reconnecting') return
       if (!await settleWithin(c.quit(), kCloseStep)) cut(c)
     }))
+    // A reconnecting one ends at its next attempt: failed, its retryStrategy gives up; connected, it is cut ('ready').
+    this.closed = true
   }
 
   private cutAll (): void {
@@ -307,6 +311,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
       ? new (loadIoredis())(this.url as string, options)
       : (this.redis.client as unknown as { duplicate: (o: object) => unknown }).duplicate(options)) as OwnConnection
     c.on('error', (err) => { this.redis.warn('webhooks connection', err) })
+    c.on('ready', () => { if (this.closed) c.disconnect() })
     return c
   }
 
@@ -529,7 +534,10 @@ function isConnectionError (err: unknown): boolean {
     (typeof message === 'string' && kConnectionError.test(message))
 }
 
-/** Cuts `c`, unless it is reconnecting: that one ends at its next attempt (its `retryStrategy` gives up once closing). */
+/**
+ * Cuts `c`, unless it is reconnecting: that one ends at its next attempt (failed, its `retryStrategy` gives up once
+ * closing; connected, its 'ready' listener cuts it once the close ended).
+ */
 function cut (c: OwnConnection): void {
   if (c.status !== 'reconnecting' && c.status !== 'end') c.disconnect()
 }

@@ -101,6 +101,31 @@ t.test('closing with Redis', { skip: redisBinary.skip }, async (t) => {
     await within('the close', services.close(), kSettle)
   })
 
+  t.test('Redis back before the connections retried: those still reconnecting at close() are closed once they reconnect', async (t) => {
+    const own = await startRedis(t, redisBinary.path as string)
+    const receiver = await startReceiver(t, secret)
+    // A client of the app's with a slow reconnection: BullMQ's connections are duplicates of it and keep its pace.
+    const client = new Redis(own.url, { maxRetriesPerRequest: 1, retryStrategy: () => 1500 })
+    client.on('error', () => {})
+    t.teardown(() => { client.disconnect() })
+    const services = createHttpServices({
+      closeTimeout: 1000,
+      redis: { client, keyPrefix: 'back:', timeout: 1000 },
+      services: { partner: { baseUrl: receiver.url, webhook: { secret, path: '/hooks', schedule: [0, 60_000] } } }
+    })
+    t.teardown(async () => { await services.close() })
+    await services.open()
+    await within('the delivery', services.webhooks.sendAndWait('partner', { type: 'x' }), kSettle)
+    await own.stop()
+    const back = await startRedis(t, redisBinary.path as string, own.port)
+    await within('the close', services.close(), kSettle)
+    const look = ownClient(t, back.url)
+    // Past every retry (1.5 s): the app's own client is back, and nothing of the closed registry.
+    await sleep(3000)
+    const clients = String(await look.client('LIST')).trim().split('\n')
+    t.equal(clients.length, 2, `only the test's inspector and the app's own client are connected: ${clients.join(' | ')}`)
+  })
+
   t.test('close() right after sendAndWait(): the caller is told closed instead of waiting forever', async (t) => {
     const receiver = await startReceiver(t, secret)
     const services = registry(t, redis.url, receiver.url, 'race:') // never opened: the close has no worker to wait for
