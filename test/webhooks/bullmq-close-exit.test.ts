@@ -1,4 +1,5 @@
 import t from 'tap'
+import Redis from 'ioredis'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startChildApp } from '../helpers/child-app'
@@ -19,8 +20,14 @@ t.test('Redis going away while close() waits for an attempt: the close ends and 
   const receiver = await heldReceiver(t)
   const app = await startChildApp(t, fixture, { REDIS_URL: redis.url, KEY_PREFIX: 'exit:', RECEIVER_URL: receiver.url, SECRET: secret, EVENT_ID: 'msg_exit', SCHEDULE: '[0, 60000]', EXIT: 'natural' })
   await waitUntil('the receiver holds the attempt', () => receiver.held() === 1, kSettle)
-  app.child.kill('SIGTERM') // close() starts with Redis up: it waits for the attempt in flight
-  await sleep(100)
+  const look = new Redis(redis.url, { maxRetriesPerRequest: 0, retryStrategy: () => null })
+  look.on('error', () => {})
+  t.teardown(() => { look.disconnect() })
+  const pings = async (): Promise<number> => Number(/cmdstat_ping:calls=(\d+)/.exec(await look.info('commandstats'))?.[1] ?? 0)
+  const before = await pings()
+  app.child.kill('SIGTERM') // close() starts with Redis up: it asks Redis (PING), then waits for the attempt in flight
+  await within('the close asked Redis whether it is up', (async () => { while (await pings() === before) await sleep(10) })(), kSettle)
+  look.disconnect()
   await redis.stop()
   receiver.answer(200) // the attempt ends; what BullMQ then sends to Redis waits for a Redis that is gone
   await within(`the app closed (its output: ${app.output()})`, (async () => { while (!app.output().includes('closed\n')) await sleep(20) })(), kSettle)
