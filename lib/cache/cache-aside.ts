@@ -16,7 +16,7 @@ import type { RedisConnection } from '../redis/connection'
 /** Options of `getOrFetch` and `set`. */
 export interface CacheAsideOptions {
   /**
-   * How long the value is kept, in milliseconds.
+   * How long the value is kept, in milliseconds; `0` keeps none (only a stale copy, with `staleIfError`).
    * @default 60000
    */
   ttl?: number
@@ -82,8 +82,8 @@ async function waitAtMost (promise: Promise<unknown>, ms: number): Promise<void>
 /** A `ttl` or `staleIfError` that is not a number of ms is the caller's mistake: `InvalidRequestError`. */
 function checkOptions (key: string, options: CacheAsideOptions): void {
   const { ttl, staleIfError } = options
-  if (ttl !== undefined && !(typeof ttl === 'number' && Number.isFinite(ttl) && ttl > 0)) {
-    throw new InvalidRequestError(`cache ${JSON.stringify(key)}: ttl: expected a positive number of milliseconds`)
+  if (ttl !== undefined && !(typeof ttl === 'number' && Number.isFinite(ttl) && ttl >= 0)) {
+    throw new InvalidRequestError(`cache ${JSON.stringify(key)}: ttl: expected a number of milliseconds, 0 or more`)
   }
   if (staleIfError !== undefined && !(typeof staleIfError === 'number' && Number.isFinite(staleIfError) && staleIfError >= 0)) {
     throw new InvalidRequestError(`cache ${JSON.stringify(key)}: staleIfError: expected a number of milliseconds, 0 or more`)
@@ -294,6 +294,8 @@ export class CacheAside {
     if (redis === undefined) {
       const now = Date.now()
       this.memory.delete(key) // re-inserted last: the Map's order is the order of writes
+      // `ttl: 0` stores no value (a computed `max-age=0`), only a stale copy when one is asked for.
+      if (ttl + stale === 0) return
       this.memory.set(key, { json, expires: now + ttl, staleUntil: now + ttl + stale, tags })
       if (this.memory.size > kMaxMemoryEntries) this.evict(now)
       return
@@ -301,13 +303,13 @@ export class CacheAside {
     const client = redis.client as Client
     const valueKey = this.valueKey(key)
     const staleKey = this.staleKey(key)
-    const keys = stale > 0 ? [valueKey, staleKey] : [valueKey]
+    const keys = [...(ttl > 0 ? [valueKey] : []), ...(stale > 0 ? [staleKey] : [])]
     const life = ttl + stale
     await Promise.all([
-      redis.bounded('cache-aside write', () => client.set(valueKey, json, 'PX', ttl), 1000),
+      redis.bounded('cache-aside write', () => ttl > 0 ? client.set(valueKey, json, 'PX', ttl) : client.del(valueKey), 1000),
       // A copy an earlier write kept would outlive this value: replaced, or removed.
       redis.bounded('cache-aside write', () => stale > 0 ? client.set(staleKey, json, 'PX', life) : client.del(staleKey), 1000),
-      ...tags.map(async (tag) => {
+      ...(keys.length === 0 ? [] : tags).map(async (tag) => {
         const tagKey = this.tagKey(tag)
         await redis.bounded('cache-aside tag', async () => {
           await client.sadd(tagKey, ...keys)

@@ -96,6 +96,11 @@ async function staleCopies (t: Parameters<typeof openRegistry>[0], redisUrl: str
   t.equal(await cache.get('q:2', { stale: true }), undefined, 'invalidatePattern removes stale copies')
   t.equal(await cache.get('r', { stale: true }), undefined, 'a write without staleIfError leaves no older stale copy behind')
 
+  await cache.set('z', 1)
+  await cache.set('z', 2, { ttl: 0 })
+  t.equal(await cache.get('z', { stale: true }), undefined, 'ttl: 0 stores no value, and drops the one stored')
+  t.equal(await cache.getOrFetch('z', () => 5, { ttl: 0 }), 5)
+  t.equal(await cache.getOrFetch('z', () => 6, { ttl: 0 }), 6, 'ttl: 0: fetched every time')
   await t.rejects(cache.set('x', 1, { ttl: -1 }), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', message: /ttl/ })
   await t.rejects(cache.getOrFetch('x', () => 1, { staleIfError: Number.NaN }), { code: 'HTTP_SERVICES_ERR_INVALID_REQUEST', message: /staleIfError/ })
 }
@@ -130,12 +135,16 @@ t.test('the fallback pattern: a breaker fallback serves the stale copy while the
       }
     }
   })
-  const user = async (): Promise<unknown> => await services.cache.getOrFetch('user:/users/1', () => services.client('users').getJson('/users/1'), { ttl: 100, staleIfError: 60_000 })
+  // As the README shows: inside the fetcher the call rethrows (a fallback's answer would be stored as fresh), and
+  // getOrFetch's staleIfError serves the copy.
+  const user = async (): Promise<unknown> => await services.cache.getOrFetch('user:/users/1',
+    () => services.client('users').getJson('/users/1', { fallback: (error) => { throw error } }), { ttl: 100, staleIfError: 60_000 })
   t.same(await user(), { name: 'Ada' })
   up = false
   await sleep(200)
   t.same(await services.client('users').getJson('/users/1'), { name: 'Ada' }, 'the fallback read the stale copy')
-  t.same(await user(), { name: 'Ada' })
+  t.same(await user(), { name: 'Ada' }, 'getOrFetch served the stale copy')
+  t.equal(await services.cache.get('user:/users/1'), undefined, 'the stale value was not stored again as fresh')
   await t.rejects(services.client('users').getJson('/users/2'), { code: 'HTTP_SERVICES_ERR_STATUS', message: /answered 503/ }, 'nothing stale for another key: the error')
 })
 
