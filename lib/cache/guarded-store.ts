@@ -1,6 +1,6 @@
 /**
  * The store a service's cache writes through: RFC 9111 §3.5 for credentials beyond undici's own check (a shared
- * cache), entries of their own for each set of credentials (a private one), the
+ * cache), entries of their own for each set of credentials and none with Set-Cookie (a private one), the
  * `staleIfError` window kept in the store, and a way for the cache policy to learn whether undici's `CacheHandler`
  * decided to store the response it was just shown (its decision is made inside `onResponseStart`, synchronously, and
  * shows only as a call to `createWriteStream`).
@@ -35,15 +35,19 @@ export function carriesCredentials (key: MarkedKey): boolean {
 export const kPartitionHeader = 'x-fastify-http-services-credentials'
 
 /**
- * A private cache's key headers for a request with `headers` (and a call's `token`): without credentials, the headers
- * themselves; with some, a copy without them and with `kPartitionHeader`, their hash. undici's `CacheHandler` then
- * applies no credentials rule (RFC 9111 §3.5 is for shared caches), the store never holds a credential, and one
- * user's answer is never served for another's credentials.
+ * A private cache's key headers for a request with `headers`: without credentials, the headers themselves; with some,
+ * a copy without them and with `kPartitionHeader`, their hash. `names` are the credential headers: `kCredentialHeaders`
+ * and the service's own `auth` header (`forward`, an API key's), which are among the call's headers here. A call's
+ * `token` and `auth: false` (`noAuth`) count too: the `auth` policy below changes the credentials sent for them. undici's
+ * `CacheHandler` then applies no credentials rule (RFC 9111 §3.5 is for shared caches), the store never holds a
+ * credential, and one user's answer is never served for another's credentials.
  */
-export function privateKeyHeaders (headers: Record<string, string>, token: string | undefined): Record<string, string> {
+export function privateKeyHeaders (
+  headers: Record<string, string>, names: ReadonlySet<string>, token: string | undefined, noAuth: boolean
+): Record<string, string> {
   let hash
   let out: Record<string, string> | undefined
-  for (const name of kCredentialHeaders) {
+  for (const name of names) {
     if (!Object.hasOwn(headers, name)) continue
     hash ??= createHash('sha256')
     hash.update(`${name}\0${headers[name]}\0`)
@@ -51,6 +55,8 @@ export function privateKeyHeaders (headers: Record<string, string>, token: strin
     delete out[name]
   }
   if (token !== undefined) (hash ??= createHash('sha256')).update(`token\0${token}\0`)
+  // The service's credentials are not sent: not the entries of the calls that send them, whatever the headers here.
+  if (noAuth) (hash ??= createHash('sha256')).update('auth\0false\0')
   if (hash === undefined) return headers
   return { ...(out ?? headers), [kPartitionHeader]: hash.digest('base64url') }
 }
@@ -78,9 +84,13 @@ export class GuardedStore implements CacheStore {
     if (this.shared && carriesCredentials(key) && cc.public !== true && cc['s-maxage'] === undefined && cc['must-revalidate'] !== true) {
       return undefined
     }
-    // A private cache: the entry of a request with credentials is selected by their hash (see `privateKeyHeaders`).
-    const partition = this.shared ? undefined : key.headers?.[kPartitionHeader]
-    if (partition !== undefined) value = { ...value, vary: { ...value.vary, [kPartitionHeader]: partition } }
+    if (!this.shared) {
+      // Set-Cookie hands the caller a session (often a new one): replayed, another caller would get it.
+      if (value.headers['set-cookie'] !== undefined) return undefined
+      // Each entry is selected by its request's credentials (see `privateKeyHeaders`); `null` (the header must be
+      // absent, in undici's stores and ours) for none: an entry without a partition would match every request.
+      value = { ...value, vary: { ...value.vary, [kPartitionHeader]: key.headers?.[kPartitionHeader] ?? null } }
+    }
     if (this.staleIfError > 0) value = { ...value, deleteAt: Math.max(value.deleteAt, value.staleAt + this.staleIfError) }
     const writer = this.inner.createWriteStream(key, value)
     this.lastWriter = writer

@@ -20,6 +20,7 @@ import { publishCacheServed } from '../diagnostics/publish'
 import type { ResolvedCache } from '../config/options/cache'
 import { BulkheadRejectedError, CircuitOpenError, RateLimitedError, TransportError } from '../errors'
 import { HttpResponse, type CacheStatus } from '../response'
+import { kCredentialHeaders } from '../credential-headers'
 import { GuardedStore, kCredentials, kPartitionHeader, privateKeyHeaders, type MarkedKey } from '../cache/guarded-store'
 import { RedisCacheStore } from '../cache/redis-store'
 import {
@@ -94,7 +95,7 @@ function refusesRefresh (result: GetResult, headers: IncomingHttpHeaders, shared
     if (etag.startsWith('W/') ? bare(etag) !== bare(stored) : etag !== stored) return true
   }
   if (headers.vary !== undefined && isInvalidOrWildcardVaryHeader(headers.vary)) return true
-  if (shared && headers['set-cookie'] !== undefined) return true
+  if (headers['set-cookie'] !== undefined) return true // neither cache stores one (a private one: GuardedStore)
   const cc = headers['cache-control']
   if (cc === undefined) return false
   const d = parseCacheControlHeader(cc)
@@ -117,6 +118,11 @@ class HttpCache {
    * credentials, whatever its headers show here (the `auth` policy adds some below this one).
    */
   private readonly credentialed: boolean
+  /**
+   * A private cache's credential headers: `kCredentialHeaders` and the service's own `auth` header (`forward`'s, an API
+   * key's), which the call's headers hold here whatever its name.
+   */
+  private readonly credentialHeaders: ReadonlySet<string>
   /** Keys being revalidated in the background (stale-while-revalidate): one request each at a time. */
   private readonly revalidating = new Set<string>()
   private readonly counts = { hit: 0, revalidated: 0, miss: 0, stale: 0 }
@@ -127,6 +133,8 @@ class HttpCache {
     this.shared = options.type === 'shared'
     this.staleIfError = options.staleIfError
     this.credentialed = service.options.auth !== undefined
+    const own = service.options.auth?.header
+    this.credentialHeaders = own === undefined || kCredentialHeaders.has(own) ? kCredentialHeaders : new Set([...kCredentialHeaders, own])
     const inner = options.store === 'redis'
       ? new RedisCacheStore(service.redis as NonNullable<ServiceRuntime['redis']>, service.name, options.maxEntrySize)
       : new MemoryCacheStore({ maxEntrySize: options.maxEntrySize, maxSize: options.maxSize })
@@ -146,9 +154,10 @@ class HttpCache {
     }
     const req = requestDirectives(ctx.headers)
     if (req?.['no-store'] === true) return next(ctx).then((res) => this.miss(ctx, res))
-    const headers = this.shared ? ctx.headers : privateKeyHeaders(ctx.headers, ctx.options.token)
+    const o = ctx.options
+    const headers = this.shared ? ctx.headers : privateKeyHeaders(ctx.headers, this.credentialHeaders, o.token, o.auth === false)
     const key: MarkedKey = makeCacheKey({ origin: this.origin, method: 'GET', path: ctx.path, headers })
-    if (this.credentialed || ctx.options.token !== undefined) key[kCredentials] = true
+    if (this.credentialed || o.token !== undefined) key[kCredentials] = true
     let found: GetResult | Promise<GetResult | undefined> | undefined
     try {
       found = this.store.get(key)
@@ -164,7 +173,7 @@ class HttpCache {
   private answer (ctx: CallContext, next: Next, key: CacheKey, req: CacheControlDirectives | undefined, result: GetResult | undefined): Promise<HttpResponse> {
     const now = Date.now()
     if (result === undefined || now > result.deleteAt) return this.fetch(ctx, next, key)
-    if (this.shared && result.headers['set-cookie'] !== undefined) {
+    if (result.headers['set-cookie'] !== undefined) {
       this.forget(key)
       return this.fetch(ctx, next, key)
     }
@@ -238,12 +247,17 @@ class HttpCache {
     return this.serve(ctx, result, result.headers, age, 'stale', err, status)
   }
 
-  /** Stale-while-revalidate: one background revalidation per entry, on a call of its own (no caller's signal). */
+  /**
+   * Stale-while-revalidate: one background revalidation per entry (its path and partition), on a call of its own (no
+   * caller's signal) that keeps the caller's `token` / `auth: false`: its answer is stored for the caller's credentials.
+   */
   private revalidateInBackground (ctx: CallContext, next: Next, key: CacheKey, result: GetResult): void {
-    const id = key.path
+    const id = `${key.path}\0${key.headers?.[kPartitionHeader] ?? ''}`
     if (this.revalidating.has(id)) return
     this.revalidating.add(id)
-    const call = new Call(this.service, 'GET', ctx.path, ctx.route, { ...ctx.headers }, true, null, {}, this.service.log)
+    const { token, auth } = ctx.options
+    const options = { ...(token !== undefined && { token }), ...(auth !== undefined && { auth }) }
+    const call = new Call(this.service, 'GET', ctx.path, ctx.route, { ...ctx.headers }, true, null, options, this.service.log)
     this.conditional(call, result)
     next(call).then((res) => {
       if (res.status === 304) {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { GuardedStore, kCredentials, type MarkedKey } from '../../lib/cache/guarded-store'
+import { GuardedStore, kCredentials, kPartitionHeader, privateKeyHeaders, type MarkedKey } from '../../lib/cache/guarded-store'
 import { MemoryCacheStore, type CacheValue } from '../../lib/cache/undici-cache'
 
 const value = (cc: CacheValue['cacheControlDirectives']): CacheValue => ({
@@ -29,4 +29,30 @@ t.test('staleIfError keeps an entry in the store until its window ends', async (
   const store = new GuardedStore(inner, 'shared', 60_000)
   store.createWriteStream({ origin: 'http://a', method: 'GET', path: '/' }, value({ 'max-age': 1 }))
   t.equal(seen[0].deleteAt, 61_000)
+})
+
+t.test('a private store: every entry varies on the partition (null without credentials), none with Set-Cookie', async (t) => {
+  const seen: CacheValue[] = []
+  const inner = { get: () => undefined, delete: () => {}, createWriteStream: (_k: unknown, v: CacheValue) => { seen.push(v); return undefined } }
+  const store = new GuardedStore(inner, 'private', 0)
+  const plain: MarkedKey = { origin: 'http://a', method: 'GET', path: '/', headers: {} }
+  store.createWriteStream(plain, value({ 'max-age': 1 }))
+  store.createWriteStream({ ...plain, headers: { [kPartitionHeader]: 'h1' } }, { ...value({ 'max-age': 1 }), vary: { accept: null } })
+  t.same(seen.map((v) => v.vary), [{ [kPartitionHeader]: null }, { accept: null, [kPartitionHeader]: 'h1' }])
+  const cookie = { ...value({ 'max-age': 1 }), headers: { 'set-cookie': 'a=1' } }
+  t.equal(store.createWriteStream(plain, cookie), undefined, 'Set-Cookie: not stored')
+  t.equal(seen.length, 2)
+})
+
+t.test('privateKeyHeaders: the credential headers it is given, the token and auth: false each make a partition', async (t) => {
+  const names = new Set(['authorization', 'x-user'])
+  const plain = { accept: 'a' }
+  t.equal(privateKeyHeaders(plain, names, undefined, false), plain, 'no credentials: the headers themselves')
+  const user = privateKeyHeaders({ ...plain, 'x-user': 'u1' }, names, undefined, false)
+  t.same(Object.keys(user).sort(), ['accept', kPartitionHeader], 'the credential leaves the key')
+  t.not(privateKeyHeaders({ ...plain, 'x-user': 'u2' }, names, undefined, false)[kPartitionHeader], user[kPartitionHeader])
+  const hashes = [
+    privateKeyHeaders(plain, names, 't', false), privateKeyHeaders(plain, names, undefined, true), user
+  ].map((h) => h[kPartitionHeader])
+  t.equal(new Set(hashes).size, 3)
 })

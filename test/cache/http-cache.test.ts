@@ -208,6 +208,150 @@ t.test('private cache: answers to requests with credentials are stored per crede
   t.notOk(seen.some((h) => Object.keys(h).some((name) => name.startsWith('x-fastify-http-services'))), 'the key\'s hash is never sent')
 })
 
+t.test('private cache: a credential in the service\'s own auth header (forward, apiKey) partitions entries too', async (t) => {
+  const upstream = await startServer((req, res) => {
+    res.setHeader('cache-control', 'max-age=60')
+    res.end(`for ${req.headers['x-user-token'] ?? req.headers['x-key'] ?? 'anyone'}`)
+  })
+  t.teardown(upstream.close)
+  const app = Fastify()
+  await app.register(httpServices, {
+    services: {
+      fwd: { baseUrl: upstream.url, cache: { type: 'private' }, auth: { forward: 'X-User-Token' } },
+      keyed: { baseUrl: upstream.url, cache: { type: 'private' }, auth: { apiKey: { value: 'svc-key', header: 'x-key' } } }
+    }
+  })
+  app.get('/call', async (request) => {
+    const res = await request.httpClient('fwd').get('/me')
+    return { body: await res.text(), cache: res.cache }
+  })
+  t.teardown(() => app.close())
+  const as = async (user: string): Promise<unknown> => (await app.inject({ url: '/call', headers: { 'x-user-token': user } })).json()
+  t.same(await as('alice'), { body: 'for alice', cache: 'miss' })
+  t.same(await as('alice'), { body: 'for alice', cache: 'hit' }, 'forward: stored for that user')
+  t.same(await as('bob'), { body: 'for bob', cache: 'miss' }, 'forward: another user\'s header is other credentials')
+  t.same(await as('bob'), { body: 'for bob', cache: 'hit' })
+
+  const keyed = app.httpServices.client('keyed')
+  const call = async (key?: string): Promise<[string, string | undefined]> => {
+    const res = await keyed.get('/me', key === undefined ? {} : { headers: { 'x-key': key } })
+    return [await res.text(), res.cache]
+  }
+  t.same(await call(), ['for svc-key', 'miss'])
+  t.same(await call(), ['for svc-key', 'hit'], 'apiKey: the service\'s own key is one principal')
+  t.same(await call('alice-key'), ['for alice-key', 'miss'], 'apiKey: a key the call sets in that header is other credentials')
+  t.same(await call('alice-key'), ['for alice-key', 'hit'])
+  t.same(await call(), ['for svc-key', 'hit'])
+  t.equal(upstream.requests.length, 4)
+})
+
+t.test('private cache: an entry stored without credentials is not served for credentials, in either order', async (t) => {
+  const upstream = await startServer((req, res) => {
+    res.setHeader('cache-control', 'max-age=60')
+    res.end(`for ${req.headers.authorization ?? 'anyone'}`)
+  })
+  t.teardown(upstream.close)
+  const services = await openRegistry(t, { services: { mine: { baseUrl: upstream.url, cache: { type: 'private' } } } })
+  const mine = services.client('mine')
+  const call = async (path: string, authorization?: string): Promise<[string, string | undefined]> => {
+    const res = await mine.get(path, authorization === undefined ? {} : { headers: { authorization } })
+    return [await res.text(), res.cache]
+  }
+  t.same(await call('/a'), ['for anyone', 'miss'])
+  t.same(await call('/a', 'Bearer alice'), ['for Bearer alice', 'miss'], 'anonymous first: credentials get their own answer')
+  t.same(await call('/b', 'Bearer alice'), ['for Bearer alice', 'miss'])
+  t.same(await call('/b'), ['for anyone', 'miss'], 'credentials first: no credentials get their own answer')
+  for (const path of ['/a', '/b']) {
+    t.same(await call(path), ['for anyone', 'hit'], `${path}: each kept its own entry`)
+    t.same(await call(path, 'Bearer alice'), ['for Bearer alice', 'hit'])
+  }
+  t.equal(upstream.requests.length, 4)
+})
+
+t.test('private cache: calls with auth: false and normal calls of a service with auth never share an entry', async (t) => {
+  const upstream = await startServer((req, res) => {
+    res.setHeader('cache-control', 'max-age=60')
+    res.end(`for ${req.headers.authorization ?? 'anyone'}`)
+  })
+  t.teardown(upstream.close)
+  const services = await openRegistry(t, {
+    services: {
+      fixed: { baseUrl: upstream.url, cache: { type: 'private' }, auth: { bearer: 'svc' } },
+      fn: { baseUrl: upstream.url, cache: { type: 'private' }, auth: { bearer: () => 'svc' } }
+    }
+  })
+  for (const name of ['fixed', 'fn']) {
+    const client = services.client(name)
+    const call = async (path: string, auth?: false): Promise<[string, string | undefined]> => {
+      const res = await client.get(path, auth === false ? { auth } : {})
+      return [await res.text(), res.cache]
+    }
+    t.same(await call('/a'), ['for Bearer svc', 'miss'])
+    t.same(await call('/a', false), ['for anyone', 'miss'], `${name}: auth: false is not served the service's answer`)
+    t.same(await call('/b', false), ['for anyone', 'miss'])
+    t.same(await call('/b'), ['for Bearer svc', 'miss'], `${name}: a normal call is not served what auth: false stored`)
+    for (const path of ['/a', '/b']) {
+      t.same(await call(path), ['for Bearer svc', 'hit'], `${name} ${path}: each kept its own entry`)
+      t.same(await call(path, false), ['for anyone', 'hit'])
+    }
+  }
+  t.equal(upstream.requests.length, 8)
+})
+
+t.test('private cache: a response with Set-Cookie is not stored', async (t) => {
+  const upstream = await startServer((_req, res) => {
+    res.setHeader('cache-control', 'private, max-age=60')
+    res.setHeader('set-cookie', 'session=for-the-first-caller')
+    res.end('x')
+  })
+  t.teardown(upstream.close)
+  const services = await openRegistry(t, { services: { mine: { baseUrl: upstream.url, cache: { type: 'private' } } } })
+  const mine = services.client('mine')
+  await (await mine.get('/login')).text()
+  const again = await mine.get('/login')
+  await again.text()
+  t.equal(again.cache, 'miss', 'another call would get the first caller\'s cookie')
+  t.equal(upstream.requests.length, 2)
+})
+
+t.test('private cache: stale-while-revalidate revalidates with the caller\'s token, once per set of credentials', async (t) => {
+  const clock = fakeDateClock(t)
+  // Revalidations are held until two are in flight at once (or 500 ms passed: then one was not sent beside the other).
+  const held: Array<() => void> = []
+  let alone = false
+  const upstream = await startServer((req, res) => {
+    res.setHeader('date', new Date(Date.now()).toUTCString())
+    res.setHeader('cache-control', 'max-age=10, stale-while-revalidate=60')
+    const answer = (): void => { res.end(`for ${req.headers.authorization ?? 'anyone'} #${upstream.requests.length}`) }
+    if (req.headers['if-modified-since'] === undefined) return answer()
+    held.push(answer)
+    if (held.length === 2) for (const release of held.splice(0)) release()
+    else setTimeout(() => { if (held.includes(answer)) { alone = true; held.splice(held.indexOf(answer), 1); answer() } }, 500)
+  })
+  t.teardown(upstream.close)
+  const services = await openRegistry(t, { services: { mine: { baseUrl: upstream.url, cache: { type: 'private' } } } })
+  const mine = services.client('mine')
+  const call = async (token: string): Promise<[string, string | undefined]> => {
+    const res = await mine.get('/me', { token })
+    return [await res.text(), res.cache]
+  }
+  t.same(await call('alice'), ['for Bearer alice #1', 'miss'])
+  t.same(await call('bob'), ['for Bearer bob #2', 'miss'])
+  clock.advance(20_000)
+  t.same(await call('alice'), ['for Bearer alice #1', 'stale'])
+  t.same(await call('bob'), ['for Bearer bob #2', 'stale'])
+  // The background revalidations store their answers once their bodies ended: poll until both show.
+  let seen: Array<[string, string | undefined]> = []
+  for (let i = 0; i < 100; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10))
+    seen = [await call('alice'), await call('bob')]
+    if (seen.every(([, cache]) => cache === 'hit') && !seen.some(([body]) => /#[12]$/.test(body))) break
+  }
+  t.notOk(alone, 'each set of credentials has a background revalidation of its own')
+  t.same(upstream.requests.slice(2, 4).map((r) => r.headers.authorization).sort(), ['Bearer alice', 'Bearer bob'], 'one background revalidation each, with its token')
+  t.match(seen, [[/^for Bearer alice #[34]$/, 'hit'], [/^for Bearer bob #[34]$/, 'hit']], 'each stored for its own credentials')
+})
+
 t.test('private responses: stored by a private cache, not by a shared one', async (t) => {
   const upstream = await startServer((_req, res) => {
     res.setHeader('cache-control', 'private, max-age=60')

@@ -184,7 +184,10 @@ t.test('Redis store: a 304 refreshes the shared entry, and a POST on one instanc
 t.test('a private cache in Redis: entries per credentials, and no credential in Redis', { skip: redisBinary.skip }, async (t) => {
   const redis = await startRedis(t, redisBinary.path as string)
   const upstream = await startServer((req, res) => {
-    res.setHeader('cache-control', 'private, max-age=60')
+    // An entry varies on what Vary names: were the credentials still in the key, they would be stored with it
+    // (must-revalidate: undici would store the answer to a request with Authorization then, RFC 9111 §3.5).
+    res.setHeader('cache-control', 'private, max-age=60, must-revalidate')
+    res.setHeader('vary', 'authorization, cookie')
     res.end(req.headers.authorization === 'Bearer s3cr3t-one' ? 'user one' : 'user two')
   })
   t.teardown(upstream.close)
