@@ -127,7 +127,7 @@ export class BullmqWebhookQueue implements WebhookQueue {
   private readonly waiters = new Map<string, Set<Waiter>>()
   private poll: NodeJS.Timeout | undefined
   private closing = false
-  /** `close()` ended: a connection that reconnects after it (Redis came back before its retry) is cut at once. */
+  /** `close()` is past its last use of Redis: a connection that reconnects now (Redis back before its retry) is cut. */
   private closed = false
 
   constructor (registry: SenderRegistry, services: string[], redis: RedisConnection, url: string | undefined, closeTimeout: number) {
@@ -255,12 +255,13 @@ export class BullmqWebhookQueue implements WebhookQueue {
     }
     this.waiters.clear()
     await settleWithin(Promise.all([this.events?.close(), this.queue?.close()]), kCloseStep)
+    // From here a reconnecting one ends at its next attempt: failed, its retryStrategy gives up; connected, it is cut
+    // ('ready'), even while the others quit.
+    this.closed = true
     await Promise.all([this.conn, this.producerConn, this.eventsConn].map(async (c) => {
       if (c === undefined || c.status === 'end' || c.status === 'reconnecting') return
       if (!await settleWithin(c.quit(), kCloseStep)) cut(c)
     }))
-    // A reconnecting one ends at its next attempt: failed, its retryStrategy gives up; connected, it is cut ('ready').
-    this.closed = true
   }
 
   private cutAll (): void {
