@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { InvalidRequestError } from '../errors'
 import type { RedisConnection } from '../redis/connection'
+import { settleWithin } from '../settle-within'
 
 /** Options of `getOrFetch` and `set`. */
 export interface CacheAsideOptions {
@@ -70,13 +71,6 @@ function globToRegExp (pattern: string): RegExp {
     } else out += ch.replace(/[.+^${}()|\\/]/g, '\\$&')
   }
   return new RegExp(`^${out}$`, 's')
-}
-
-/** Waits for `promise` (which never rejects) at most `ms`. */
-async function waitAtMost (promise: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  await Promise.race([promise, new Promise((resolve) => { timer = setTimeout(resolve, ms) })])
-  clearTimeout(timer)
 }
 
 /** A `ttl` or `staleIfError` that is not a number of ms is the caller's mistake: `InvalidRequestError`. */
@@ -240,7 +234,7 @@ export class CacheAside {
     // The lock goes once the value is stored (the others poll for it meanwhile). The caller waits for that as for any
     // Redis command on its path, `redis.timeout` at most: a slower write goes on without it.
     const stored = this.write(key, json, options).catch(() => {}).finally(unlock)
-    await waitAtMost(stored, redis.timeout)
+    await settleWithin(stored, redis.timeout)
     return value
   }
 

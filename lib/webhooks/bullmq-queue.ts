@@ -23,6 +23,7 @@ import { invalid } from '../config/checkers'
 import type { ResolvedWebhook } from '../config/options/webhook'
 import { ClientClosedError, HttpServicesError, InvalidRequestError, type WebhookAttempt, type WebhookDeliveryFailure } from '../errors'
 import { kBackgroundTimeout, loadIoredis, type RedisConnection } from '../redis/connection'
+import { settleWithin } from '../settle-within'
 import type { DeadLetter } from './dead-letters'
 import { attemptOnce, deliveryError, disabledError, letterOf, nextWait, noLetter, type Prepared, type SenderRegistry } from './delivery'
 import type { PendingWebhook, WebhookDelivered, WebhookQueue, WebhookReceipt, WebhookStats } from './queue'
@@ -548,15 +549,4 @@ async function answers (c: OwnConnection, ms: number): Promise<boolean> {
   let answered = false
   await settleWithin(c.ping().then(() => { answered = true }), ms)
   return answered
-}
-
-/** Whether `promise` settled (either way) within `ms`; its outcome is dropped. */
-async function settleWithin (promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms) })
-  try {
-    return await Promise.race([promise.then(() => true, () => true), late])
-  } finally {
-    clearTimeout(timer)
-  }
 }

@@ -24,6 +24,11 @@ const kKeepDelivered = 24 * 3600 * 1000
 /** Most delivered ids remembered; past it, the oldest go. */
 const kMaxDelivered = 10_000
 
+/** A caller's own copy of a delivery's outcome. */
+function copyOf (result: WebhookDelivered): WebhookDelivered {
+  return { ...result, attempts: [...result.attempts] }
+}
+
 export class MemoryWebhookQueue implements WebhookQueue {
   private readonly registry: SenderRegistry
   private readonly deadLetterStore: DeadLetterStore
@@ -65,7 +70,7 @@ export class MemoryWebhookQueue implements WebhookQueue {
     const queued = this.queue.get(p.id)
     if (queued !== undefined) return join(queued)
     const delivered = this.deliveredIds.get(p.id)
-    if (delivered !== undefined && Date.now() - delivered.at < kKeepDelivered) return { ...delivered.result, attempts: [...delivered.result.attempts] }
+    if (delivered !== undefined && Date.now() - delivered.at < kKeepDelivered) return copyOf(delivered.result)
     if (await this.deadLetterStore.get(p.id) !== undefined) {
       throw new InvalidRequestError(`webhooks: ${p.service}: event ${p.id} is a dead letter: replay(id) sends it again`)
     }
@@ -204,7 +209,7 @@ export class MemoryWebhookQueue implements WebhookQueue {
       if (this.deliveredIds.size <= kMaxDelivered) break
       this.deliveredIds.delete(id)
     }
-    for (const w of d.waiters) w.resolve({ ...result, attempts: [...result.attempts] })
+    for (const w of d.waiters) w.resolve(copyOf(result))
     d.waiters = []
   }
 
