@@ -5,6 +5,7 @@
  *   --only LIST     comma list of: throughput,e2e,storm,memory
  *   --json FILE     also write every figure as JSON
  *   --clients LIST  comma list of substrings: only the throughput rows whose name contains one (the floor always runs)
+ *   --no-pin        do not pin the harness and the upstream to CPUs of their own for the throughput rows (see ./pin)
  */
 import { writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -12,6 +13,7 @@ import { startChild, type Child } from './child'
 import { clients, type BenchClient } from './clients'
 import { measure, median, table, type Sample } from './measure'
 import { e2e } from './e2e'
+import { pinApart } from './pin'
 import { storm } from './storm'
 
 function arg (name: string): string | undefined {
@@ -107,7 +109,16 @@ async function main (): Promise<void> {
     const { child: up, first } = await startChild<{ port: number }>('upstream.ts', ['ok'])
     children.push(up)
     const origin = `http://127.0.0.1:${first.port}`
-    if (only.has('throughput')) await throughput(origin, report)
+    if (only.has('throughput')) {
+      const pin = process.argv.includes('--no-pin') ? { pinned: false, release: () => {} } : pinApart(process.pid, up.proc.pid)
+      report.pinned = pin.pinned
+      console.log(pin.pinned ? 'Throughput: harness on CPU 0, upstream on its own CPU (--no-pin to share)' : 'Throughput: harness and upstream not pinned')
+      try {
+        await throughput(origin, report)
+      } finally {
+        pin.release()
+      }
+    }
     if (only.has('e2e')) report.e2e = await e2e(origin, { rounds, duration, quick })
     if (only.has('storm')) report.storm = await storm({ quick })
     if (only.has('memory')) {

@@ -20,11 +20,11 @@ import {
   type HttpServicesError
 } from './errors'
 import { statusError } from './error-detail'
-import { buildChain, perCallRouting, type PerCallRouting } from './pipeline'
+import { buildChain, perCallRouting, type Chain, type PerCallRouting } from './pipeline'
 import { transport } from './pipeline/transport'
 import { sharedClosedError } from './transport-errors'
 import { UnreadBodies } from './unread-body'
-import { kBreakerView, type BreakerView, type CallContext, type Logger, type Next, type ServiceClient, type ServiceCounters, type ServiceRuntime } from './pipeline/types'
+import { kBreakerView, type BreakerView, type CallContext, type Logger, type Next, type Outcome, type ServiceClient, type ServiceCounters, type ServiceRuntime } from './pipeline/types'
 import type { HttpResponse } from './response'
 import type { RedisConnection } from './redis/connection'
 import type { RedisStats } from './redis/stats'
@@ -94,6 +94,40 @@ function failureKind (err: unknown): keyof FailureCounts {
 /** What `run` makes of the response a call's pipeline answers with: one of `HttpService.finisher`'s four functions. */
 export type Finisher = (res: HttpResponse) => HttpResponse | Promise<HttpResponse>
 
+/**
+ * Where a call's chain reports its end (`run`): the caller's promise, settled with `finish` of the response, or with
+ * the error (counted by `failed`, which throws it). One object per call, in place of a promise reaction.
+ */
+class CallOutcome implements Outcome {
+  constructor (
+    private readonly finish: Finisher,
+    private readonly failed: (err: unknown) => never,
+    private readonly resolve: (value: HttpResponse | Promise<HttpResponse>) => void,
+    private readonly reject: (err: unknown) => void
+  ) {}
+
+  resolved (_ctx: CallContext, res: HttpResponse): void {
+    let outcome: HttpResponse | Promise<HttpResponse>
+    try {
+      outcome = this.finish(res)
+    } catch (err) {
+      this.reject(err)
+      return
+    }
+    this.resolve(outcome)
+  }
+
+  rejected (ctx: CallContext, err: unknown): void {
+    // A stream body is destroyed when the call fails, wherever it failed.
+    discardRequestBody(ctx.body)
+    try {
+      this.failed(err)
+    } catch (thrown) {
+      this.reject(thrown)
+    }
+  }
+}
+
 /** One downstream: its dispatcher and its pipeline. */
 export class HttpService implements ServiceRuntime {
   readonly name: string
@@ -105,8 +139,8 @@ export class HttpService implements ServiceRuntime {
   /** Set once `close()` took the dispatcher to close it: no other may be made after. */
   private sealed = false
   /** The chain for calls with no per-call policy options. */
-  handler: Next
-  private perCallHandler: Next | undefined = undefined
+  handler: Chain
+  private perCallHandler: Chain | undefined = undefined
   private readonly policyNames: string[]
   private readonly statsFns: Array<[string, () => unknown]> = []
   private readonly sharedState = new Map<string, unknown>()
@@ -156,7 +190,7 @@ export class HttpService implements ServiceRuntime {
     const credential = fixedAuthHeader(options.auth)
     this.#requestHeaders = credential === undefined ? options.headers : { ...options.headers, [credential[0]]: credential[1] }
     const chain = buildChain(this, transport(this), false)
-    this.handler = chain.handler
+    this.handler = chain.chain
     this.policyNames = chain.names
     this.perCallRouting = perCallRouting(chain.names)
   }
@@ -165,8 +199,8 @@ export class HttpService implements ServiceRuntime {
    * The chain for calls passing a call option of a policy `handler` lacks, or an inbound deadline while `handler` has
    * no deadline policy (`perCallRouting`); built on first use.
    */
-  get perCall (): Next {
-    if (this.perCallHandler === undefined) this.perCallHandler = buildChain(this, transport(this), true).handler
+  get perCall (): Chain {
+    if (this.perCallHandler === undefined) this.perCallHandler = buildChain(this, transport(this), true).chain
     return this.perCallHandler
   }
 
@@ -263,13 +297,18 @@ export class HttpService implements ServiceRuntime {
    * frame and no closure (an async function's frame is several hundred bytes per call in flight). While something
    * subscribes to the call's diagnostics channel, the call takes `runPublished` instead.
    */
-  run (ctx: CallContext, handler: Next, finish: Finisher): Promise<HttpResponse> {
+  run (ctx: CallContext, handler: Chain, finish: Finisher): Promise<HttpResponse> {
     if (this.state !== 'open') {
       discardRequestBody(ctx.body)
       return Promise.reject(this.closedError(ctx))
     }
-    if (callChannel.hasSubscribers) return this.runPublished(ctx, handler, finish)
-    return this.complete(ctx, this.enter(ctx, handler), finish)
+    if (callChannel.hasSubscribers) return this.runPublished(ctx, handler.next, finish)
+    const c = this.counters
+    c.requests++
+    c.inFlight++
+    return new Promise<HttpResponse>((resolve, reject) => {
+      handler.layer(ctx, new CallOutcome(finish, this.failed, resolve, reject))
+    })
   }
 
   /**

@@ -1,6 +1,6 @@
 import { breakerUpstreams } from '../upstream-origins'
 import { ServiceBreaker } from './service-breaker'
-import { kBreakerView, type BreakerView, type Policy, type PolicyFactory, type ServiceRuntime } from './types'
+import { kBreakerView, type BreakerView, type Policy, type PolicySteps, type PolicyFactory, type ServiceRuntime } from './types'
 import { UpstreamBreakers } from './upstreams'
 
 export type { BreakerState } from './types'
@@ -12,7 +12,7 @@ export type { BreakerStats } from './service-breaker'
  * of the service reads of it.
  */
 export interface Breakers extends BreakerView {
-  readonly policy: Policy
+  readonly policy: Policy | PolicySteps
   stats: () => unknown
   shutdown: () => void
   reset: () => void

@@ -11,7 +11,8 @@ import { toCallError } from '../transport-errors'
 import type { AbandonedRequests } from './abandoned-requests'
 import { markFailure, markResponse } from './attempt-call'
 import { BodyBridge, type BodySource } from './body-bridge'
-import type { CallContext } from './types'
+import { kNowhere } from './chain'
+import type { CallContext, Outcome } from './types'
 
 type Controller = Dispatcher.DispatchController
 
@@ -26,6 +27,11 @@ export interface AttemptSettings {
 }
 
 const kNoBody = Buffer.alloc(0)
+
+/** Reports a settled attempt (one function for every attempt: no closure per call). */
+function report (attempt: BufferedAttempt): void {
+  attempt.reportOutcome()
+}
 
 function infoTimedOut (attempt: BufferedAttempt): void {
   attempt.onInfoTimeout()
@@ -47,8 +53,13 @@ function infoTimedOut (attempt: BufferedAttempt): void {
 export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListener, BodySource {
   private readonly ctx: CallContext
   private readonly settings: AttemptSettings
-  private readonly resolve: (res: HttpResponse) => void
-  private readonly reject: (err: unknown) => void
+  /** Where the attempt's outcome goes; `kNowhere` once reported. */
+  private out: Outcome
+  /** Resolves the promise whose reaction reports the outcome (see `settleInContext`); dropped once used. */
+  private wake: ((attempt: BufferedAttempt) => void) | undefined = undefined
+  /** The outcome, between settling and its report. */
+  private outcome: HttpResponse | unknown = undefined
+  private failedWith = false
   private readonly signal: CallSignal | undefined
   private controller: Controller | null = null
   /** Why the attempt was aborted before undici started it: it is aborted as soon as it starts. */
@@ -68,11 +79,15 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
   /** The request's diagnostics message, set by the transport while something subscribes: its headers are published here. */
   diagnostics: AttemptMessage | undefined = undefined
 
-  constructor (settings: AttemptSettings, ctx: CallContext, resolve: (res: HttpResponse) => void, reject: (err: unknown) => void) {
+  constructor (settings: AttemptSettings, ctx: CallContext, out: Outcome) {
     this.settings = settings
     this.ctx = ctx
-    this.resolve = resolve
-    this.reject = reject
+    this.out = out
+    // undici calls a dispatch handler back in the async context of the connection (the call that opened it), not the
+    // call's: the outcome is reported from a promise reaction made here, in the call's context, so whatever runs on
+    // it (a retry, its log line, the next attempt's span) sees the caller's AsyncLocalStorage stores, as a chain of
+    // promise stages did. One promise per attempt; undici's own `request()` pays an AsyncResource for the same.
+    new Promise<BufferedAttempt>((resolve) => { this.wake = resolve }).then(report)
     const signal = ctx.signal
     this.signal = signal
     if (signal !== undefined) signal.on('abort', this)
@@ -129,7 +144,7 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
       return
     }
     const res = markResponse(decodeResponse(statusCode, headers, bridge, meta), ctx)
-    if (readable) res.buffer(this.resolve, (err) => this.reject(markFailure(err as object, ctx)))
+    if (readable) res.buffer((buffered) => { this.resolve(buffered) }, (err) => { this.reject(markFailure(err as object, ctx)) })
     else this.resolve(res)
   }
 
@@ -254,5 +269,34 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
     this.settled = true
     const meta = this.res?.meta ?? this.settings.metaOf(this.ctx)
     this.reject(markFailure(toCallError(err, meta, meta.timeouts), this.ctx))
+  }
+
+  /** Reports the attempt's response (once: the outcome is dropped, undici may hold this handler a while longer). */
+  private resolve (res: HttpResponse): void {
+    this.settleWith(res, false)
+  }
+
+  private reject (err: unknown): void {
+    this.settleWith(err, true)
+  }
+
+  private settleWith (outcome: unknown, failed: boolean): void {
+    const wake = this.wake
+    if (wake === undefined) return
+    this.wake = undefined
+    this.outcome = outcome
+    this.failedWith = failed
+    wake(this)
+  }
+
+  /** @internal The reaction of the attempt's promise: reports the outcome to the chain, in the call's context. */
+  reportOutcome (): void {
+    const out = this.out
+    const outcome = this.outcome
+    // undici may hold this handler a while longer (a body it still drains): it keeps neither the call nor the answer.
+    this.out = kNowhere
+    this.outcome = undefined
+    if (this.failedWith) out.rejected(this.ctx, outcome)
+    else out.resolved(this.ctx, outcome as HttpResponse)
   }
 }

@@ -5,7 +5,7 @@ import { BulkheadRejectedError, TimeoutError, describe, stamp, type CallTarget }
 import type { HttpResponse } from '../response'
 import { abandonedRequestsOf, type AbandonedRequests } from './abandoned-requests'
 import { closedWhileWaiting } from './backoff'
-import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
+import type { CallContext, Next, PolicyFactory, PolicySteps, ServiceRuntime } from './types'
 
 /**
  * A call waiting for a slot: one object, no closure. Waiters form a doubly linked FIFO list, so a call that gives up
@@ -61,7 +61,8 @@ function targetOf (ctx: CallContext): CallTarget {
  * queue has no bound; holding it keeps what undici holds for this service within `maxConcurrent`.
  */
 class Bulkhead implements AbortListener {
-  readonly policy: Policy
+  /** Steps (`./chain`): a call that finds a free slot goes on with no promise of the bulkhead's; one that waits is taken. */
+  readonly policy: PolicySteps
   private active = 0
   private head: Waiter | null = null
   private tail: Waiter | null = null
@@ -94,13 +95,17 @@ class Bulkhead implements AbortListener {
       this.release()
       throw err
     }
-    this.policy = (ctx, next) => {
-      // A free slot implies an empty queue: release() and admit() hand slots to waiters first.
-      if (this.active + this.abandoned.count < this.maxConcurrent) {
-        this.active++
-        return this.run(ctx, next)
-      }
-      return this.enqueue(ctx, next)
+    this.policy = {
+      enter: (ctx, next) => {
+        // A free slot implies an empty queue: release() and admit() hand slots to waiters first.
+        if (this.active + this.abandoned.count < this.maxConcurrent) {
+          this.active++
+          return undefined
+        }
+        return this.enqueue(ctx, next)
+      },
+      response: this.released,
+      failure: this.failed
     }
   }
 
@@ -122,7 +127,7 @@ class Bulkhead implements AbortListener {
     this.timedOut = 0
   }
 
-  /** Runs a call that holds a slot; the slot is released when the call settles. */
+  /** Runs a call that got its slot after waiting; the slot is released when the call settles. */
   private run (ctx: CallContext, next: Next): Promise<HttpResponse> {
     let promise: Promise<HttpResponse>
     try {

@@ -4,7 +4,7 @@ import { DeadlineQueue, DeadlineSignal } from './deadline-queue'
 import { TimeoutError, describe, markCallerTimeout, stamp } from '../errors'
 import type { HttpResponse } from '../response'
 import { nextWithTimeout } from './next-with-timeout'
-import type { CallContext, Next, Policy, PolicyFactory } from './types'
+import type { CallContext, Next, PolicyFactory, PolicySteps } from './types'
 
 /** The call's own total timeout: per-call `timeout` (a number is total) over the service's. */
 function totalOf (ctx: CallContext, serviceTotal: number): number {
@@ -37,30 +37,44 @@ export const deadline: PolicyFactory = (service, perCall) => {
     return stamp(new TimeoutError(`${describe(target)}: total timeout after ${serviceTotal} ms`), target, { phase: 'total', timeout: serviceTotal })
   })
   service.onClose?.(() => queue.clear())
-  const policy: Policy = (ctx: CallContext, next: Next): Promise<HttpResponse> => {
-    const total = totalOf(ctx, serviceTotal)
-    const now = performance.now()
-    const own = total > 0 ? now + total : Infinity
-    const inbound = ctx.deadline < own
-    if (inbound || total !== serviceTotal) return ownTimer(ctx, next, total, now, own, inbound)
-    // The per-call chain also carries calls that have no deadline at all.
-    if (own === Infinity) return next(ctx)
-    const signal = new DeadlineSignal(own, ctx.method, ctx.path)
-    if (ctx.signal !== undefined) signal.follow(ctx.signal)
-    ctx.signal = signal
-    ctx.deadline = own
-    queue.add(signal)
-    return next(ctx).then((res) => {
-      // undici drops its listener only as a body closes, which a body that can hold no data may never do.
-      if (bodyDone(res)) leave(queue, signal)
-      else signal.settle(queue)
-      return res
-    }, (err: unknown) => {
-      leave(queue, signal)
-      throw err
-    })
+  /** The signal this policy set on the call, once the call is back up here (`undefined` if another replaced it). */
+  const ownSignal = (ctx: CallContext): DeadlineSignal | undefined => {
+    const signal = ctx.signal
+    return signal instanceof DeadlineSignal && signal.queue === queue ? signal : undefined
   }
-  return policy
+  // Steps (`./chain`): a call under the service's own total timeout goes on with no promise of this policy's.
+  const steps: PolicySteps = {
+    enter (ctx: CallContext, next: Next): Promise<HttpResponse> | undefined {
+      const total = totalOf(ctx, serviceTotal)
+      const now = performance.now()
+      const own = total > 0 ? now + total : Infinity
+      const inbound = ctx.deadline < own
+      if (inbound || total !== serviceTotal) return ownTimer(ctx, next, total, now, own, inbound)
+      // The per-call chain also carries calls that have no deadline at all.
+      if (own === Infinity) return next(ctx)
+      const signal = new DeadlineSignal(own, ctx.method, ctx.path)
+      if (ctx.signal !== undefined) signal.follow(ctx.signal)
+      ctx.signal = signal
+      ctx.deadline = own
+      queue.add(signal)
+      return undefined
+    },
+    response (res: HttpResponse, ctx: CallContext): HttpResponse {
+      const signal = ownSignal(ctx)
+      // undici drops its listener only as a body closes, which a body that can hold no data may never do.
+      if (signal !== undefined) {
+        if (bodyDone(res)) leave(queue, signal)
+        else signal.settle(queue)
+      }
+      return res
+    },
+    failure (err: unknown, ctx: CallContext): never {
+      const signal = ownSignal(ctx)
+      if (signal !== undefined) leave(queue, signal)
+      throw err
+    }
+  }
+  return steps
 }
 deadline.callOptions = ['timeout']
 

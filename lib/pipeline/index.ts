@@ -1,5 +1,5 @@
-import type { HttpResponse } from '../response'
-import type { CallContext, CallOptionName, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
+import { compose, type Chain } from './chain'
+import type { CallOptionName, Layer, Policy, PolicyFactory, PolicySteps, ServiceRuntime } from './types'
 import { breaker } from './breaker'
 import { bulkhead } from './bulkhead'
 import { coalesce } from './coalesce'
@@ -84,20 +84,9 @@ export function perCallRouting (names: readonly string[]): PerCallRouting {
   return { options: [...options], deadline: !names.includes('deadline') }
 }
 
-/** Composes `policies` (outermost first) around `transport` into one function. */
-export function compose (policies: Policy[], transport: Next): Next {
-  let next = transport
-  for (let i = policies.length - 1; i >= 0; i--) {
-    const policy = policies[i]
-    const inner = next
-    next = (ctx: CallContext): Promise<HttpResponse> => policy(ctx, inner)
-  }
-  return next
-}
-
-/** Builds the chain of a service once, at start-up. Returns the chain and the names of the policies in it. */
-export function buildChain (service: ServiceRuntime, transport: Next, perCall: boolean): { handler: Next, names: string[] } {
-  const policies: Policy[] = []
+/** Builds a chain of a service once, at start-up. Returns the chain and the names of the policies in it. */
+export function buildChain (service: ServiceRuntime, transport: Layer, perCall: boolean): { chain: Chain, names: string[] } {
+  const policies: Array<Policy | PolicySteps> = []
   const names: string[] = []
   for (const [name, factory] of policyOrder) {
     const policy = factory?.(service, perCall)
@@ -106,7 +95,8 @@ export function buildChain (service: ServiceRuntime, transport: Next, perCall: b
       names.push(name)
     }
   }
-  return { handler: compose(policies, transport), names }
+  return { chain: compose(policies, transport), names }
 }
 
-export type { CallContext, CallOptionName, Next, Policy, PolicyFactory, ServiceClient, ServiceRuntime } from './types'
+export type { Chain } from './chain'
+export type { CallContext, CallOptionName, Layer, Next, Outcome, Policy, PolicyFactory, PolicySteps, ServiceClient, ServiceRuntime } from './types'

@@ -4,11 +4,11 @@ import { RateLimitedError, describe, stamp, withRetryAfter } from '../errors'
 import { createRateLimiter, type RateLimiter } from '../rate-limit'
 import { sleep } from './backoff'
 import type { HttpResponse } from '../response'
-import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
+import type { CallContext, Next, PolicyFactory, PolicySteps, ServiceRuntime } from './types'
 
 interface ServiceLimiter {
   limiter: RateLimiter
-  policy: Policy
+  policy: PolicySteps
 }
 
 function rateLimited (ctx: CallContext, wait: number, maxWait: number): Error {
@@ -30,12 +30,20 @@ function create (service: ServiceRuntime, options: NonNullable<ServiceRuntime['o
   const { maxWait, kind } = options
   let waited = 0
   let rejected = 0
-  const policy: Policy = async (ctx: CallContext, next: Next): Promise<HttpResponse> => {
-    const now = performance.now()
-    // A wait that would outlive the call's deadline (its total timeout, the inbound request's) is not worth starting.
-    const longest = ctx.deadline === Infinity ? maxWait : Math.min(maxWait, ctx.deadline - now)
-    let wait = limiter.acquire(now, longest)
-    if (typeof wait !== 'number') wait = await wait
+  // Steps (`./chain`): a call with a permit at hand goes on with no promise of the limiter's.
+  const policy: PolicySteps = {
+    enter (ctx: CallContext, next: Next): Promise<HttpResponse> | undefined {
+      const now = performance.now()
+      // A wait that would outlive the call's deadline (its total timeout, the inbound request's) is not worth starting.
+      const longest = ctx.deadline === Infinity ? maxWait : Math.min(maxWait, ctx.deadline - now)
+      const wait = limiter.acquire(now, longest)
+      if (wait === 0) return undefined
+      return waitThenGo(ctx, next, wait, longest)
+    }
+  }
+  /** A call that must wait for its permit (or for the shared limiter's answer), or is refused. */
+  const waitThenGo = async (ctx: CallContext, next: Next, acquired: number | Promise<number>, longest: number): Promise<HttpResponse> => {
+    const wait = typeof acquired === 'number' ? acquired : await acquired
     if (wait > 0) {
       if (wait > longest) {
         rejected++

@@ -6,7 +6,7 @@ import { isHttpServicesError } from '../errors'
 import type { HttpResponse } from '../response'
 import { backoffDelay, sleep } from './backoff'
 import { parseRetryAfter, requestedDelay } from './retry-after'
-import { callOfFailure, callOfResponse } from './attempt-call'
+import { callOfFailure } from './attempt-call'
 import { retryStateOf, spendBudget, type RetryState } from './retry-budget'
 import { neverSent, retryPlanner, retryReason, type RetryPlan } from './retry-plan'
 import { kBreakerView, type BreakerView, type CallContext, type Next, type PolicyFactory } from './types'
@@ -20,48 +20,32 @@ export const retry: PolicyFactory = (service, perCall) => {
   if (service.options.retry === undefined && !perCall) return undefined
   const { planFor } = retryPlanner(service)
   const state = retryStateOf(service)
-
-  // The first attempt's outcome is judged by functions made once per chain (`next` does not change), which find
-  // the call on the outcome (`./attempt-call`): a call holds no closure while its first attempt is in flight.
-  let inner: Next | undefined
-  let judgeFirst: (res: HttpResponse) => HttpResponse | Promise<HttpResponse>
-  let judgeFirstFailure: (err: unknown) => Promise<HttpResponse>
-  const bind = (next: Next): void => {
-    inner = next
-    judgeFirst = (res) => {
-      const ctx = callOfResponse(res)
-      if (ctx === undefined) return res
+  // Steps (`./chain`): the first attempt goes below with no promise of this policy's, and only an outcome that is
+  // to be retried starts the (async) retry loop.
+  return {
+    enter (ctx: CallContext, below: Next): Promise<HttpResponse> | undefined {
+      const plan = planFor(ctx.options.retry)
+      // A stream body is gone once sent: never replayed.
+      if (plan === undefined || !ctx.replayable) return below(ctx)
+      if (plan.idempotencyKey && !plan.methods.has(ctx.method) && ctx.headers['idempotency-key'] === undefined) {
+        ctx.setHeader('idempotency-key', randomUUID())
+      }
+      return undefined
+    },
+    response (res: HttpResponse, ctx: CallContext, below: Next): HttpResponse | Promise<HttpResponse> {
       const plan = planFor(ctx.options.retry) as RetryPlan
       if (!plan.statusCodes.has(res.status)) return res
-      return retryLoop(ctx, next, plan, state, repeatable(ctx, plan), res, undefined)
-    }
-    judgeFirstFailure = async (err) => {
-      const ctx = callOfFailure(err)
+      return retryLoop(ctx, below, plan, state, repeatable(ctx, plan), res, undefined)
+    },
+    failure (err: unknown, ctx: CallContext, below: Next): Promise<HttpResponse> {
       // Not an attempt's failure (an open breaker …): final, after one attempt.
-      if (ctx === undefined) {
+      if (callOfFailure(err) === undefined) {
         if (isHttpServicesError(err)) err.attempts = 1
         throw err
       }
       const plan = planFor(ctx.options.retry) as RetryPlan
-      return await retryLoop(ctx, next, plan, state, repeatable(ctx, plan), undefined, err)
+      return retryLoop(ctx, below, plan, state, repeatable(ctx, plan), undefined, err)
     }
-  }
-
-  // Not an async function: a call that is not retried costs no extra promise.
-  return (ctx: CallContext, next: Next): Promise<HttpResponse> => {
-    let plan: RetryPlan | undefined
-    try {
-      plan = planFor(ctx.options.retry)
-    } catch (err) {
-      return Promise.reject(err)
-    }
-    // A stream body is gone once sent: never replayed.
-    if (plan === undefined || !ctx.replayable) return next(ctx)
-    if (next !== inner) bind(next)
-    if (plan.idempotencyKey && !plan.methods.has(ctx.method) && ctx.headers['idempotency-key'] === undefined) {
-      ctx.setHeader('idempotency-key', randomUUID())
-    }
-    return next(ctx).then(judgeFirst, judgeFirstFailure)
   }
 }
 retry.callOptions = ['retry']

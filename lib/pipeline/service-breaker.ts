@@ -15,7 +15,8 @@ import type { HttpResponse } from '../response'
 import { publishBreakerState } from '../diagnostics/publish'
 import { isFailureStatus } from './failure-status'
 import { RollingCounts } from './rolling-counts'
-import type { BreakerState, CallContext, Logger, Next, Policy, ServiceRuntime } from './types'
+import { stepsAsPolicy } from './chain'
+import type { BreakerState, CallContext, Logger, Next, Policy, PolicySteps, ServiceRuntime } from './types'
 
 /** What `stats().breaker` shows of one breaker. */
 export interface BreakerStats {
@@ -63,7 +64,10 @@ function neverFired (): Promise<never> {
  * call probe. Outcomes of calls let through before the breaker opened are not counted once it has.
  */
 export class ServiceBreaker {
-  readonly policy: Policy
+  /** The breaker as steps around each attempt (`./chain`): a closed breaker counts the outcome, with no promise of its own. */
+  readonly policy: PolicySteps
+  /** The same as a `Policy` function, for the policy that picks one of several upstreams per attempt (`./upstreams`). */
+  readonly asFunction: Policy
   /** The upstream's origin, when this breaker is one of several. */
   readonly upstream: string | undefined
   private readonly name: string
@@ -111,10 +115,11 @@ export class ServiceBreaker {
     // The service's logger carries `{ service }`; the breaker of one upstream adds `{ upstream }` and names it.
     this.log = upstream === undefined ? service.log : service.log.child({ upstream })
 
-    this.policy = (ctx: CallContext, next: Next): Promise<HttpResponse> => {
+    const enter = (ctx: CallContext, next: Next): Promise<HttpResponse> | undefined => {
       if (this.closed) {
+        // The attempt goes on; `counted` / `countedError` get its outcome.
         this.inFlight++
-        return attempt(ctx, next).then(this.counted, this.countedError)
+        return undefined
       }
       if (this.shutDown) return Promise.reject(closedError(ctx))
       if (this.halfOpen && !this.probing) {
@@ -129,6 +134,8 @@ export class ServiceBreaker {
       this.rejected++
       return Promise.reject(this.openError(ctx))
     }
+    this.policy = { enter, response: this.counted, failure: this.countedError }
+    this.asFunction = stepsAsPolicy(this.policy)
   }
 
   /**

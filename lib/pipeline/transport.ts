@@ -10,26 +10,40 @@ import { toCallError } from '../transport-errors'
 import { markFailure, markResponse } from './attempt-call'
 import { abandonedRequestsOf } from './abandoned-requests'
 import { BufferedAttempt, type AttemptSettings } from './buffered-attempt'
-import type { CallContext, Next, ServiceRuntime } from './types'
+import { kNowhere } from './chain'
+import type { CallContext, Layer, Outcome, ServiceRuntime } from './types'
 
 type Timeouts = NonNullable<ResponseMeta['timeouts']>
 
-/** What a settled attempt's resolvers become, and the listener of errors nobody is left to hear. */
+/** The listener of errors nobody is left to hear. */
 function settled (): void {}
 
 /** One attempt in flight: what undici's callback needs to settle it. */
 class Attempt {
   readonly ctx: CallContext
-  // Dropped once used (see `settle`): undici holds `opaque` while the body is in flight.
-  resolve: (res: HttpResponse) => void
-  reject: (err: unknown) => void
+  // `kNowhere` once used (see `settle`): undici holds `opaque` while the body is in flight.
+  out: Outcome
   /** Armed by the first 1xx answer (rare, see `onInfo`): bounds the wait for the final answer's headers. */
   infoTimer: NodeJS.Timeout | null = null
 
-  constructor (ctx: CallContext, resolve: (res: HttpResponse) => void, reject: (err: unknown) => void) {
+  constructor (ctx: CallContext, out: Outcome) {
     this.ctx = ctx
-    this.resolve = resolve
-    this.reject = reject
+    this.out = out
+  }
+}
+
+/** An attempt's outcome while something subscribes to the attempt channels: published, then reported. */
+class PublishedOutcome implements Outcome {
+  constructor (private readonly message: AttemptMessage, private readonly out: Outcome) {}
+
+  resolved (ctx: CallContext, res: HttpResponse): void {
+    attemptEnded(this.message, res)
+    this.out.resolved(ctx, res)
+  }
+
+  rejected (ctx: CallContext, err: unknown): void {
+    attemptFailed(this.message, err)
+    this.out.rejected(ctx, err)
   }
 }
 
@@ -69,8 +83,8 @@ class SignalledAttempt extends Attempt implements AbortListener {
   /** Settled by the signal before undici answered: undici still holds the request. */
   abandoned = false
 
-  constructor (settings: AttemptSettings, ctx: CallContext, signal: CallSignal, resolve: (res: HttpResponse) => void, reject: (err: unknown) => void) {
-    super(ctx, resolve, reject)
+  constructor (settings: AttemptSettings, ctx: CallContext, signal: CallSignal, out: Outcome) {
+    super(ctx, out)
     this.settings = settings
     this.signal = signal
   }
@@ -79,7 +93,9 @@ class SignalledAttempt extends Attempt implements AbortListener {
     this.abandoned = true
     this.settings.abandoned.add()
     const meta = this.settings.metaOf(this.ctx)
-    this.reject(markFailure(toCallError(this.signal.reason, meta, meta.timeouts), this.ctx))
+    const out = this.out
+    this.out = kNowhere
+    out.rejected(this.ctx, markFailure(toCallError(this.signal.reason, meta, meta.timeouts), this.ctx))
   }
 }
 
@@ -95,7 +111,7 @@ class SignalledAttempt extends Attempt implements AbortListener {
  * This runs for every attempt of every call, so it is written for the hot path: undici's callback API (no promise of
  * undici's own), and the response's description (`meta`) made once the answer is in, not held while waiting.
  */
-export function transport (service: ServiceRuntime): Next {
+export function transport (service: ServiceRuntime): Layer {
   const { origins, maxResponseSize, timeout, decompress } = service.options
   const origin = origins[0]
   const timeouts: Timeouts = { connect: timeout.connect, headers: timeout.headers, body: timeout.body }
@@ -115,10 +131,11 @@ export function transport (service: ServiceRuntime): Next {
 
   const settings: AttemptSettings = { metaOf, decompress, abandoned: abandonedRequestsOf(service) }
 
-  return (ctx: CallContext): Promise<HttpResponse> => {
+  return (ctx: CallContext, out: Outcome): void => {
     const dispatcher = service.dispatcher
     if (dispatcher === undefined) {
-      return Promise.reject(markFailure(toCallError(new ClientClosedError(`${name}: service is not open: await app.ready() first (or await services.open() without Fastify), and call before close()`), metaOf(ctx)), ctx))
+      out.rejected(ctx, markFailure(toCallError(new ClientClosedError(`${name}: service is not open: await app.ready() first (or await services.open() without Fastify), and call before close()`), metaOf(ctx)), ctx))
+      return
     }
     counters.attempts++
     const options: Dispatcher.RequestOptions<Attempt> = {
@@ -136,52 +153,59 @@ export function transport (service: ServiceRuntime): Next {
     // undici would hold an aborted request until it has a connection for it (see `SignalledAttempt`).
     if (signal?.aborted === true) {
       const meta = metaOf(ctx)
-      return Promise.reject(markFailure(toCallError(signal.reason, meta, meta.timeouts), ctx))
+      out.rejected(ctx, markFailure(toCallError(signal.reason, meta, meta.timeouts), ctx))
+      return
     }
-    if (!attemptObserved()) return send(ctx, dispatcher, options, signal, undefined)
+    if (!attemptObserved()) {
+      send(ctx, dispatcher, options, signal, undefined, out)
+      return
+    }
     // Something subscribes to the attempt channels: this request is published, and may get headers from them.
     const message = startAttempt(ctx, ctx.upstream?.origin ?? soleOrigin, options as OutgoingRequest)
-    return send(ctx, dispatcher, options, signal, message).then((res) => {
-      attemptEnded(message, res)
-      return res
-    }, (err: unknown) => {
-      attemptFailed(message, err)
-      throw err
-    })
+    send(ctx, dispatcher, options, signal, message, new PublishedOutcome(message, out))
   }
 
   /** Hands one request to undici; `message` is its diagnostics message when something subscribes. */
   function send (
     ctx: CallContext, dispatcher: Dispatcher, options: Dispatcher.RequestOptions<Attempt>, signal: CallSignal | undefined,
-    message: AttemptMessage | undefined
-  ): Promise<HttpResponse> {
+    message: AttemptMessage | undefined, out: Outcome
+  ): void {
     if (ctx.bufferBody) {
-      return new Promise<HttpResponse>((resolve, reject) => {
-        const attempt = new BufferedAttempt(settings, ctx, resolve, reject)
-        attempt.diagnostics = message
-        try {
-          dispatcher.dispatch(options, attempt)
-        } catch (err) {
-          // undici's dispatchers report through the handler; an injected one or an interceptor may throw instead.
-          attempt.onResponseError(undefined, err as Error)
-        }
-      })
+      const attempt = new BufferedAttempt(settings, ctx, out)
+      attempt.diagnostics = message
+      try {
+        dispatcher.dispatch(options, attempt)
+      } catch (err) {
+        // undici's dispatchers report through the handler; an injected one or an interceptor may throw instead.
+        attempt.onResponseError(undefined, err as Error)
+      }
+      return
     }
     options.onInfo = onInfo
+    // undici hands `opaque` back to the callback: one small object per attempt, no closure over it.
+    let attempt: Attempt
     if (signal === undefined) {
-      return new Promise<HttpResponse>((resolve, reject) => {
-        // undici hands `opaque` back to the callback: one small object per attempt, no closure over it.
-        options.opaque = new Attempt(ctx, resolve, reject)
-        dispatcher.request(options, settle)
-      })
-    }
-    options.signal = signal
-    return new Promise<HttpResponse>((resolve, reject) => {
-      const attempt = new SignalledAttempt(settings, ctx, signal, resolve, reject)
-      signal.on('abort', attempt)
+      attempt = new Attempt(ctx, out)
       options.opaque = attempt
-      dispatcher.request(options, settleSignalled)
-    })
+    } else {
+      options.signal = signal
+      const signalled = new SignalledAttempt(settings, ctx, signal, out)
+      signal.on('abort', signalled)
+      options.opaque = attempt = signalled
+    }
+    try {
+      dispatcher.request(options, signal === undefined ? settle : settleSignalled)
+    } catch (err) {
+      // As above: an injected dispatcher may throw rather than call back.
+      if (attempt instanceof SignalledAttempt) {
+        if (attempt.abandoned) return
+        signal?.removeListener('abort', attempt)
+      }
+      const meta = metaOf(ctx)
+      const to = attempt.out
+      attempt.out = kNowhere
+      to.rejected(ctx, markFailure(toCallError(err, meta, meta.timeouts), ctx))
+    }
   }
 
   /** undici's answer to an attempt with a signal: settles it, unless its signal settled it already. */
@@ -204,20 +228,25 @@ export function transport (service: ServiceRuntime): Next {
   function settle (err: Error | null, data: Dispatcher.ResponseData | { opaque: unknown }): void {
     const attempt = data.opaque as Attempt
     if (attempt.infoTimer !== null) clearInfoTimer(attempt)
-    const { ctx, resolve, reject } = attempt
-    // undici keeps `opaque` until the body ends: through the resolvers it would keep the settled promise, hence the
-    // response, alive, and an unread response could never be collected (./unread-body).
-    attempt.resolve = attempt.reject = settled
+    const { ctx, out } = attempt
+    // undici keeps `opaque` until the body ends: through the outcome it would keep the call, hence the response,
+    // alive, and an unread response could never be collected (./unread-body).
+    attempt.out = kNowhere
     const meta = metaOf(ctx)
     if (err !== null) {
-      reject(markFailure(toCallError(err, meta, meta.timeouts), ctx))
+      out.rejected(ctx, markFailure(toCallError(err, meta, meta.timeouts), ctx))
       return
     }
     const { statusCode, headers } = data as Dispatcher.ResponseData
     let body = (data as Dispatcher.ResponseData).body
     if (statusCode === 204 || statusCode === 304) body = emptyBody(body) as typeof body
-    resolve(markResponse(headers['content-encoding'] !== undefined && (ctx.options.decompress ?? decompress)
+    const res = markResponse(headers['content-encoding'] !== undefined && (ctx.options.decompress ?? decompress)
       ? decodeResponse(statusCode, headers, body, meta)
-      : new HttpResponse(statusCode, headers, body, meta), ctx))
+      : new HttpResponse(statusCode, headers, body, meta), ctx)
+    // undici calls back from its parser as the headers come, before it pushes the body bytes that came in the same
+    // read: the response goes up once that read is done (a microtask later), so a small body is in its stream by
+    // then (`../unread-body` leaves such a body alone). The callback runs in the call's async context (undici's
+    // request() binds it), and so does this microtask.
+    queueMicrotask(() => { out.resolved(ctx, res) })
   }
 }

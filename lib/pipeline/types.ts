@@ -180,6 +180,39 @@ export type Next = (ctx: CallContext) => Promise<HttpResponse>
 /** One resilience or cross-cutting policy: it may act before and after calling `next`. */
 export type Policy = (ctx: CallContext, next: Next) => Promise<HttpResponse>
 
+/**
+ * Where the chain below a layer reports how one call (or attempt) ended: exactly once, with the call it was given.
+ * The chain runs on these callbacks rather than on a promise per layer (`./chain`): a promise and its reaction per
+ * policy per call was most of what the pipeline cost over undici itself.
+ */
+export interface Outcome {
+  resolved: (ctx: CallContext, res: HttpResponse) => void
+  rejected: (ctx: CallContext, err: unknown) => void
+}
+
+/** A layer of the chain in its callback form: hands `ctx` on and reports its end to `out`. Never throws. */
+export type Layer = (ctx: CallContext, out: Outcome) => void
+
+/**
+ * A policy written as steps around the call below it, for the policies every call goes through (retry, breaker,
+ * bulkhead, rate limit, total timeout): the chain runs them with no promise of their own when `enter` lets the call
+ * go on at once, which is the common case. A policy with more to do in between (auth, hedging, redirects …) is a
+ * `Policy` function instead; both kinds mix freely in the chain.
+ */
+export interface PolicySteps {
+  /**
+   * The call on its way down. `undefined`: it goes on below now, and `response` / `failure` get its outcome. A
+   * promise: this policy took the call (it waits, refuses, or goes below in a way of its own through `below`, the
+   * chain below it as a function); the call's outcome is that promise's, and neither `response` nor `failure` is
+   * called for it. A throw fails the call.
+   */
+  enter: (ctx: CallContext, below: Next) => Promise<HttpResponse> | undefined
+  /** The answer from below, for a call `enter` let go on: what goes up (a response, or a promise of one); a throw fails the call. */
+  response?: (res: HttpResponse, ctx: CallContext, below: Next) => HttpResponse | Promise<HttpResponse>
+  /** A failure from below, for a call `enter` let go on: throw it (or another error), or answer instead. */
+  failure?: (err: unknown, ctx: CallContext, below: Next) => HttpResponse | Promise<HttpResponse>
+}
+
 /** The name of a call option (`retry`, `timeout` …): a key of `CallOptions`. */
 export type CallOptionName = keyof CallOptions
 
@@ -193,7 +226,7 @@ export type CallOptionName = keyof CallOptions
  * not use it either.
  */
 export interface PolicyFactory {
-  (service: ServiceRuntime, perCall: boolean): Policy | undefined
+  (service: ServiceRuntime, perCall: boolean): Policy | PolicySteps | undefined
   /**
    * The call options that can turn this policy on for one call (`retry`, `timeout` …), declared beside the factory.
    * A call passing one of them runs through the service's per-call chain when the service's own chain lacks this

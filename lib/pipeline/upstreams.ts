@@ -45,11 +45,11 @@ export class UpstreamBreakers {
         if (u.breaker.passes) {
           this.cursor = i + 1 < n ? i + 1 : 0
           ctx.upstream = u
-          return u.breaker.policy(ctx, next)
+          return u.breaker.asFunction(ctx, next)
         }
       }
       // A closed service: the breakers were shut down, and a shut-down breaker's own policy refuses as closed.
-      if (upstreams[0].breaker.isShutdown) return upstreams[0].breaker.policy(ctx, next)
+      if (upstreams[0].breaker.isShutdown) return upstreams[0].breaker.asFunction(ctx, next)
       this.rejected++
       return Promise.reject(this.openError(ctx))
     }

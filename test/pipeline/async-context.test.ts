@@ -1,0 +1,52 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
+import diagnosticsChannel from 'node:diagnostics_channel'
+import t from 'tap'
+import { createHttpServices } from '../../index'
+import { sendJson, startServer } from '../helpers/server'
+
+/*
+ * undici calls a dispatch handler back in the async context of the connection, which is the context of the call that
+ * opened it. The pipeline reports attempts' outcomes through callbacks, not promise stages, so it must put each call
+ * back in its own context before anything runs on an outcome: a retry's decision, its log line (pino's OpenTelemetry
+ * instrumentation reads the active span there), the next attempt's diagnostics message (its span's parent).
+ * One connection, so every call after the first reuses the connection the first one opened.
+ */
+
+for (const [name, call] of [
+  ['getJson (the buffered attempt)', async (client: ReturnType<ReturnType<typeof createHttpServices>['client']>) => await client.getJson('/')],
+  ['get() (undici request())', async (client: ReturnType<ReturnType<typeof createHttpServices>['client']>) => { await (await client.get('/')).dump() }]
+] as const) {
+  t.test(`${name}: what runs on an attempt's outcome sees the caller's AsyncLocalStorage store, on a connection another call opened`, async (t) => {
+    const als = new AsyncLocalStorage<string>()
+    let hits = 0
+    // Every odd request answers 503: each call's first attempt fails and is retried once.
+    const server = await startServer((_req, res) => { sendJson(res, ++hits % 2 === 1 ? 503 : 200, {}) })
+    const inDelay: Array<string | undefined> = []
+    const inScheduled: Array<string | undefined> = []
+    const inAttemptStart: Array<string | undefined> = []
+    const onScheduled = (): void => { inScheduled.push(als.getStore()) }
+    const onAttemptStart = (): void => { inAttemptStart.push(als.getStore()) }
+    diagnosticsChannel.subscribe('fastify-http-services:retry:scheduled', onScheduled)
+    diagnosticsChannel.subscribe('fastify-http-services:attempt:start', onAttemptStart)
+    const services = createHttpServices({
+      services: {
+        up: { baseUrl: server.url, connections: 1, breaker: false, retry: { attempts: 1, delay: () => { inDelay.push(als.getStore()); return 1 } } }
+      }
+    })
+    await services.open()
+    t.teardown(async () => {
+      diagnosticsChannel.unsubscribe('fastify-http-services:retry:scheduled', onScheduled)
+      diagnosticsChannel.unsubscribe('fastify-http-services:attempt:start', onAttemptStart)
+      await services.close()
+      await server.close()
+    })
+
+    const names = ['first', 'second', 'third']
+    for (const store of names) await als.run(store, async () => { await call(services.client('up')) })
+
+    t.equal(server.requests.length, 6, 'each call took two attempts')
+    t.same(inDelay, names, "the retry's delay ran in each call's own context")
+    t.same(inScheduled, names, "the retry:scheduled message was published in each call's own context")
+    t.same(inAttemptStart, ['first', 'first', 'second', 'second', 'third', 'third'], "each attempt, the retried one too, started in its call's context")
+  })
+}
