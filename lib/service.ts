@@ -293,9 +293,10 @@ export class HttpService implements ServiceRuntime {
    * Runs one call through `handler`, counting it in flight until its response (not its body) is back; `finish` (see
    * `finisher`) makes the caller's outcome of the response.
    *
-   * Not an async function, and settled by functions made once per service: a call costs one promise here, no
-   * frame and no closure (an async function's frame is several hundred bytes per call in flight). While something
-   * subscribes to the call's diagnostics channel, the call takes `runPublished` instead.
+   * Not an async function: the chain runs in callback form (`./pipeline/chain`) and reports to one `CallOutcome`,
+   * which settles the caller's promise, the only promise of the call on this level (an async function's frame is
+   * several hundred bytes per call in flight). While something subscribes to the call's diagnostics channel, the
+   * call takes `runPublished` instead.
    */
   run (ctx: CallContext, handler: Chain, finish: Finisher): Promise<HttpResponse> {
     if (this.state !== 'open') {

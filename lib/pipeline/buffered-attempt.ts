@@ -55,7 +55,7 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
   private readonly settings: AttemptSettings
   /** Where the attempt's outcome goes; `kNowhere` once reported. */
   private out: Outcome
-  /** Resolves the promise whose reaction reports the outcome (see `settleInContext`); dropped once used. */
+  /** Resolves the promise whose reaction reports the outcome (see the constructor); dropped once used. */
   private wake: ((attempt: BufferedAttempt) => void) | undefined = undefined
   /** The outcome, between settling and its report. */
   private outcome: HttpResponse | unknown = undefined
