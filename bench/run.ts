@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: this library against raw undici and other clients, interleaved rounds, one table.
- *   --rounds N      rounds per concurrency (default 7)        --duration MS  per client per round (default 1500)
+ *   --rounds N      rounds per concurrency (default 7)        --duration MS  per client per round (default 800)
  *   --quick         1 round of 200 ms, small memory figures (the CI smoke)
  *   --only LIST     comma list of: throughput,e2e,storm,memory
  *   --json FILE     also write every figure as JSON
@@ -22,7 +22,7 @@ function arg (name: string): string | undefined {
 }
 const quick = process.argv.includes('--quick')
 const rounds = Number(arg('--rounds') ?? (quick ? 1 : 7))
-const duration = Number(arg('--duration') ?? (quick ? 200 : 1500))
+const duration = Number(arg('--duration') ?? (quick ? 200 : 800))
 const only = new Set((arg('--only') ?? 'throughput,e2e,storm,memory').split(','))
 const jsonFile = arg('--json')
 const clientFilter = arg('--clients')?.split(',')
@@ -43,19 +43,29 @@ async function throughput (origin: string, report: Record<string, unknown>): Pro
     const samples = new Map<string, Sample[]>(open.map(([n]) => [n, []]))
     const ratios = new Map<string, number[]>(open.map(([n]) => [n, []]))
     const cpuRatios = new Map<string, number[]>(open.map(([n]) => [n, []]))
+    const [floorName, floorClient] = open[0]
+    const others = open.slice(1)
     for (let r = 0; r < rounds; r++) {
-      const round = new Map<string, Sample>()
-      // Rotate the order each round so no client always runs first or last.
-      for (let i = 0; i < open.length; i++) {
-        const [name, c] = open[(i + r) % open.length]
-        round.set(name, await timed(c, duration))
-      }
-      const floor = round.get(open[0][0]) as Sample
-      for (const [name, s] of round) {
+      // The floor runs between every two rows (F A F B F … F), and each row's ratio is taken against the mean of the
+      // floor just before and just after it: this VM's speed drifts within seconds, and a row measured many seconds
+      // away from the floor read up to ±7 % off between two runs. The rows' order rotates each round.
+      let before = await timed(floorClient, duration)
+      const floorSamples = [before]
+      for (let i = 0; i < others.length; i++) {
+        const [name, c] = others[(i + r) % others.length]
+        const s = await timed(c, duration)
+        const after = await timed(floorClient, duration)
+        floorSamples.push(after)
+        const rps = (before.rps + after.rps) / 2
+        const cpuUs = (before.cpuUs + after.cpuUs) / 2
         samples.get(name)?.push(s)
-        ratios.get(name)?.push(s.rps / floor.rps)
-        cpuRatios.get(name)?.push(s.cpuUs / floor.cpuUs)
+        ratios.get(name)?.push(s.rps / rps)
+        cpuRatios.get(name)?.push(s.cpuUs / cpuUs)
+        before = after
       }
+      for (const f of floorSamples) samples.get(floorName)?.push(f)
+      ratios.get(floorName)?.push(1)
+      cpuRatios.get(floorName)?.push(1)
     }
     for (const [, c] of open) await c.close()
     const rows = open.map(([name]) => {
