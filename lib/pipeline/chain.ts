@@ -47,37 +47,32 @@ function pass (out: Outcome, ctx: CallContext, result: HttpResponse | Promise<Ht
   }
 }
 
+/** A step's `response` or `failure`. */
+type StepHook = (value: unknown, ctx: CallContext, below: Next) => HttpResponse | Promise<HttpResponse>
+
 /** The outcome of the call below a step: runs the step's `response` or `failure`, and reports what it makes of it. */
 class StepOutcome implements Outcome {
   constructor (private readonly steps: PolicySteps, private readonly below: Next, private readonly out: Outcome) {}
 
   resolved (ctx: CallContext, res: HttpResponse): void {
     const response = this.steps.response
-    if (response === undefined) {
-      this.out.resolved(ctx, res)
-      return
-    }
-    let result: HttpResponse | Promise<HttpResponse>
-    try {
-      result = response(res, ctx, this.below)
-    } catch (err) {
-      this.out.rejected(ctx, err)
-      return
-    }
-    pass(this.out, ctx, result)
+    if (response === undefined) this.out.resolved(ctx, res)
+    else this.answer(response as StepHook, ctx, res)
   }
 
   rejected (ctx: CallContext, err: unknown): void {
     const failure = this.steps.failure
-    if (failure === undefined) {
-      this.out.rejected(ctx, err)
-      return
-    }
+    if (failure === undefined) this.out.rejected(ctx, err)
+    else this.answer(failure, ctx, err)
+  }
+
+  /** Reports what the step's `hook` makes of the outcome `value` (a throw is a failure). */
+  private answer (hook: StepHook, ctx: CallContext, value: unknown): void {
     let result: HttpResponse | Promise<HttpResponse>
     try {
-      result = failure(err, ctx, this.below)
-    } catch (thrown) {
-      this.out.rejected(ctx, thrown)
+      result = hook(value, ctx, this.below)
+    } catch (err) {
+      this.out.rejected(ctx, err)
       return
     }
     pass(this.out, ctx, result)
