@@ -37,10 +37,13 @@ export const deadline: PolicyFactory = (service, perCall) => {
     return stamp(new TimeoutError(`${describe(target)}: total timeout after ${serviceTotal} ms`), target, { phase: 'total', timeout: serviceTotal })
   })
   service.onClose?.(() => queue.clear())
-  /** The signal this policy set on the call, once the call is back up here (`undefined` if another replaced it). */
+  /**
+   * The signal this policy set on the call, once the call is back up here (only this policy makes a `DeadlineSignal`,
+   * and a call passes one chain). It may have left the queue already (it expired): it is still unlinked.
+   */
   const ownSignal = (ctx: CallContext): DeadlineSignal | undefined => {
     const signal = ctx.signal
-    return signal instanceof DeadlineSignal && signal.queue === queue ? signal : undefined
+    return signal instanceof DeadlineSignal ? signal : undefined
   }
   // Steps (`./chain`): a call under the service's own total timeout goes on with no promise of this policy's.
   const steps: PolicySteps = {
