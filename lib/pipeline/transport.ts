@@ -32,6 +32,11 @@ class Attempt {
   }
 }
 
+/** Fails an attempt with `err` as a typed error of its call (`meta`'s phase timeouts), marked as the attempt's. */
+function rejectAttempt (out: Outcome, ctx: CallContext, meta: ResponseMeta, err: unknown): void {
+  out.rejected(ctx, markFailure(toCallError(err, meta, meta.timeouts), ctx))
+}
+
 /** An attempt's outcome while something subscribes to the attempt channels: published, then reported. */
 class PublishedOutcome implements Outcome {
   constructor (private readonly message: AttemptMessage, private readonly out: Outcome) {}
@@ -95,7 +100,7 @@ class SignalledAttempt extends Attempt implements AbortListener {
     const meta = this.settings.metaOf(this.ctx)
     const out = this.out
     this.out = kNowhere
-    out.rejected(this.ctx, markFailure(toCallError(this.signal.reason, meta, meta.timeouts), this.ctx))
+    rejectAttempt(out, this.ctx, meta, this.signal.reason)
   }
 }
 
@@ -154,8 +159,7 @@ export function transport (service: ServiceRuntime): Layer {
     const signal = ctx.signal
     // undici would hold an aborted request until it has a connection for it (see `SignalledAttempt`).
     if (signal?.aborted === true) {
-      const meta = metaOf(ctx)
-      out.rejected(ctx, markFailure(toCallError(signal.reason, meta, meta.timeouts), ctx))
+      rejectAttempt(out, ctx, metaOf(ctx), signal.reason)
       return
     }
     if (!attemptObserved()) {
@@ -203,10 +207,9 @@ export function transport (service: ServiceRuntime): Layer {
         if (attempt.abandoned) return
         signal?.removeListener('abort', attempt)
       }
-      const meta = metaOf(ctx)
       const to = attempt.out
       attempt.out = kNowhere
-      to.rejected(ctx, markFailure(toCallError(err, meta, meta.timeouts), ctx))
+      rejectAttempt(to, ctx, metaOf(ctx), err)
     }
   }
 
@@ -236,7 +239,7 @@ export function transport (service: ServiceRuntime): Layer {
     attempt.out = kNowhere
     const meta = metaOf(ctx)
     if (err !== null) {
-      out.rejected(ctx, markFailure(toCallError(err, meta, meta.timeouts), ctx))
+      rejectAttempt(out, ctx, meta, err)
       return
     }
     const { statusCode, headers } = data as Dispatcher.ResponseData
