@@ -43,8 +43,10 @@ const clamp = (v: number, lo: number, hi: number): number => Math.min(hi, Math.m
 /** About 20 samples a run, every second for a 20 s run, never more often than 100 ms nor less than every 10 s. */
 const intervalMs = clamp(Math.round(duration / 20 / 100) * 100, 100, 10_000)
 /**
- * An outage every minute, shorter runs scaled down to three; it lasts 30 % of its period, at most 5 s (2 s in a
- * 20 s run): longer than half of the app's 3 s breaker window, so the breakers trip, and past a half-open probe.
+ * An outage every minute, shorter runs scaled down to three; it lasts 30 % of its period, at most 5 s, and at least
+ * 3.5 s (the app's 3 s breaker window and some) where the period allows 70 %: an outage shorter than the window left
+ * the failure rate in it near 50 %, the breakers' threshold, and in the CI's 15 s run (1.5 s outages) the breakers
+ * opened in one run and never in the next. Long enough, they trip, and the outage lasts past a half-open probe.
  * The flaky port is closed for a fifth of every 10 s, or of a fifth of a shorter run.
  */
 const outageEvery = Math.round(clamp(duration / 3, 1000, 60_000))
@@ -52,7 +54,7 @@ const refuseEvery = Math.round(clamp(duration / 5, 200, 10_000))
 const warmupMs = Math.round(clamp(duration / 10, 100, 2000))
 const schedule: FaultSchedule = {
   outageEvery,
-  outageFor: Math.round(Math.min(outageEvery * 0.3, 5000)),
+  outageFor: Math.round(Math.min(Math.max(outageEvery * 0.3, 3500), outageEvery * 0.7, 5000)),
   refuseEvery,
   refuseFor: Math.round(clamp(refuseEvery / 5, 100, 2000)),
   attemptTimeout: 500
