@@ -16,7 +16,7 @@ export const apiNoSdk: ClientFactory = async (origin) => {
   const services = createHttpServices({ services: { up: { baseUrl: origin, connections } } })
   await services.open()
   const client = services.client('up')
-  return { call: async () => await client.getJson('/'), close: async () => { await services.close() } }
+  return { call: () => client.getJson('/'), close: async () => { await services.close() } }
 }
 
 /** An SDK as an app sets one up: batched spans, periodic metrics, both exported nowhere. */
@@ -65,7 +65,7 @@ export const withSdk: ClientFactory = async (origin) => {
   const { tracerProvider, meterProvider, propagator } = sdk
   let client: ReturnType<ReturnType<typeof createHttpServices>['client']> | undefined
   return {
-    call: async () => await (client as NonNullable<typeof client>).getJson('/'),
+    call: () => (client as NonNullable<typeof client>).getJson('/'),
     close: async () => { await sdk.shutdown() },
     measuring: async (run) => await withContext(sdk, async () => {
       const services = createHttpServices({ services: { up: { baseUrl: origin, connections } }, telemetry: { tracerProvider, meterProvider, propagator } })

@@ -121,10 +121,13 @@ export class HttpClient implements ServiceClient {
   private prepare (method: string, path: string, options: CallOptions): Call {
     const downstream = this.#downstream
     const name = this.service
-    if (typeof method !== 'string' || !kMethods.has(method.toUpperCase())) {
-      throw new InvalidRequestError(`${name}: unsupported method ${JSON.stringify(method)}`)
+    // The verbs and helpers pass an upper-case literal: only a method the caller wrote is upper-cased (a new string).
+    if (!kMethods.has(method)) {
+      if (typeof method !== 'string' || !kMethods.has(method.toUpperCase())) {
+        throw new InvalidRequestError(`${name}: unsupported method ${JSON.stringify(method)}`)
+      }
+      method = method.toUpperCase()
     }
-    method = method.toUpperCase()
     if (options !== kNoOptions) checkOptionNames(name, options)
     const target = buildPath(name, downstream.options.basePath, path, options)
     let { headers, copied } = mergeHeaders(name, this.#headers, options.headers)

@@ -32,9 +32,17 @@ function forbidden (service: string, path: string, why: string): never {
   throw e
 }
 
+/**
+ * `false` when `path` cannot hold a dot segment: each of `kDot`'s forms holds a `.` or a `%`. Two scans of the path
+ * spare most calls' paths (`/users/42`) the long regex, which took about as long as the rest of building the target.
+ */
+function mayHoldDotSegment (path: string): boolean {
+  return path.indexOf('.') !== -1 || path.indexOf('%') !== -1
+}
+
 /** `false` for a target holding a raw bad character or a dot segment (raw or encoded): used on redirect targets. */
 export function isSafeTarget (path: string): boolean {
-  return !kBadPathChar.test(path) && !kDotSegment.test(path)
+  return !kBadPathChar.test(path) && !(mayHoldDotSegment(path) && kDotSegment.test(path))
 }
 
 /**
@@ -58,7 +66,7 @@ export function buildPath (service: string, basePath: string, path: string, opti
 
   const params = options?.params
   if (params !== undefined) path = fillParams(service, path, params)
-  if (kDotSegment.test(path)) forbidden(service, path, 'dot segments ("." or "..") could escape the base path')
+  if (mayHoldDotSegment(path) && kDotSegment.test(path)) forbidden(service, path, 'dot segments ("." or "..") could escape the base path')
 
   if (path.length === 0 && basePath.length === 0) path = '/'
   const query = options?.query

@@ -1,11 +1,11 @@
 import type { Dispatcher } from 'undici'
 import { performance } from 'node:perf_hooks'
-import { Readable } from 'node:stream'
 import { discardRequestBody } from './call'
 import { CallSignal } from './call-signal'
 import type { ResolvedService } from './config/resolved'
 import { fixedAuthHeader } from './config/options/auth'
 import { callChannel } from './diagnostics/channels'
+import type { CallMessage } from './diagnostics/messages'
 import { callResponded, endCall, startCall } from './diagnostics/publish'
 import { createDispatcher, poolMadeOnFirstCall } from './dispatcher'
 import {
@@ -24,7 +24,7 @@ import { buildChain, perCallRouting, type Chain, type PerCallRouting } from './p
 import { transport } from './pipeline/transport'
 import { sharedClosedError } from './transport-errors'
 import { UnreadBodies } from './unread-body'
-import { kBreakerView, type BreakerView, type CallContext, type Logger, type Next, type Outcome, type ServiceClient, type ServiceCounters, type ServiceRuntime } from './pipeline/types'
+import { kBreakerView, type BreakerView, type CallContext, type Logger, type Outcome, type ServiceClient, type ServiceCounters, type ServiceRuntime } from './pipeline/types'
 import type { HttpResponse } from './response'
 import type { RedisConnection } from './redis/connection'
 import type { RedisStats } from './redis/stats'
@@ -125,6 +125,54 @@ class CallOutcome implements Outcome {
     } catch (thrown) {
       this.reject(thrown)
     }
+  }
+}
+
+/**
+ * `CallOutcome` of a call published on the call's TracingChannel (`HttpService.runPublished`): the same settling, with
+ * the call's message told the response (`callResponded`) and the call's end published (`endCall`) once the caller's
+ * outcome is known, just before the caller's promise settles with it.
+ */
+class PublishedCallOutcome implements Outcome {
+  constructor (
+    private readonly message: CallMessage,
+    private readonly finish: Finisher,
+    private readonly failed: (err: unknown) => never,
+    private readonly resolve: (value: HttpResponse) => void,
+    private readonly reject: (err: unknown) => void
+  ) {}
+
+  resolved (_ctx: CallContext, res: HttpResponse): void {
+    callResponded(this.message, res)
+    let outcome: HttpResponse | Promise<HttpResponse>
+    try {
+      outcome = this.finish(res)
+    } catch (err) {
+      this.fail(err)
+      return
+    }
+    // A body the transport left as a stream is read now (rare): its end is the call's.
+    if (outcome instanceof Promise) outcome.then((value) => { this.succeed(value) }, (err: unknown) => { this.fail(err) })
+    else this.succeed(outcome)
+  }
+
+  rejected (ctx: CallContext, err: unknown): void {
+    discardRequestBody(ctx.body)
+    try {
+      this.failed(err)
+    } catch (thrown) {
+      this.fail(thrown)
+    }
+  }
+
+  private succeed (value: HttpResponse): void {
+    endCall(this.message, false, undefined)
+    this.resolve(value)
+  }
+
+  private fail (err: unknown): void {
+    endCall(this.message, true, err)
+    this.reject(err)
   }
 }
 
@@ -303,7 +351,7 @@ export class HttpService implements ServiceRuntime {
       discardRequestBody(ctx.body)
       return Promise.reject(this.closedError(ctx))
     }
-    if (callChannel.hasSubscribers) return this.runPublished(ctx, handler.next, finish)
+    if (callChannel.hasSubscribers) return this.runPublished(ctx, handler, finish)
     const c = this.counters
     c.requests++
     c.inFlight++
@@ -313,45 +361,21 @@ export class HttpService implements ServiceRuntime {
   }
 
   /**
-   * `run`, published on the call's TracingChannel (`./diagnostics/channels`): `start` runs the call with the stores
-   * subscribers bound to it, so its async work inherits them; the outcome is published once the caller's is known.
-   * Closures here are fine: only calls made while something subscribes pay for them.
+   * `run`, published on the call's TracingChannel (`./diagnostics/channels`): `start` runs the chain with the stores
+   * subscribers bound to it, so its async work inherits them (the transport's report of each attempt too); the
+   * outcome is published once the caller's is known, before the caller's promise settles. In callback form, as `run`:
+   * a `PublishedCallOutcome` in place of the promise stages it took before (about a fifth of what publishing cost).
    */
-  private runPublished (ctx: CallContext, handler: Next, finish: Finisher): Promise<HttpResponse> {
+  private runPublished (ctx: CallContext, handler: Chain, finish: Finisher): Promise<HttpResponse> {
     const message = startCall(ctx)
-    const answered = callChannel.start.runStores(message, this.enter, this, ctx, handler)
-    callChannel.end.publish(message)
-    return this.complete(ctx, answered.then((res) => callResponded(message, res)), finish).then((outcome) => {
-      endCall(message, false, undefined)
-      return outcome
-    }, (err: unknown) => {
-      endCall(message, true, err)
-      throw err
-    })
-  }
-
-  /** Counts the call (and in flight) and hands it to the chain. Never throws: a throwing policy rejects. */
-  private enter (ctx: CallContext, handler: Next): Promise<HttpResponse> {
     const c = this.counters
     c.requests++
     c.inFlight++
-    try {
-      return handler(ctx)
-    } catch (err) {
-      return Promise.reject(err)
-    }
-  }
-
-  /** The caller's outcome of the chain's answer: `finish` of the response, or the error, counted. */
-  private complete (ctx: CallContext, answered: Promise<HttpResponse>, finish: Finisher): Promise<HttpResponse> {
-    // A stream body (rare: a closure for it is fine) is destroyed when the call fails, wherever it failed.
-    if (ctx.body instanceof Readable) {
-      return answered.then(finish, (err: unknown) => {
-        discardRequestBody(ctx.body)
-        return this.failed(err)
-      })
-    }
-    return answered.then(finish, this.failed)
+    return new Promise<HttpResponse>((resolve, reject) => {
+      const out = new PublishedCallOutcome(message, finish, this.failed, resolve, reject)
+      callChannel.start.runStores(message, handler.layer, undefined, ctx, out)
+      callChannel.end.publish(message)
+    })
   }
 
   /** `finisher(false, false)`: the response as it is. */

@@ -33,6 +33,12 @@ function report (attempt: BufferedAttempt): void {
   attempt.reportOutcome()
 }
 
+/** The executor of every attempt's promise: hands over its resolving function (no closure per attempt). */
+let woken: ((attempt: BufferedAttempt) => void) | undefined
+function takeResolve (resolve: (attempt: BufferedAttempt) => void): void {
+  woken = resolve
+}
+
 function infoTimedOut (attempt: BufferedAttempt): void {
   attempt.onInfoTimeout()
 }
@@ -87,7 +93,9 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
     // call's: the outcome is reported from a promise reaction made here, in the call's context, so whatever runs on
     // it (a retry, its log line, the next attempt's span) sees the caller's AsyncLocalStorage stores, as a chain of
     // promise stages did. One promise per attempt; undici's own `request()` pays an AsyncResource for the same.
-    new Promise<BufferedAttempt>((resolve) => { this.wake = resolve }).then(report)
+    new Promise<BufferedAttempt>(takeResolve).then(report)
+    this.wake = woken
+    woken = undefined
     const signal = ctx.signal
     this.signal = signal
     if (signal !== undefined) signal.on('abort', this)

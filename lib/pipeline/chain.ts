@@ -119,10 +119,9 @@ export function isSteps (policy: Policy | PolicySteps): policy is PolicySteps {
   return typeof policy !== 'function'
 }
 
-/** A chain: its callback form (what `HttpService.run` drives) and the same chain as a promise function. */
+/** A chain, in callback form (what `HttpService.run` drives). */
 export interface Chain {
   readonly layer: Layer
-  readonly next: Next
 }
 
 /** Composes `policies` (outermost first) around `transport` into one chain. */
@@ -132,7 +131,7 @@ export function compose (policies: ReadonlyArray<Policy | PolicySteps>, transpor
     const policy = policies[i]
     layer = isSteps(policy) ? stepsLayer(policy, layer) : policyLayer(policy, layer)
   }
-  return { layer, next: toNext(layer) }
+  return { layer }
 }
 
 /**
