@@ -189,6 +189,8 @@ export const clients: Array<[name: string, factory: ClientFactory]> = [
   ['fastify-http-services, default + no-op subscribers', withNoopSubscribers(library({}))],
   ['fastify-http-services, default + status page open', withStatusPage],
   ['fastify-http-services, default without breaker', library({ breaker: false })],
+  // The floor's request on the wire: the default asks for compressed bodies (`accept-encoding`), which the floor does not.
+  ['fastify-http-services, default + decompress: false', library({ decompress: false })],
   ['fastify-http-services, default + bearer (fixed)', library({ auth: { bearer: 'bench-token' } })],
   ['fastify-http-services, default + oauth2 (cached token)', withOAuth2()],
   ['fastify-http-services, all policies', library(allPolicies)],

