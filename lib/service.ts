@@ -6,7 +6,7 @@ import type { ResolvedService } from './config/resolved'
 import { fixedAuthHeader } from './config/options/auth'
 import { callChannel } from './diagnostics/channels'
 import type { CallMessage } from './diagnostics/messages'
-import { callResponded, endCall, startCall } from './diagnostics/publish'
+import { callResponded, endCall, runCallStart, startCall } from './diagnostics/publish'
 import { createDispatcher, poolMadeOnFirstCall } from './dispatcher'
 import {
   BulkheadRejectedError,
@@ -372,9 +372,7 @@ export class HttpService implements ServiceRuntime {
     c.requests++
     c.inFlight++
     return new Promise<HttpResponse>((resolve, reject) => {
-      const out = new PublishedCallOutcome(message, finish, this.failed, resolve, reject)
-      callChannel.start.runStores(message, handler.layer, undefined, ctx, out)
-      callChannel.end.publish(message)
+      runCallStart(message, handler.layer, ctx, new PublishedCallOutcome(message, finish, this.failed, resolve, reject))
     })
   }
 

@@ -147,14 +147,14 @@ export class AttemptMessage extends CallEvent {
   #request: OutgoingRequest | null
   #ownHeaders = false
 
-  constructor (call: CallMessage, ctx: CallContext, upstream: string | undefined, request: OutgoingRequest) {
+  constructor (call: CallMessage, ctx: CallContext, upstream: string | undefined, request: OutgoingRequest, startedAt: number) {
     super(call)
     this.attempt = ctx.attempt
     this.method = ctx.method
     this.path = redactPath(ctx.path)
     this.upstream = upstream
     this.#request = request
-    this.startedAt = performance.now()
+    this.startedAt = startedAt
   }
 
   /**

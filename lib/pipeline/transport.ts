@@ -3,7 +3,7 @@ import { emptyBody } from '../body-done'
 import type { AbortListener, CallSignal } from '../call-signal'
 import { decodeResponse } from '../decompress'
 import type { AttemptMessage, OutgoingRequest } from '../diagnostics/messages'
-import { attemptEnded, attemptFailed, attemptObserved, startAttempt } from '../diagnostics/publish'
+import { attemptEnded, attemptFailed, attemptObserved, reportAttemptEnd, startAttempt } from '../diagnostics/publish'
 import { ClientClosedError } from '../errors'
 import { HttpResponse, type ResponseMeta } from '../response'
 import { toCallError } from '../transport-errors'
@@ -43,12 +43,12 @@ class PublishedOutcome implements Outcome {
 
   resolved (ctx: CallContext, res: HttpResponse): void {
     attemptEnded(this.message, res)
-    this.out.resolved(ctx, res)
+    reportAttemptEnd(this.message, this.out, ctx, res, false)
   }
 
   rejected (ctx: CallContext, err: unknown): void {
     attemptFailed(this.message, err)
-    this.out.rejected(ctx, err)
+    reportAttemptEnd(this.message, this.out, ctx, err, true)
   }
 }
 
