@@ -114,9 +114,9 @@ class SignalledAttempt extends Attempt implements AbortListener {
  * `request()`, whose body stream is what they hand over.
  *
  * This runs for every attempt of every call, so it is written for the hot path: a layer of the chain in callback form
- * (`./chain`: it reports to `out`, with no promise of its own but the one `BufferedAttempt` needs for the call's async
- * context), undici's callback API (no promise of undici's own), and the response's description (`meta`) made once
- * the answer is in, not held while waiting.
+ * (`./chain`: it reports to `out`, with no promise of its own; `BufferedAttempt` is the AsyncResource that puts the
+ * report back in the call's async context), undici's callback API (no promise of undici's own), and the response's
+ * description (`meta`) made once the answer is in, not held while waiting.
  */
 export function transport (service: ServiceRuntime): Layer {
   const { origins, maxResponseSize, timeout, decompress } = service.options
