@@ -97,24 +97,37 @@ export type Finisher = (res: HttpResponse) => HttpResponse | Promise<HttpRespons
 /**
  * Where a call's chain reports its end (`run`): the caller's promise, settled with `finish` of the response, or with
  * the error (counted by `failed`, which throws it). One object per call, in place of a promise reaction.
+ *
+ * With `message` (a call published on the call's TracingChannel, `HttpService.runPublished`), the message is told the
+ * response (`callResponded`), and the call's end is published (`endCall`) once the caller's outcome is known, just
+ * before the caller's promise settles with it.
  */
 class CallOutcome implements Outcome {
   constructor (
     private readonly finish: Finisher,
     private readonly failed: (err: unknown) => never,
     private readonly resolve: (value: HttpResponse | Promise<HttpResponse>) => void,
-    private readonly reject: (err: unknown) => void
+    private readonly reject: (err: unknown) => void,
+    private readonly message: CallMessage | undefined
   ) {}
 
   resolved (_ctx: CallContext, res: HttpResponse): void {
+    const message = this.message
+    if (message !== undefined) callResponded(message, res)
     let outcome: HttpResponse | Promise<HttpResponse>
     try {
       outcome = this.finish(res)
     } catch (err) {
-      this.reject(err)
+      this.fail(err)
       return
     }
-    this.resolve(outcome)
+    if (message === undefined) {
+      this.resolve(outcome)
+      return
+    }
+    // A body the transport left as a stream is read now (rare): its end is the call's.
+    if (outcome instanceof Promise) outcome.then((value) => { this.published(message, value) }, (err: unknown) => { this.fail(err) })
+    else this.published(message, outcome)
   }
 
   rejected (ctx: CallContext, err: unknown): void {
@@ -123,55 +136,17 @@ class CallOutcome implements Outcome {
     try {
       this.failed(err)
     } catch (thrown) {
-      this.reject(thrown)
-    }
-  }
-}
-
-/**
- * `CallOutcome` of a call published on the call's TracingChannel (`HttpService.runPublished`): the same settling, with
- * the call's message told the response (`callResponded`) and the call's end published (`endCall`) once the caller's
- * outcome is known, just before the caller's promise settles with it.
- */
-class PublishedCallOutcome implements Outcome {
-  constructor (
-    private readonly message: CallMessage,
-    private readonly finish: Finisher,
-    private readonly failed: (err: unknown) => never,
-    private readonly resolve: (value: HttpResponse) => void,
-    private readonly reject: (err: unknown) => void
-  ) {}
-
-  resolved (_ctx: CallContext, res: HttpResponse): void {
-    callResponded(this.message, res)
-    let outcome: HttpResponse | Promise<HttpResponse>
-    try {
-      outcome = this.finish(res)
-    } catch (err) {
-      this.fail(err)
-      return
-    }
-    // A body the transport left as a stream is read now (rare): its end is the call's.
-    if (outcome instanceof Promise) outcome.then((value) => { this.succeed(value) }, (err: unknown) => { this.fail(err) })
-    else this.succeed(outcome)
-  }
-
-  rejected (ctx: CallContext, err: unknown): void {
-    discardRequestBody(ctx.body)
-    try {
-      this.failed(err)
-    } catch (thrown) {
       this.fail(thrown)
     }
   }
 
-  private succeed (value: HttpResponse): void {
-    endCall(this.message, false, undefined)
+  private published (message: CallMessage, value: HttpResponse): void {
+    endCall(message, false, undefined)
     this.resolve(value)
   }
 
   private fail (err: unknown): void {
-    endCall(this.message, true, err)
+    if (this.message !== undefined) endCall(this.message, true, err)
     this.reject(err)
   }
 }
@@ -356,7 +331,7 @@ export class HttpService implements ServiceRuntime {
     c.requests++
     c.inFlight++
     return new Promise<HttpResponse>((resolve, reject) => {
-      handler.layer(ctx, new CallOutcome(finish, this.failed, resolve, reject))
+      handler.layer(ctx, new CallOutcome(finish, this.failed, resolve, reject, undefined))
     })
   }
 
@@ -364,7 +339,7 @@ export class HttpService implements ServiceRuntime {
    * `run`, published on the call's TracingChannel (`./diagnostics/channels`): `start` runs the chain with the stores
    * subscribers bound to it, so its async work inherits them (the transport's report of each attempt too); the
    * outcome is published once the caller's is known, before the caller's promise settles. In callback form, as `run`:
-   * a `PublishedCallOutcome` in place of the promise stages it took before (about a fifth of what publishing cost).
+   * a `CallOutcome` with the call's message in place of the promise stages it took before (about a fifth of what publishing cost).
    */
   private runPublished (ctx: CallContext, handler: Chain, finish: Finisher): Promise<HttpResponse> {
     const message = startCall(ctx)
@@ -372,7 +347,7 @@ export class HttpService implements ServiceRuntime {
     c.requests++
     c.inFlight++
     return new Promise<HttpResponse>((resolve, reject) => {
-      runCallStart(message, handler.layer, ctx, new PublishedCallOutcome(message, finish, this.failed, resolve, reject))
+      runCallStart(message, handler.layer, ctx, new CallOutcome(finish, this.failed, resolve, reject, message))
     })
   }
 

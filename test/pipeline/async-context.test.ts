@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import diagnosticsChannel from 'node:diagnostics_channel'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createHttpServices } from '../../index'
 import { sendJson, startServer } from '../helpers/server'
 
@@ -12,6 +12,15 @@ import { sendJson, startServer } from '../helpers/server'
  * One connection, so every call after the first reuses the connection the first one opened.
  */
 
+/** The AsyncLocalStorage store each message of `channel` is published in, recorded until the test ends. */
+function storesOn (t: Test, als: AsyncLocalStorage<string>, channel: string): Array<string | undefined> {
+  const seen: Array<string | undefined> = []
+  const onMessage = (): void => { seen.push(als.getStore()) }
+  diagnosticsChannel.subscribe(channel, onMessage)
+  t.teardown(() => { diagnosticsChannel.unsubscribe(channel, onMessage) })
+  return seen
+}
+
 for (const [name, call] of [
   ['getJson (the buffered attempt)', async (client: ReturnType<ReturnType<typeof createHttpServices>['client']>) => await client.getJson('/')],
   ['get() (undici request())', async (client: ReturnType<ReturnType<typeof createHttpServices>['client']>) => { await (await client.get('/')).dump() }]
@@ -22,12 +31,8 @@ for (const [name, call] of [
     // Every odd request answers 503: each call's first attempt fails and is retried once.
     const server = await startServer((_req, res) => { sendJson(res, ++hits % 2 === 1 ? 503 : 200, {}) })
     const inDelay: Array<string | undefined> = []
-    const inScheduled: Array<string | undefined> = []
-    const inAttemptStart: Array<string | undefined> = []
-    const onScheduled = (): void => { inScheduled.push(als.getStore()) }
-    const onAttemptStart = (): void => { inAttemptStart.push(als.getStore()) }
-    diagnosticsChannel.subscribe('fastify-http-services:retry:scheduled', onScheduled)
-    diagnosticsChannel.subscribe('fastify-http-services:attempt:start', onAttemptStart)
+    const inScheduled = storesOn(t, als, 'fastify-http-services:retry:scheduled')
+    const inAttemptStart = storesOn(t, als, 'fastify-http-services:attempt:start')
     const services = createHttpServices({
       services: {
         up: { baseUrl: server.url, connections: 1, breaker: false, retry: { attempts: 1, delay: () => { inDelay.push(als.getStore()); return 1 } } }
@@ -35,8 +40,6 @@ for (const [name, call] of [
     })
     await services.open()
     t.teardown(async () => {
-      diagnosticsChannel.unsubscribe('fastify-http-services:retry:scheduled', onScheduled)
-      diagnosticsChannel.unsubscribe('fastify-http-services:attempt:start', onAttemptStart)
       await services.close()
       await server.close()
     })
@@ -54,17 +57,11 @@ for (const [name, call] of [
 t.test('a call that waited for a bulkhead slot goes on in its own context, not in that of the call that freed the slot', async (t) => {
   const als = new AsyncLocalStorage<string>()
   const server = await startServer((_req, res) => { setTimeout(() => { sendJson(res, 200, {}) }, 20) })
-  const inAttemptStart: Array<string | undefined> = []
-  const inAdmitted: Array<string | undefined> = []
-  const onAttemptStart = (): void => { inAttemptStart.push(als.getStore()) }
-  const onAdmitted = (): void => { inAdmitted.push(als.getStore()) }
-  diagnosticsChannel.subscribe('fastify-http-services:attempt:start', onAttemptStart)
-  diagnosticsChannel.subscribe('fastify-http-services:bulkhead:admitted', onAdmitted)
+  const inAttemptStart = storesOn(t, als, 'fastify-http-services:attempt:start')
+  const inAdmitted = storesOn(t, als, 'fastify-http-services:bulkhead:admitted')
   const services = createHttpServices({ services: { up: { baseUrl: server.url, breaker: false, bulkhead: { maxConcurrent: 1, maxQueue: 5 } } } })
   await services.open()
   t.teardown(async () => {
-    diagnosticsChannel.unsubscribe('fastify-http-services:attempt:start', onAttemptStart)
-    diagnosticsChannel.unsubscribe('fastify-http-services:bulkhead:admitted', onAdmitted)
     await services.close()
     await server.close()
   })
