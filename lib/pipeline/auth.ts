@@ -2,10 +2,12 @@ import { OAuth2TokenSource } from '../auth/oauth2'
 import { AuthError, InvalidRequestError, stamp } from '../errors'
 import type { CallOptions } from '../client-types'
 import type { HttpResponse } from '../response'
-import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
+import type { CallContext, Next, Policy, PolicyFactory, PolicySteps, ServiceRuntime } from './types'
 
 /** CR, LF and NUL end or corrupt a header line. */
 const kBadHeaderValue = /[\r\n\0]/
+
+const kBearer = 'Bearer '
 
 /**
  * The service's credentials on each attempt, and a call's own `token` / `auth: false` over them (priority: call
@@ -46,25 +48,48 @@ function callOnly (preset: string | undefined): Policy {
   }
 }
 
-function bearerFunction (fn: () => string | Promise<string>): Policy {
-  return async (ctx, next) => {
-    const o = ctx.options
-    if (o.token !== undefined || o.auth !== undefined) return await overriddenThen(ctx, next, undefined)
-    if (o.headers === undefined || !callSetsHeader(o.headers, 'authorization')) {
+/**
+ * A `bearer` function, called as each attempt goes down. A function that answers with a string right away costs the
+ * call no promise (the chain goes on below at once); one that answers with a promise is waited for (bounded by the
+ * call's signal: a token fetch may be shared and go on, no call waits past its own limits).
+ */
+function bearerFunction (fn: () => string | Promise<string>): PolicySteps {
+  return {
+    enter (ctx, below) {
+      const o = ctx.options
+      if (o.token !== undefined || o.auth !== undefined) return overriddenThen(ctx, below, undefined)
+      if (o.headers !== undefined && callSetsHeader(o.headers, 'authorization')) return undefined
       let token: unknown
       try {
-        token = await untilAborted(ctx, Promise.resolve().then(fn))
+        token = fn()
       } catch (err) {
-        if (ctx.signal?.aborted === true) throw err // the call's own timeout or abort, not the function's failure
         throw authError(ctx, 'the auth.bearer function failed', err)
       }
-      if (typeof token !== 'string' || token === '' || kBadHeaderValue.test(token)) {
-        throw authError(ctx, 'the auth.bearer function gave no usable token (expected a non-empty string without CR, LF or NUL)')
+      if (!isThenable(token)) {
+        ctx.setHeader('authorization', `Bearer ${usableBearer(ctx, token)}`)
+        return undefined
       }
-      ctx.setHeader('authorization', `Bearer ${token}`)
+      return untilAborted(ctx, Promise.resolve(token)).then((fetched) => {
+        ctx.setHeader('authorization', `Bearer ${usableBearer(ctx, fetched)}`)
+        return below(ctx)
+      }, (err: unknown) => {
+        if (ctx.signal?.aborted === true) throw err // the call's own timeout or abort, not the function's failure
+        throw authError(ctx, 'the auth.bearer function failed', err)
+      })
     }
-    return await next(ctx)
   }
+}
+
+function isThenable (value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function'
+}
+
+/** What a `bearer` function gave, if it can be sent; else the call fails with an `AuthError`. */
+function usableBearer (ctx: CallContext, token: unknown): string {
+  if (typeof token !== 'string' || token === '' || kBadHeaderValue.test(token)) {
+    throw authError(ctx, 'the auth.bearer function gave no usable token (expected a non-empty string without CR, LF or NUL)')
+  }
+  return token
 }
 
 /** The service's OAuth2 token source, one for both of its chains, closed with the service. */
@@ -86,15 +111,25 @@ function tokenSource (service: ServiceRuntime): OAuth2TokenSource {
  * only if it is still the cached one: a concurrent call may have replaced it already. A second 401 is the answer, and
  * so is a 401 the source says a resend cannot help (`invalidate`: moments after another 401 dropped a token).
  */
-function oauth2 (source: OAuth2TokenSource): Policy {
-  // Not an async function: a call with a cached token pays one promise stage (the 401 check), not an async frame.
-  return (ctx, next) => {
-    const o = ctx.options
-    if (o.token !== undefined || o.auth !== undefined) return overriddenThen(ctx, next, undefined)
-    if (o.headers !== undefined && callSetsHeader(o.headers, 'authorization')) return next(ctx)
-    const token = source.token()
-    if (typeof token === 'string') return sendWithToken(ctx, next, source, token)
-    return stamped(ctx, token).then((fetched) => sendWithToken(ctx, next, source, fetched))
+function oauth2 (source: OAuth2TokenSource): PolicySteps {
+  // Steps, not a promise stage: a call with a cached token goes on below at once, and only a 401 takes a promise.
+  return {
+    enter (ctx, below) {
+      const o = ctx.options
+      if (o.token !== undefined || o.auth !== undefined) return overriddenThen(ctx, below, undefined)
+      // The call's own header is sent as it is, and its 401 is the answer (`response` is not called for it).
+      if (o.headers !== undefined && callSetsHeader(o.headers, 'authorization')) return below(ctx)
+      const token = source.token()
+      if (typeof token !== 'string') return stamped(ctx, token).then((fetched) => sendWithToken(ctx, below, source, fetched))
+      ctx.setHeader('authorization', `Bearer ${token}`)
+      return undefined
+    },
+    response (res, ctx, below) {
+      if (res.status !== 401) return res
+      // The token this attempt sent: the header `enter` set (nothing below changes it).
+      const sent = ctx.headers.authorization
+      return resendOn401(ctx, below, source, sent === undefined ? '' : sent.slice(kBearer.length), res)
+    }
   }
 }
 
