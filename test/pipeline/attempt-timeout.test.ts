@@ -91,3 +91,26 @@ t.test('a fast answer read to the end leaves no timer behind', async (t) => {
   await new Promise((resolve) => setImmediate(resolve))
   t.equal(timers(), baseline, 'no attempt timer outlives its body')
 })
+
+t.test('attempts started at different times each get the whole limit, and each is aborted when it runs out', async (t) => {
+  const open = new Set<import('node:http').ServerResponse>()
+  const server = await startServer((_req, res) => { open.add(res); res.once('close', () => open.delete(res)) })
+  const services = createHttpServices({ services: { api: { baseUrl: server.url, retry: false, timeout: { attempt: 150 } } } })
+  await services.open()
+  t.teardown(async () => { await services.close(); await server.close() })
+  const started = performance.now()
+  const calls = [0, 40, 80].map(async (delay) => {
+    await new Promise((resolve) => setTimeout(resolve, delay))
+    const t0 = performance.now()
+    const err = await services.client('api').getJson('/hang').then(() => undefined, (e: unknown) => e)
+    return { err, took: performance.now() - t0 }
+  })
+  const results = await Promise.all(calls)
+  for (const [i, { err, took }] of results.entries()) {
+    t.match(err, { code: 'HTTP_SERVICES_ERR_TIMEOUT', phase: 'attempt', timeout: 150 }, `call ${i} failed on its attempt limit`)
+    // Timers fire a little early or late; an earlier attempt's expiry must not cut a later one short.
+    t.ok(took >= 140, `call ${i} had its whole limit (${took.toFixed(0)} ms)`)
+  }
+  t.ok(performance.now() - started < 2000, 'every attempt was aborted on time')
+  await waitUntil('the server sees every request closed', () => open.size === 0)
+})
