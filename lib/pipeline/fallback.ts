@@ -12,10 +12,10 @@ import {
 import { HttpResponse } from '../response'
 import { syntheticResponse } from '../synthetic-response'
 import { isFailureStatus } from './failure-status'
-import type { CallContext, Next, Policy, PolicyFactory, ServiceRuntime } from './types'
+import type { CallContext, PolicyFactory, PolicySteps, ServiceRuntime } from './types'
 
 interface FallbackState {
-  policy: Policy
+  policy: PolicySteps
   /** Fallbacks that produced the call's response. */
   served: number
   /** Fallbacks that threw (rethrowing the call's error or another): the call failed all the same. */
@@ -80,21 +80,23 @@ function createFallback (service: ServiceRuntime, own: Fallback | undefined): Fa
   const created: FallbackState = {
     served: 0,
     failed: 0,
-    policy: async (ctx: CallContext, next: Next): Promise<HttpResponse> => {
-      const fn = ctx.options.fallback ?? own
-      if (fn === undefined) return next(ctx)
-      let res: HttpResponse
-      try {
-        res = await next(ctx)
-      } catch (err) {
-        if (!servesFallback(err)) throw err
+    // Steps (`./chain`): a call answered well goes back up with no promise of this policy's.
+    policy: {
+      enter: () => undefined,
+      response (res: HttpResponse, ctx: CallContext): HttpResponse | Promise<HttpResponse> {
+        const fn = ctx.options.fallback ?? own
+        if (fn === undefined || !isFailureStatus(res.status) || !(ctx.options.throwHttpErrors ?? throwHttpErrors)) return res
+        return statusError(res, passthroughStatus).then((err) => {
+          publishFallbackServed(ctx, err, res.status)
+          return serve(fn, err, ctx)
+        })
+      },
+      failure (err: unknown, ctx: CallContext): Promise<HttpResponse> {
+        const fn = ctx.options.fallback ?? own
+        if (fn === undefined || !servesFallback(err)) throw err
         publishFallbackServed(ctx, err)
         return serve(fn, err, ctx)
       }
-      if (!isFailureStatus(res.status) || !(ctx.options.throwHttpErrors ?? throwHttpErrors)) return res
-      const err = await statusError(res, passthroughStatus)
-      publishFallbackServed(ctx, err, res.status)
-      return serve(fn, err, ctx)
     }
   }
   service.addStats('fallback', () => ({ served: created.served, failed: created.failed }))
