@@ -1,6 +1,6 @@
 import type { HttpResponse } from '../response'
 import { isSafeTarget } from '../request-target'
-import type { CallContext, Next, PolicyFactory } from './types'
+import type { CallContext, Next, PolicyFactory, PolicySteps } from './types'
 
 const kRedirects = new Set([301, 302, 303, 307, 308])
 
@@ -30,27 +30,35 @@ export const redirect: PolicyFactory = (service) => {
   const max = service.options.followRedirects
   if (max <= 0) return undefined
   const { basePath } = service.options
-  return async (ctx: CallContext, next: Next): Promise<HttpResponse> => {
-    let res = await next(ctx)
-    for (let hops = 0; hops < max && kRedirects.has(res.status); hops++) {
-      const location = res.headers.location
-      if (typeof location !== 'string') return res
-      const path = sameOriginPath(location, res.meta.origin, ctx.path, basePath)
-      if (path === undefined) return res
-      const asGet = res.status === 303 || ((res.status === 301 || res.status === 302) && ctx.method === 'POST')
-      if (!asGet && !ctx.replayable && ctx.body !== null) return res
-      await res.discard()
-      ctx.path = path
-      if (asGet) {
-        ctx.method = ctx.method === 'HEAD' ? 'HEAD' : 'GET'
-        ctx.body = null
-        if (ctx.headers['content-type'] !== undefined || ctx.headers['content-length'] !== undefined) {
-          const { 'content-type': _t, 'content-length': _l, ...rest } = ctx.headers
-          ctx.headers = rest
-        }
-      }
-      res = await next(ctx)
-    }
-    return res
+  // Steps (`./chain`): an answer that is no redirect goes back up with no promise of this policy's.
+  const steps: PolicySteps = {
+    enter: () => undefined,
+    response: (res, ctx, below) => kRedirects.has(res.status) ? follow(res, ctx, below, max, basePath) : res
   }
+  return steps
+}
+
+/** Follows the redirect `first` and those after it, up to `max` hops in all. */
+async function follow (first: HttpResponse, ctx: CallContext, next: Next, max: number, basePath: string): Promise<HttpResponse> {
+  let res = first
+  for (let hops = 0; hops < max && kRedirects.has(res.status); hops++) {
+    const location = res.headers.location
+    if (typeof location !== 'string') return res
+    const path = sameOriginPath(location, res.meta.origin, ctx.path, basePath)
+    if (path === undefined) return res
+    const asGet = res.status === 303 || ((res.status === 301 || res.status === 302) && ctx.method === 'POST')
+    if (!asGet && !ctx.replayable && ctx.body !== null) return res
+    await res.discard()
+    ctx.path = path
+    if (asGet) {
+      ctx.method = ctx.method === 'HEAD' ? 'HEAD' : 'GET'
+      ctx.body = null
+      if (ctx.headers['content-type'] !== undefined || ctx.headers['content-length'] !== undefined) {
+        const { 'content-type': _t, 'content-length': _l, ...rest } = ctx.headers
+        ctx.headers = rest
+      }
+    }
+    res = await next(ctx)
+  }
+  return res
 }
