@@ -112,10 +112,13 @@ export class HttpClient implements ServiceClient {
       ? downstream.perCall
       : downstream.handler
     const finish = downstream.finisher(json, options.throwHttpErrors ?? downstream.options.throwHttpErrors)
+    // The signal following the caller's, taken before the chain runs: a policy may put a signal of its own in its
+    // place (the total timeout's, an attempt's), which is not the one linked to the caller's.
+    const signal = call.signal
     const promise = downstream.run(call, handler, finish)
     if (options.signal === undefined) return promise
     // A *Json call's body was read in the pipeline: its signal is done with once the call settles.
-    return json ? unlinkWhenSettled(promise, call.signal as CallSignal) : unlinkWhenDone(promise, call.signal as CallSignal)
+    return json ? unlinkWhenSettled(promise, signal as CallSignal) : unlinkWhenDone(promise, signal as CallSignal)
   }
 
   private prepare (method: string, path: string, options: CallOptions): Call {

@@ -30,6 +30,7 @@ async function setup (t: tap.Test, service: Record<string, unknown>) {
     if (req.url === '/204') res.writeHead(204).end()
     else if (req.url === '/304') res.writeHead(304).end()
     else if (req.url === '/empty') res.writeHead(200, { 'content-length': '0' }).end()
+    else if (req.url === '/json') res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')
     else res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '5' }).end(req.method === 'HEAD' ? undefined : 'hello')
   })
   const services = createHttpServices({ services: { api: { baseUrl: server.url, retry: false, ...service } } })
@@ -44,7 +45,8 @@ const closed = async (): Promise<void> => await new Promise((resolve) => setTime
 const bodiless: Array<[method: 'head' | 'get', path: string]> = [['head', '/'], ['get', '/204'], ['get', '/304'], ['get', '/empty']]
 
 for (const [name, service, options] of [
-  ['an attempt timeout', { timeout: { attempt: 5000 } }, undefined],
+  // The service's own attempt limit goes through a queue with one timer (the signal test below covers it).
+  ['a call\'s own attempt timeout', {}, { timeout: { attempt: 5000 } }],
   ['a call\'s own total timeout', {}, { timeout: 5000 }]
 ] as Array<[string, Record<string, unknown>, CallOptions | undefined]>) {
   t.test(`${name} stops its timer with a response that has no body, unread`, async (t) => {
@@ -62,8 +64,15 @@ for (const [name, service, options] of [
   })
 }
 
-t.test('the caller\'s signal keeps no listener after a response that has no body, unread', async (t) => {
-  const api = await setup(t, {})
+// A policy puts a signal of its own in the call's place (the total timeout's, an attempt's): the one linked to the
+// caller's is still the one let go of.
+for (const [name, service] of [
+  ['', {}],
+  [' (under the service\'s attempt timeout)', { timeout: { attempt: 5000 } }],
+  [' (under the service\'s total timeout)', { timeout: { total: 5000 } }]
+] as const) {
+t.test(`the caller's signal keeps no listener after a response that has no body, unread${name}`, async (t) => {
+  const api = await setup(t, service)
   for (const [method, path] of bodiless) {
     const controller = new AbortController()
     const res = await api[method](path, { signal: controller.signal })
@@ -75,4 +84,8 @@ t.test('the caller\'s signal keeps no listener after a response that has no body
   await res.text()
   await closed()
   t.equal(getEventListeners(controller.signal, 'abort').length, 0)
+  // One signal for many calls (an inbound request's): a *Json call lets go of it as it settles.
+  for (let i = 0; i < 3; i++) t.same(await api.getJson('/json', { signal: controller.signal }), { ok: true })
+  t.equal(getEventListeners(controller.signal, 'abort').length, 0, 'no listener per *Json call')
 })
+}
