@@ -72,3 +72,28 @@ t.test('a call that waited for a bulkhead slot goes on in its own context, not i
   t.same(inAttemptStart, names, "each call's attempt started in its own context, the two that waited too")
   t.same(inAdmitted, ['second', 'third'], "bulkhead:admitted was published in the admitted call's context")
 })
+
+t.test('a bearer function runs in its call\'s own context on every attempt, the retried one too', async (t) => {
+  const als = new AsyncLocalStorage<string>()
+  let hits = 0
+  // Every odd request answers 503: each call's first attempt fails and is retried once, on the one connection.
+  const server = await startServer((_req, res) => { sendJson(res, ++hits % 2 === 1 ? 503 : 200, {}) })
+  const services = createHttpServices({
+    services: {
+      sync: { baseUrl: server.url, connections: 1, breaker: false, retry: { attempts: 1, baseDelay: 1 }, auth: { bearer: () => `tok-${als.getStore() ?? 'none'}` } },
+      async: { baseUrl: server.url, connections: 1, breaker: false, retry: { attempts: 1, baseDelay: 1 }, auth: { bearer: async () => `tok-${als.getStore() ?? 'none'}` } }
+    }
+  })
+  await services.open()
+  t.teardown(async () => {
+    await services.close()
+    await server.close()
+  })
+  const names = ['first', 'second']
+  for (const service of ['sync', 'async']) {
+    const from = server.requests.length
+    for (const store of names) await als.run(store, async () => { await services.client(service).getJson('/') })
+    t.same(server.requests.slice(from).map((r) => r.headers.authorization),
+      ['Bearer tok-first', 'Bearer tok-first', 'Bearer tok-second', 'Bearer tok-second'], `${service}: each attempt's token came from its call's store`)
+  }
+})
