@@ -1,5 +1,4 @@
 import { performance } from 'node:perf_hooks'
-import { bodyDone } from '../body-done'
 import type { CallSignal } from '../call-signal'
 import { TimeoutError, describe, stamp } from '../errors'
 import type { HttpResponse } from '../response'
@@ -20,7 +19,10 @@ function attemptTimeoutError (service: string, method: string, path: string, lim
   return stamp(new TimeoutError(`${describe(target)}: attempt timeout after ${limit} ms`), target, { phase: 'attempt', timeout: limit })
 }
 
-/** One attempt's signal under the service's attempt limit: the call's signal it follows, given back as it ends. */
+/**
+ * One attempt's signal under the service's attempt limit: the call's signal it follows, given back as it ends (so the
+ * total timeout's `DeadlineSignal`, which this extends, is back in place before that policy looks for its own).
+ */
 class AttemptSignal extends DeadlineSignal {
   constructor (deadline: number, method: string, path: string, readonly parent: CallSignal | undefined) {
     super(deadline, method, path)
@@ -66,9 +68,8 @@ export const attemptTimeout: PolicyFactory = (service, perCall) => {
       const signal = ctx.signal
       if (signal instanceof AttemptSignal) {
         ctx.signal = signal.parent
-        // The limit keeps guarding the body until it is read or closed (undici drops its listener then).
-        if (bodyDone(res)) leave(queue, signal)
-        else signal.settle(queue)
+        // The limit keeps guarding the body until it is read or closed.
+        queue.release(signal, res)
       }
       return res
     },
@@ -76,7 +77,7 @@ export const attemptTimeout: PolicyFactory = (service, perCall) => {
       const signal = ctx.signal
       if (signal instanceof AttemptSignal) {
         ctx.signal = signal.parent
-        leave(queue, signal)
+        queue.leave(signal)
       }
       throw err
     }
@@ -84,9 +85,3 @@ export const attemptTimeout: PolicyFactory = (service, perCall) => {
   return steps
 }
 attemptTimeout.callOptions = ['timeout']
-
-/** Takes an attempt that is over off the queue and detaches its signal from the call's. */
-function leave (queue: DeadlineQueue, signal: DeadlineSignal): void {
-  queue.delete(signal)
-  signal.unlink()
-}

@@ -1,5 +1,7 @@
 import { performance } from 'node:perf_hooks'
+import { bodyDone } from '../body-done'
 import { CallSignal, type AbortListener } from '../call-signal'
+import type { HttpResponse } from '../response'
 
 /** The signal of one call under a service's total timeout: when it expires, and the call it names then. */
 export class DeadlineSignal extends CallSignal {
@@ -24,8 +26,7 @@ export class DeadlineSignal extends CallSignal {
     if (this.listening) {
       this.settledIn = queue
     } else {
-      queue.delete(this)
-      this.unlink()
+      queue.leave(this)
     }
   }
 
@@ -89,6 +90,21 @@ export class DeadlineQueue {
     else next.prev = prev
     signal.queue = signal.prev = signal.next = undefined
     this.count--
+  }
+
+  /**
+   * The call (or attempt) of `signal` was answered with `res`: it leaves now, or once undici drops its listener as the
+   * body closes (`DeadlineSignal.settle`). A body that can hold no data may never close: it leaves now.
+   */
+  release (signal: DeadlineSignal, res: HttpResponse): void {
+    if (bodyDone(res)) this.leave(signal)
+    else signal.settle(this)
+  }
+
+  /** The call (or attempt) of `signal` is over: off the queue, and detached from the signals it follows. */
+  leave (signal: DeadlineSignal): void {
+    this.delete(signal)
+    signal.unlink()
   }
 
   private arm (at: number): void {

@@ -1,5 +1,4 @@
 import { performance } from 'node:perf_hooks'
-import { bodyDone } from '../body-done'
 import { DeadlineQueue, DeadlineSignal } from './deadline-queue'
 import { TimeoutError, describe, markCallerTimeout, stamp } from '../errors'
 import type { HttpResponse } from '../response'
@@ -38,8 +37,9 @@ export const deadline: PolicyFactory = (service, perCall) => {
   })
   service.onClose?.(() => queue.clear())
   /**
-   * The signal this policy set on the call, once the call is back up here (only this policy makes a `DeadlineSignal`,
-   * and a call passes one chain). It may have left the queue already (it expired): it is still unlinked.
+   * The signal this policy set on the call, once the call is back up here (only this policy makes a plain
+   * `DeadlineSignal`: the attempt timeout's own, a subclass, is given back before the call comes up; and a call passes
+   * one chain). It may have left the queue already (it expired): it is still unlinked.
    */
   const ownSignal = (ctx: CallContext): DeadlineSignal | undefined => {
     const signal = ctx.signal
@@ -64,28 +64,18 @@ export const deadline: PolicyFactory = (service, perCall) => {
     },
     response (res: HttpResponse, ctx: CallContext): HttpResponse {
       const signal = ownSignal(ctx)
-      // undici drops its listener only as a body closes, which a body that can hold no data may never do.
-      if (signal !== undefined) {
-        if (bodyDone(res)) leave(queue, signal)
-        else signal.settle(queue)
-      }
+      if (signal !== undefined) queue.release(signal, res)
       return res
     },
     failure (err: unknown, ctx: CallContext): never {
       const signal = ownSignal(ctx)
-      if (signal !== undefined) leave(queue, signal)
+      if (signal !== undefined) queue.leave(signal)
       throw err
     }
   }
   return steps
 }
 deadline.callOptions = ['timeout']
-
-/** Takes a call that is over off the queue and detaches its signal from the caller's. */
-function leave (queue: DeadlineQueue, signal: DeadlineSignal): void {
-  queue.delete(signal)
-  signal.unlink()
-}
 
 /** A deadline of the call's own (per-call `timeout`, or the inbound request's): one timer, cleared when done. */
 async function ownTimer (ctx: CallContext, next: Next, total: number, now: number, own: number, inbound: boolean): Promise<HttpResponse> {
